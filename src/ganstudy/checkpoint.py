@@ -1,0 +1,87 @@
+"""Checkpoints: one file per member, written atomically, read with ``weights_only=True``.
+
+Every tensor of a model or of Adam's state has a leading member dimension, so member k's state
+is the slice ``[k:k+1]`` of each tensor: a member checkpoint is exactly the checkpoint of a solo
+run, and an ensemble is resumed by concatenating its members' checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "ganstudy-ckpt-1"
+_STEP_FILE = re.compile(r"step_(\d{8})\.pt$")
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load(path: str | Path, map_location="cpu") -> dict:
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a ganstudy checkpoint (format {FORMAT})")
+    return ckpt
+
+
+def member_module_state(module: torch.nn.Module, k: int) -> dict[str, torch.Tensor]:
+    return {name: t[k : k + 1].detach().clone().cpu() for name, t in module.state_dict().items()}
+
+
+def stack_module_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {name: torch.cat([s[name] for s in states]) for name in states[0]}
+
+
+def member_optimizer_state(optimizer: torch.optim.Optimizer, k: int) -> dict:
+    """Adam's state of member k: per-parameter moments sliced, the shared step kept."""
+    full = optimizer.state_dict()
+    state = {}
+    for idx, entry in full["state"].items():
+        state[idx] = {
+            key: (value.clone().cpu() if key == "step" else value[k : k + 1].clone().cpu())
+            for key, value in entry.items()
+        }
+    return {"state": state, "param_groups": full["param_groups"]}
+
+
+def stack_optimizer_states(states: list[dict]) -> dict:
+    first = states[0]
+    stacked = {}
+    for idx, entry in first["state"].items():
+        steps = {float(s["state"][idx]["step"]) for s in states}
+        if len(steps) != 1:
+            raise ValueError(f"members were checkpointed at different optimizer steps: {steps}")
+        stacked[idx] = {
+            key: (value if key == "step" else torch.cat([s["state"][idx][key] for s in states]))
+            for key, value in entry.items()
+        }
+    return {"state": stacked, "param_groups": first["param_groups"]}
+
+
+def checkpoint_path(run_dir: Path, step: int) -> Path:
+    return run_dir / "checkpoints" / f"step_{step:08d}.pt"
+
+
+def available_steps(run_dir: Path) -> list[int]:
+    folder = run_dir / "checkpoints"
+    if not folder.is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in folder.iterdir() if (m := _STEP_FILE.search(p.name)))
+
+
+def prune(run_dir: Path, keep: int = 2) -> None:
+    """Keep the newest ``keep`` periodic checkpoints: two, so that a kill during a write of
+    one member's file still leaves a step that every member has."""
+    for step in available_steps(run_dir)[:-keep]:
+        checkpoint_path(run_dir, step).unlink(missing_ok=True)

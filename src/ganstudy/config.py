@@ -1,0 +1,281 @@
+"""Run configuration: frozen dataclasses built from YAML, validated before any work starts.
+
+One run is one dataset x architecture x loss x batch-norm setting x seed. Every key has a
+default; an unknown key, a value of the wrong type or a value outside its allowed set raises
+:class:`ConfigError` naming the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, of the wrong type or not allowed."""
+
+
+@dataclass(frozen=True)
+class BatchNormConfig:
+    """Batch norm is a factor of the study: every BN layer of G and of D is switched on or off."""
+
+    g: bool = True
+    d: bool = True
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "ring8"
+    data_root: str = "data"
+    # A directory laid out like the download sources; files found there with the right
+    # checksum are copied instead of downloaded (air-gapped machines).
+    mirror: str | None = None
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    name: str = "mlp2d"
+    width: int = 64
+    z_dim: int = 64
+    z_dist: str = "normal"
+    bn: BatchNormConfig = field(default_factory=BatchNormConfig)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    name: str = "gan"
+    # LSGAN codings (a: target of D on fakes, b: on reals, c: what G wants D to say).
+    # None means the preset of the named loss.
+    a: float | None = None
+    b: float | None = None
+    c: float | None = None
+    gp_lambda: float = 10.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int | None = None
+    epochs: float | None = None
+    batch_size: int = 64
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    d_steps: int = 1
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    sample_every: int = 1000
+    fid_every: int = 0
+    fid_samples: int = 1000
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    enabled: bool = True
+    # None: $MLFLOW_TRACKING_URI, else an SQLite store ./mlflow.db in the working directory.
+    uri: str | None = None
+    experiment: str = "ganstudy"
+    run_name: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    seed: int = 0
+    dataset: DataConfig = field(default_factory=DataConfig)
+    arch: ArchConfig = field(default_factory=ArchConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def with_seed(self, seed: int) -> RunConfig:
+        return dataclasses.replace(self, seed=seed)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+Z_DISTRIBUTIONS = ("normal", "uniform")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted where floats are."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        allowed = " or ".join(_type_name(a) for a in args)
+        raise ConfigError(f"key '{key}': {value!r} is not a {allowed}")
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"key '{key}': expected a mapping, got {value!r}")
+        return {str(k): str(v) for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"key '{key}': {value!r} is not a boolean (true/false)")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"key '{key}': {value!r} is not an integer")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"key '{key}': {value!r} is not a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"key '{key}': {value!r} is not a string")
+        return value
+    raise TypeError(f"unsupported annotation {tp!r} for {key}")
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    where = prefix or "the top level"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"key '{where}': expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"unknown key '{_join(prefix, unknown[0])}' in {where}; allowed keys: {', '.join(names)}"
+        )
+    kwargs = {name: _convert(data[name], hints[name], _join(prefix, name)) for name in data}
+    return cls(**kwargs)
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _require(condition: bool, key: str, value: Any, allowed: str) -> None:
+    if not condition:
+        raise ConfigError(f"key '{key}': {value!r} is not allowed; allowed: {allowed}")
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """Check values and combinations against the registries; fill the LSGAN coding."""
+    from ganstudy.data import DATASETS
+    from ganstudy.losses import LOSSES, resolve_coding
+    from ganstudy.nets import ARCHS
+
+    _require(cfg.dataset.name in DATASETS, "dataset.name", cfg.dataset.name, ", ".join(DATASETS))
+    _require(cfg.arch.name in ARCHS, "arch.name", cfg.arch.name, ", ".join(ARCHS))
+    _require(cfg.loss.name in LOSSES, "loss.name", cfg.loss.name, ", ".join(LOSSES))
+    _require(
+        cfg.arch.z_dist in Z_DISTRIBUTIONS,
+        "arch.z_dist",
+        cfg.arch.z_dist,
+        ", ".join(Z_DISTRIBUTIONS),
+    )
+    _require(cfg.train.device in DEVICES, "train.device", cfg.train.device, ", ".join(DEVICES))
+    for key in ("width", "z_dim"):
+        value = getattr(cfg.arch, key)
+        _require(value > 0, f"arch.{key}", value, "a positive integer")
+    for key in ("batch_size", "d_steps", "log_every", "checkpoint_every", "sample_every"):
+        value = getattr(cfg.train, key)
+        _require(value > 0, f"train.{key}", value, "a positive integer")
+    for key in ("lr_g", "lr_d"):
+        value = getattr(cfg.train, key)
+        _require(value > 0, f"train.{key}", value, "a positive number")
+    for key in ("beta1", "beta2"):
+        value = getattr(cfg.train, key)
+        _require(0 <= value < 1, f"train.{key}", value, "a number in [0, 1)")
+    _require(
+        cfg.train.fid_every >= 0,
+        "train.fid_every",
+        cfg.train.fid_every,
+        "0 (off) or a positive integer",
+    )
+    _require(
+        cfg.train.fid_samples > 0, "train.fid_samples", cfg.train.fid_samples, "a positive integer"
+    )
+    _require(cfg.loss.gp_lambda >= 0, "loss.gp_lambda", cfg.loss.gp_lambda, "a number >= 0")
+
+    spec = DATASETS[cfg.dataset.name]
+    if (cfg.train.steps is None) == (cfg.train.epochs is None):
+        raise ConfigError(
+            "keys 'train.steps' and 'train.epochs': set exactly one of them "
+            f"(got steps={cfg.train.steps!r}, epochs={cfg.train.epochs!r})"
+        )
+    if cfg.train.steps is not None:
+        _require(cfg.train.steps > 0, "train.steps", cfg.train.steps, "a positive integer")
+    if cfg.train.epochs is not None:
+        _require(cfg.train.epochs > 0, "train.epochs", cfg.train.epochs, "a positive number")
+        _require(
+            spec.kind == "image",
+            "train.epochs",
+            cfg.train.epochs,
+            f"only for image datasets; {spec.name} is sampled without end: set train.steps",
+        )
+    arch = ARCHS[cfg.arch.name]
+    _require(
+        arch.supports(spec),
+        "arch.name",
+        cfg.arch.name,
+        f"an architecture for {spec.name} ({spec.describe_shape()}): "
+        + ", ".join(name for name, a in ARCHS.items() if a.supports(spec)),
+    )
+    a, b, c = resolve_coding(cfg.loss)
+    return dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, a=a, b=b, c=c))
+
+
+def from_dict(data: dict[str, Any]) -> RunConfig:
+    """Build and validate a run config from a plain mapping (e.g. parsed YAML)."""
+    return validate(_build(RunConfig, data, ""))
+
+
+def load(path: str | Path) -> RunConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+    return from_dict(data or {})
+
+
+def override(data: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` assignments (values parsed as YAML) to a nested mapping."""
+    data = yaml.safe_load(yaml.safe_dump(data)) or {}
+    for item in assignments:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key.sub=value")
+        key, raw = item.split("=", 1)
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: '{part}' is not a mapping")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return data

@@ -1,0 +1,175 @@
+"""Layers whose parameters carry a leading member dimension K.
+
+An ensemble of K members is K independent networks evaluated as one: linear layers are batched
+matrix products, convolutions are grouped convolutions with one group per member, and batch norm
+normalises every (member, channel) pair with its own statistics, so members never interact.
+A solo run is simply K = 1.
+
+Two activation layouts are used, each the natural one for its operation:
+
+* features ``(K, B, F)`` for linear layers (``torch.baddbmm``);
+* images ``(B, K * C, H, W)`` for convolutions (``groups=K``) and 2D batch norm.
+
+:class:`ToImages` and :class:`ToFeatures` convert between them; at K = 1 both are free views.
+Every parameter and buffer has shape ``(K, ...)``, so member ``k`` of any state is ``t[k]``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class MemberModule(nn.Module):
+    """Base class: ``members`` is K, and every parameter/buffer has a leading K dimension."""
+
+    def __init__(self, members: int):
+        super().__init__()
+        self.members = members
+
+    def init_member(self, k: int, generator: torch.Generator) -> None:
+        """DCGAN initialisation of member ``k``: weights N(0, 0.02), biases 0."""
+        with torch.no_grad():
+            for name, param in self.named_parameters(recurse=False):
+                if name == "weight":
+                    param[k].normal_(0.0, 0.02, generator=generator)
+                else:
+                    param[k].zero_()
+
+
+class Linear(MemberModule):
+    """y[k] = x[k] @ W[k] + b[k]; x: (K, B, fan_in) -> (K, B, fan_out)."""
+
+    def __init__(self, members: int, fan_in: int, fan_out: int):
+        super().__init__(members)
+        self.weight = nn.Parameter(torch.empty(members, fan_in, fan_out))
+        self.bias = nn.Parameter(torch.zeros(members, fan_out))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
+
+
+class Conv2d(MemberModule):
+    """Grouped convolution, one group per member; x: (B, K * C_in, H, W)."""
+
+    def __init__(self, members: int, c_in: int, c_out: int, kernel: int, stride: int, padding: int):
+        super().__init__(members)
+        self.weight = nn.Parameter(torch.empty(members, c_out, c_in, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(members, c_out))
+        self.stride, self.padding = stride, padding
+
+    def forward(self, x: Tensor) -> Tensor:
+        weight = self.weight.flatten(0, 1)
+        return F.conv2d(
+            x, weight, self.bias.flatten(), self.stride, self.padding, groups=self.members
+        )
+
+
+class ConvTranspose2d(MemberModule):
+    """Grouped transposed convolution, one group per member; x: (B, K * C_in, H, W)."""
+
+    def __init__(self, members: int, c_in: int, c_out: int, kernel: int, stride: int, padding: int):
+        super().__init__(members)
+        self.weight = nn.Parameter(torch.empty(members, c_in, c_out, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(members, c_out))
+        self.stride, self.padding = stride, padding
+
+    def forward(self, x: Tensor) -> Tensor:
+        weight = self.weight.flatten(0, 1)
+        return F.conv_transpose2d(
+            x, weight, self.bias.flatten(), self.stride, self.padding, groups=self.members
+        )
+
+
+class BatchNorm(MemberModule):
+    """Batch norm with statistics per (member, channel).
+
+    Accepts features (K, B, C) or images (B, K * C, H, W). Running statistics are updated with
+    momentum 0.1 in training mode unless ``update_stats`` is False (used when sampling, so that
+    drawing images never changes the model).
+    """
+
+    def __init__(self, members: int, channels: int, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__(members)
+        self.weight = nn.Parameter(torch.ones(members, channels))
+        self.bias = nn.Parameter(torch.zeros(members, channels))
+        self.register_buffer("running_mean", torch.zeros(members, channels))
+        self.register_buffer("running_var", torch.ones(members, channels))
+        self.eps, self.momentum = eps, momentum
+        self.update_stats = True
+
+    def init_member(self, k: int, generator: torch.Generator) -> None:
+        """DCGAN initialisation: scale N(1, 0.02), shift 0."""
+        with torch.no_grad():
+            self.weight[k].normal_(1.0, 0.02, generator=generator)
+            self.bias[k].zero_()
+
+    def _normalise(self, x: Tensor) -> Tensor:
+        use_batch = self.training
+        track = self.training and self.update_stats
+        return F.batch_norm(
+            x,
+            self.running_mean.view(-1) if (track or not use_batch) else None,
+            self.running_var.view(-1) if (track or not use_batch) else None,
+            self.weight.flatten(),
+            self.bias.flatten(),
+            use_batch,
+            self.momentum,
+            self.eps,
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 3:
+            members, batch, channels = x.shape
+            flat = x.transpose(0, 1).reshape(batch, members * channels)
+            return self._normalise(flat).view(batch, members, channels).transpose(0, 1)
+        return self._normalise(x)
+
+
+class ToImages(nn.Module):
+    """(K, B, C * H * W) features -> (B, K * C, H, W) images."""
+
+    def __init__(self, channels: int, size: int):
+        super().__init__()
+        self.channels, self.size = channels, size
+
+    def forward(self, x: Tensor) -> Tensor:
+        members, batch, _ = x.shape
+        x = x.view(members, batch, self.channels, self.size, self.size).transpose(0, 1)
+        return x.reshape(batch, members * self.channels, self.size, self.size)
+
+
+class ToFeatures(nn.Module):
+    """(B, K * C, H, W) images -> (K, B, C * H * W) features."""
+
+    def __init__(self, members: int):
+        super().__init__()
+        self.members = members
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch = x.shape[0]
+        return x.reshape(batch, self.members, -1).transpose(0, 1)
+
+
+def images_to_member_layout(x: Tensor) -> Tensor:
+    """(K, B, C, H, W) -> (B, K * C, H, W), the layout of grouped convolutions."""
+    members, batch, channels, height, width = x.shape
+    return x.transpose(0, 1).reshape(batch, members * channels, height, width)
+
+
+def member_layout_to_images(x: Tensor, members: int) -> Tensor:
+    """(B, K * C, H, W) -> (K, B, C, H, W)."""
+    batch, kc, height, width = x.shape
+    return x.view(batch, members, kc // members, height, width).transpose(0, 1)
+
+
+def init_members(module: nn.Module, k: int, generator: torch.Generator) -> None:
+    """Initialise member ``k`` of every member layer, in module order, from one generator.
+
+    The order of draws depends only on the architecture, never on K, so member ``k`` of an
+    ensemble and a solo network initialised from the same generator state are identical.
+    """
+    for layer in module.modules():
+        if isinstance(layer, MemberModule):
+            layer.init_member(k, generator)

@@ -1,0 +1,166 @@
+"""MLflow tracking: one MLflow run per training run, mirroring the files of its run directory.
+
+The store is ``tracking.uri`` from the config, else ``$MLFLOW_TRACKING_URI``, else an SQLite
+file ``mlflow.db`` in the working directory (MLflow's own default). A fresh SQLite store is
+created under an exclusive file lock, so that many training processes started at once do not
+race in MLflow's schema migration; writes that meet a locked database are retried.
+
+Metrics are buffered and sent with ``log_batch`` at most every ``flush_seconds``, so tracking
+costs a bounded share of training time whatever the step rate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+
+
+def resolve_uri(configured: str | None = None) -> str:
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///") :])
+
+
+@contextlib.contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Exclusive lock next to an SQLite store (a no-op for servers and databases)."""
+    path = _sqlite_path(uri)
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _retry(call, *args, attempts: int = 30, **kwargs):
+    """Call an MLflow client method, retrying while another process holds the SQLite lock."""
+    for attempt in range(attempts):
+        try:
+            return call(*args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - MLflow wraps SQLAlchemy errors in its own
+            if "locked" not in str(err).lower() or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def init_store(uri: str, experiment: str) -> str:
+    """Create the store (if new) and the experiment (if missing); return the experiment id."""
+    from mlflow import MlflowClient
+
+    with store_lock(uri):
+        client = MlflowClient(tracking_uri=uri)
+        found = client.get_experiment_by_name(experiment)
+        if found is not None:
+            return found.experiment_id
+        return client.create_experiment(experiment)
+
+
+def client(uri: str):
+    from mlflow import MlflowClient
+
+    with store_lock(uri):
+        return MlflowClient(tracking_uri=uri)
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+class RunTracker:
+    """The MLflow run of one training run (one ensemble member)."""
+
+    def __init__(self, uri: str, experiment_id: str, flush_seconds: float = 30.0):
+        self.uri, self.experiment_id = uri, experiment_id
+        self.client = client(uri)
+        self.flush_seconds = flush_seconds
+        self.run_id: str | None = None
+        self._buffer: list = []
+        self._last_flush = time.monotonic()
+
+    def start(
+        self, run_id: str | None, run_name: str, params: dict[str, Any], tags: dict[str, str]
+    ) -> str:
+        """Open a new run, or reopen ``run_id`` when a run is resumed."""
+        from mlflow.entities import Param
+
+        if run_id is not None:
+            _retry(self.client.update_run, run_id, status="RUNNING")
+            self.run_id = run_id
+            self.set_tags(tags)
+            return run_id
+        run = _retry(self.client.create_run, self.experiment_id, run_name=run_name, tags=tags)
+        self.run_id = run.info.run_id
+        items = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
+        for start in range(0, len(items), 100):
+            _retry(self.client.log_batch, self.run_id, params=items[start : start + 100])
+        return self.run_id
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        _retry(
+            self.client.log_batch, self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()]
+        )
+
+    def log_metrics(self, step: int, metrics: dict[str, float], force_flush: bool = False) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self._buffer.extend(
+            Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None
+        )
+        if force_flush or time.monotonic() - self._last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        while self._buffer:
+            chunk, self._buffer = self._buffer[:1000], self._buffer[1000:]
+            _retry(self.client.log_batch, self.run_id, metrics=chunk)
+        self._last_flush = time.monotonic()
+
+    def log_artifacts(self, paths: list[Path]) -> None:
+        for path in paths:
+            if path.is_dir():
+                _retry(self.client.log_artifacts, self.run_id, str(path), path.name)
+            elif path.is_file():
+                _retry(self.client.log_artifact, self.run_id, str(path))
+
+    def finish(self, status: str) -> None:
+        """Flush and close the run. ``status``: FINISHED, FAILED or KILLED."""
+        self.flush()
+        _retry(self.client.set_terminated, self.run_id, status=status)
+
+
+def log_metrics_to_run(uri: str, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+    """Add metrics (e.g. from evaluation) to an existing run."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    items = [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None]
+    c = client(uri)
+    for start in range(0, len(items), 1000):
+        _retry(c.log_batch, run_id, metrics=items[start : start + 1000])
