@@ -101,6 +101,11 @@ def _diverged(rec: RunRecord) -> bool | None:
     return None if status is None else status == "diverged"
 
 
+def _diverged_step(rec: RunRecord) -> Any:
+    step = _get(rec.evaluation, "stability", "diverged_step")
+    return step if step is not None else _get(rec.metrics, "diverged_step")
+
+
 def _state_and_note(rec: RunRecord) -> tuple[str, str]:
     if rec.metrics is None:
         if rec.config is None:
@@ -109,9 +114,10 @@ def _state_and_note(rec: RunRecord) -> tuple[str, str]:
     status = rec.metrics.get("status")
     if rec.evaluation is not None:
         state = rec.evaluation.get("status") or status
-        return state, "" if state in ("completed", "diverged") else f"evaluation status {state!r}"
+        notes = {"completed": "", "diverged": f"diverged at step {_diverged_step(rec)}"}
+        return state, notes.get(state, f"evaluation status {state!r}")
     if status == "diverged":
-        return "diverged", "diverged in training; not evaluated"
+        return "diverged", f"diverged at step {_diverged_step(rec)}; not evaluated"
     if status == "completed":
         return "not evaluated", "training completed; no eval.json"
     done, planned = rec.metrics.get("steps"), rec.metrics.get("steps_planned")
@@ -230,7 +236,7 @@ COLUMNS: tuple[Column, ...] = (
     Column(
         "diverged_step",
         "int",
-        _first(_eval("stability", "diverged_step"), _metrics("diverged_step")),
+        _diverged_step,
         "step of divergence",
     ),
     Column("collapsed", "bool", _eval("stability", "collapsed"), "mode collapse detected"),

@@ -1,0 +1,106 @@
+"""The study as the report sees it: the summary as a plain data frame plus the run files.
+
+Reads only files: the summary (through :mod:`ganstudy.aggregate`), per-run CSVs and
+``references.yaml``; never MLflow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from ganstudy import aggregate
+from ganstudy.config import ConfigError
+
+BASELINE = "gan"
+CANDIDATE_PREFIX = "lsgan"
+
+
+def plain(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary with numpy-friendly types (floats with NaN, objects with None) and the labels
+    the report groups by: ``bn`` (bn-g1-d0) and ``variant`` (architecture and batch norm)."""
+    out = pd.DataFrame(index=summary.index)
+    for col in aggregate.COLUMNS:
+        s = summary[col.name]
+        if col.kind in ("int", "float"):
+            out[col.name] = s.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+        else:
+            out[col.name] = s.astype(object).where(s.notna(), None)
+    out["bn"] = [f"bn-g{int(g)}-d{int(d)}" for g, d in zip(out["bn_g"], out["bn_d"])]
+    out["variant"] = out["arch"] + " " + out["bn"]
+    return out
+
+
+@dataclass
+class Study:
+    results: Path
+    runs: pd.DataFrame
+    references: dict[str, Any]
+    config_path: Path | None = None
+    config_text: str | None = None
+
+    def run_path(self, row: Any, name: str) -> Path:
+        return self.results / row.run_dir / name
+
+
+def load_references() -> dict[str, Any]:
+    text = resources.files("ganstudy").joinpath("references.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def read_run_csvs(study: Study, runs: pd.DataFrame, name: str, columns: list[str]) -> pd.DataFrame:
+    """Concatenate the CSV ``name`` of each run that has one, with the run's labels attached."""
+    frames = []
+    for row in runs.itertuples():
+        path = study.run_path(row, name)
+        if not path.exists():
+            continue
+        try:
+            df = pd.read_csv(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{path} is not a readable CSV file: {err}") from err
+        missing = [c for c in columns if c not in df.columns]
+        if missing:
+            raise ConfigError(
+                f"{path} lacks column(s) {', '.join(missing)}; expected: {', '.join(columns)}"
+            )
+        df = df[columns].apply(pd.to_numeric, errors="coerce")
+        frames.append(
+            df.assign(
+                loss_label=row.loss_label,
+                variant=row.variant,
+                seed=row.seed,
+                run_dir=row.run_dir,
+                mlflow_run_id=row.mlflow_run_id,
+            )
+        )
+    if not frames:
+        return pd.DataFrame(columns=[*columns, "loss_label", "variant", "seed", "run_dir"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def representative(runs: pd.DataFrame, metric: str | None, has_file: Callable) -> Any | None:
+    """The run shown for a variant: among runs with the file, the one whose ``metric`` is the
+    median (the lower middle one for an even count; equal values by lowest seed); the lowest
+    seed when no run has the metric. None when no run has the file."""
+    candidates = runs[[has_file(r) for r in runs.itertuples()]]
+    if candidates.empty:
+        return None
+    if metric is not None and candidates[metric].notna().any():
+        ranked = candidates[candidates[metric].notna()].sort_values([metric, "seed"])
+        return next(ranked.iloc[[(len(ranked) - 1) // 2]].itertuples())
+    return next(candidates.sort_values("seed").itertuples())
+
+
+REPRESENTATIVE_RULE = (
+    "One seed is shown per variant: the seed whose FID (without FID: modes covered) is the median "
+    "of the variant's seeds, the lower middle one for an even count, the lowest seed among equal "
+    "values; the lowest seed when no run of the variant has the metric."
+)
