@@ -13,6 +13,8 @@ import sys
 COMMAND_MODULES = (
     "ganstudy.train",
     "ganstudy.sample",
+    "ganstudy.aggregate",
+    "ganstudy.report",
 )
 
 
