@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "ganstudy.sample",
     "ganstudy.aggregate",
     "ganstudy.report",
+    "ganstudy.evaluate",
 )
 
 

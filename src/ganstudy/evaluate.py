@@ -1,0 +1,395 @@
+"""``ganstudy evaluate``: every metric of one finished run, with its settings, into eval.json.
+
+The final generator draws a fixed-seed sample set; FID uses its first ``n_generated`` images and
+the mode metrics its first ``n_samples``. A diverged run is evaluated like any other from its
+last finite checkpoint; whatever cannot be measured (no checkpoint, non-finite samples) is null
+with a note. eval.json is written last, to a temporary name renamed into place, so a failure
+leaves an earlier eval.json intact. The numbers are also logged to the run's MLflow run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ganstudy import fid, modes, stability
+from ganstudy.config import ConfigError
+
+FORMAT = "ganstudy-eval-1"
+SAMPLE_SEED = 0
+GRID = 64
+FINISHED = ("completed", "diverged")
+
+
+# ---------------------------------------------------------------------------------------------
+# Mode metrics per dataset (registry)
+
+
+@dataclass(frozen=True)
+class ModeMetric:
+    """How a dataset's mode coverage is measured: ``measure(samples, context) -> ModeCoverage``."""
+
+    measure: Callable
+    default_samples: int
+    classifier: bool
+
+
+def _classify_channels(samples: Tensor, context: dict) -> np.ndarray:
+    from ganstudy.classifiers import predict
+
+    model = context["classifier"]
+    return np.stack(
+        [predict(model, samples[:, c : c + 1]).numpy() for c in range(samples.shape[1])], axis=1
+    )
+
+
+def _stacked(samples: Tensor, context: dict) -> modes.ModeCoverage:
+    return modes.stacked_mnist_modes(_classify_channels(samples, context))
+
+
+def _classes(samples: Tensor, context: dict) -> modes.ModeCoverage:
+    labels = _classify_channels(samples, context)[:, 0]
+    return modes.class_modes(labels, context["spec"].n_classes)
+
+
+def _mixture(samples: Tensor, context: dict) -> modes.ModeCoverage:
+    from ganstudy.data import MIXTURE_SIGMA, mixture_means
+
+    name = context["spec"].name
+    return modes.mixture_modes(samples.numpy(), mixture_means(name).numpy(), MIXTURE_SIGMA[name])
+
+
+MODE_METRICS: dict[str, ModeMetric] = {
+    "stacked_mnist": ModeMetric(_stacked, modes.STACKED_MNIST_SAMPLES, classifier=True),
+    "mnist": ModeMetric(_classes, modes.CLASS_SAMPLES, classifier=True),
+    "fashion_mnist": ModeMetric(_classes, modes.CLASS_SAMPLES, classifier=True),
+    "ring8": ModeMetric(_mixture, modes.MIXTURE_SAMPLES, classifier=False),
+    "grid25": ModeMetric(_mixture, modes.MIXTURE_SAMPLES, classifier=False),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Plan: everything checked before any work starts
+
+
+@dataclass
+class Plan:
+    run_dir: Path
+    data_root: Path
+    device: torch.device
+    cfg: object
+    metrics: dict
+    protocol: fid.FIDProtocol | None = None
+    weights: fid.InceptionWeights | None = None
+    mode_metric: ModeMetric | None = None
+    mode_samples: int = 0
+    context: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _device(name: str) -> torch.device:
+    if name not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"--device {name!r} is not allowed; allowed: auto, cpu, cuda")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available here; allowed: auto, cpu")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{path} cannot be read as JSON: {err}") from err
+
+
+def plan(
+    run_dir: str | Path,
+    data_root: str | Path | None = None,
+    device: str = "auto",
+    fid_weights: str | Path | None = None,
+    fid_samples: int | None = None,
+    fid_dims: int | None = None,
+    fid_preset: str = "full",
+    allow_singular_fid: bool = False,
+    mode_samples: int | None = None,
+) -> Plan:
+    """Check the run and every option, resolve the FID weights and load the classifier."""
+    from ganstudy import config as config_mod
+    from ganstudy.data import DATASETS
+
+    run_dir = Path(run_dir)
+    for name in ("config.yaml", "metrics.json"):
+        if not (run_dir / name).is_file():
+            raise ConfigError(f"--run {run_dir}: {name} is missing; is this a run directory?")
+    metrics = _read_json(run_dir / "metrics.json")
+    if metrics.get("status") not in FINISHED:
+        raise ConfigError(
+            f"--run {run_dir}: status {metrics.get('status')!r} in metrics.json; allowed: "
+            f"{', '.join(FINISHED)} (resume an unfinished run with `ganstudy train` first)"
+        )
+    if mode_samples is not None and mode_samples < 1:
+        raise ConfigError(f"--mode-samples {mode_samples}: allowed: a positive integer")
+    cfg = config_mod.load(run_dir / "config.yaml")
+    spec = DATASETS[cfg.dataset.name]
+    p = Plan(
+        run_dir=run_dir,
+        data_root=Path(data_root if data_root is not None else cfg.dataset.data_root),
+        device=_device(device),
+        cfg=cfg,
+        metrics=metrics,
+    )
+    p.context["spec"] = spec
+    if spec.name in fid.PROTOCOLS:
+        p.protocol = fid.protocol_for(
+            spec.name, fid_preset, fid_samples, fid_dims, allow_singular=allow_singular_fid
+        )
+        p.weights = fid.resolve_weights(fid_weights)
+    elif fid_samples is not None or fid_dims is not None:
+        # A study passes the same options to every run; a dataset without FID just says so.
+        p.notes.append(f"--fid-samples/--fid-dims ignored: {spec.name} has no FID")
+    p.mode_metric = MODE_METRICS.get(spec.name)
+    if p.mode_metric is not None:
+        p.mode_samples = mode_samples or p.mode_metric.default_samples
+        if p.mode_metric.classifier:
+            from ganstudy.classifiers import classifier_name, load_classifier
+
+            try:
+                model, info = load_classifier(p.data_root, spec.name, p.device)
+            except FileNotFoundError as err:
+                raise ConfigError(str(err)) from err
+            p.context["classifier"] = model
+            p.context["classifier_info"] = {
+                "dataset": classifier_name(spec.name),
+                "test_accuracy": info.get("test_accuracy"),
+            }
+    return p
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring
+
+
+def _samples(p: Plan) -> tuple[Tensor | None, str | None, str | None]:
+    """(samples, checkpoint file name, note): the fixed-seed sample set of the final generator."""
+    from ganstudy.sample import checkpoint_file, generate, load_generator
+
+    n = max(p.protocol.n_generated if p.protocol else 0, p.mode_samples, GRID)
+    try:
+        source = checkpoint_file(p.run_dir)
+    except FileNotFoundError as err:
+        if p.metrics.get("status") == "diverged":
+            return None, None, f"nothing measured: {err}"
+        raise ConfigError(f"--run {p.run_dir}: {err}") from err
+    generator, cfg = load_generator(source, p.device)
+    samples = generate(generator, cfg, n, seed=SAMPLE_SEED, device=p.device)
+    if not torch.isfinite(samples).all():
+        return None, source.name, "nothing measured: the generator's samples are not finite"
+    return samples, source.name, None
+
+
+def _fid_block(p: Plan, samples: Tensor | None, note: str | None) -> dict | None:
+    if p.protocol is None:
+        return None
+    if samples is None:
+        n_ref = p.protocol.n_reference
+        return {
+            "value": None,
+            "flag": note,
+            "settings": fid.settings(p.protocol, p.weights, n_ref),
+        }
+    reference, ref_settings = fid.reference_statistics(
+        p.context["spec"].name,
+        p.data_root,
+        p.protocol,
+        p.weights,
+        p.device,
+        p.cfg.dataset.mirror,
+    )
+    result = fid.generated_fid(
+        samples[: p.protocol.n_generated], reference, ref_settings, p.protocol, p.weights, p.device
+    )
+    return result.to_dict()
+
+
+def _modes_block(p: Plan, samples: Tensor | None) -> dict | None:
+    if p.mode_metric is None or samples is None:
+        return None
+    coverage = p.mode_metric.measure(samples[: p.mode_samples], p.context)
+    return coverage.to_dict() | {"classifier": p.context.get("classifier_info")}
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_sample_files(p: Plan, samples: Tensor) -> list[str]:
+    """samples.png (8x8 grid) for images; samples2d.csv (the points of the mode metrics) for 2D."""
+    from ganstudy.train import save_samples
+
+    spec = p.context["spec"]
+    if spec.kind == "image":
+        save_samples(samples[:GRID], spec, p.run_dir / "samples.png")
+        return ["samples.png"]
+    points = samples[: p.mode_samples].numpy()
+    lines = ["x,y"] + [f"{x!r},{y!r}" for x, y in points.tolist()]
+    _atomic_write(p.run_dir / "samples2d.csv", "\n".join(lines) + "\n")
+    return ["samples2d.csv"]
+
+
+def mlflow_metrics(result: dict) -> dict[str, float]:
+    """The numbers of eval.json as flat MLflow metric names (``eval.<block>.<key>``)."""
+    out: dict[str, float] = {}
+    blocks = {
+        "fid": {"value": (result["fid"] or {}).get("value")},
+        "modes": {
+            k: (result["modes"] or {}).get(k)
+            for k in ("modes_covered", "modes_total", "kl_to_uniform", "high_quality_fraction")
+        },
+        "stability": {
+            "diverged": result["stability"]["diverged"],
+            "collapsed": result["stability"]["collapsed"],
+            "best_fid": result["stability"]["best_fid"],
+            "final_fid": result["stability"]["final_fid"],
+        },
+    }
+    for block, values in blocks.items():
+        for key, value in values.items():
+            if value is not None and np.isfinite(float(value)):
+                out[f"eval.{block}.{key}"] = float(value)
+    return out
+
+
+def _log_to_mlflow(p: Plan, result: dict) -> tuple[str | None, str | None]:
+    run_id, uri = p.metrics.get("mlflow_run_id"), p.metrics.get("mlflow_tracking_uri")
+    if not run_id or not uri:
+        return None, None
+    from ganstudy.tracking import log_metrics_to_run
+
+    try:
+        log_metrics_to_run(uri, run_id, mlflow_metrics(result))
+    except Exception as err:  # noqa: BLE001 - eval.json stays the record; say why MLflow lacks it
+        return None, f"not logged to MLflow run {run_id} at {uri}: {err}"
+    return run_id, None
+
+
+def evaluate(p: Plan, log_mlflow: bool = True) -> dict:
+    """Measure a planned run and write eval.json (and the sample files); returns its content."""
+    from ganstudy import provenance
+
+    samples, checkpoint, note = _samples(p)
+    modes_block = _modes_block(p, samples)
+    result = {
+        "format": FORMAT,
+        "run_dir": str(p.run_dir),
+        "dataset": p.context["spec"].name,
+        "status": p.metrics["status"],
+        "checkpoint": checkpoint,
+        "sample_seed": SAMPLE_SEED,
+        "fid": _fid_block(p, samples, note),
+        "modes": modes_block,
+        "stability": stability.stability(p.run_dir, modes_block),
+        "notes": p.notes + ([note] if note else []),
+        "files": _write_sample_files(p, samples) if samples is not None else [],
+        "versions": provenance.versions(),
+        "device": str(p.device),
+        "mlflow_run_id": None,
+    }
+    if log_mlflow:
+        result["mlflow_run_id"], error = _log_to_mlflow(p, result)
+        if error:
+            result["notes"].append(error)
+    _atomic_write(p.run_dir / "eval.json", json.dumps(result, indent=2) + "\n")
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def _summary(result: dict) -> str:
+    parts = [f"{result['dataset']} ({result['status']})"]
+    if result["fid"]:
+        value = result["fid"]["value"]
+        settings = result["fid"]["settings"]
+        shown = "null" if value is None else f"{value:.3f}"
+        parts.append(
+            f"FID {shown} [{settings['protocol']}: {settings['dims']}-d, "
+            f"{settings['n_generated']} vs {settings['n_reference']} {settings['reference_split']}]"
+        )
+    if result["modes"]:
+        m = result["modes"]
+        kl = "null" if m["kl_to_uniform"] is None else f"{m['kl_to_uniform']:.3f}"
+        parts.append(f"modes {m['modes_covered']}/{m['modes_total']}, KL {kl}")
+    return ", ".join(parts)
+
+
+def _cli(args) -> int:
+    p = plan(
+        args.run,
+        data_root=args.data_root,
+        device=args.device,
+        fid_weights=args.fid_weights,
+        fid_samples=args.fid_samples,
+        fid_dims=args.fid_dims,
+        fid_preset=args.fid_preset,
+        allow_singular_fid=args.allow_singular_fid,
+        mode_samples=args.mode_samples,
+    )
+    result = evaluate(p, log_mlflow=not args.no_mlflow)
+    print(f"{p.run_dir / 'eval.json'}: {_summary(result)}")
+    for note in result["notes"]:
+        print(f"note: {note}", file=sys.stderr)
+    return 0
+
+
+def register_cli(subparsers) -> None:
+    p = subparsers.add_parser(
+        "evaluate",
+        help="FID, mode coverage and stability statistics of a finished run -> eval.json",
+        description="Evaluate a finished (or diverged) run; writes RUN/eval.json and logs the "
+        "metrics to the run's MLflow run.",
+    )
+    p.add_argument("--run", required=True, metavar="DIR", help="run directory")
+    p.add_argument(
+        "--data-root",
+        help="data root with prepared data, classifiers and FID statistics "
+        "(default: the run config's dataset.data_root)",
+    )
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument(
+        "--fid-weights",
+        metavar="PATH",
+        help=f"FID Inception weights ({fid.WEIGHTS_FILE}); default ${fid.WEIGHTS_ENV}, "
+        "else pytorch-fid's copy in $TORCH_HOME/hub/checkpoints (downloaded if missing)",
+    )
+    p.add_argument(
+        "--fid-preset",
+        default="full",
+        choices=list(fid.PRESETS),
+        help="full: the literature protocol (10k vs 10k, 2048-d); quick: 1k vs 1k, 192-d",
+    )
+    p.add_argument("--fid-samples", type=int, metavar="N", help="generated and reference count")
+    p.add_argument("--fid-dims", type=int, choices=list(fid.DIMS), help="Inception feature block")
+    p.add_argument(
+        "--allow-singular-fid",
+        action="store_true",
+        help="compute FID with fewer samples than dims (flagged) instead of refusing",
+    )
+    p.add_argument("--mode-samples", type=int, metavar="N", help="samples for the mode metrics")
+    p.add_argument("--no-mlflow", action="store_true", help="do not log to the run's MLflow run")
+    p.set_defaults(func=_cli)
