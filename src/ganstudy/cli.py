@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "ganstudy.aggregate",
     "ganstudy.report",
     "ganstudy.evaluate",
+    "ganstudy.data_cli",
 )
 
 
