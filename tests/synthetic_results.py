@@ -171,12 +171,14 @@ def _eval(dataset, loss, bn, seed, run_dir: Path, diverged: bool) -> dict:
             "value": fid,
             "flag": "diverged: no FID" if diverged else None,
             "settings": {
+                "protocol": "test10k",
                 "pytorch_fid_version": "0.3.0",
                 "dims": 2048,
                 "n_generated": 10000,
                 "n_reference": 10000,
                 "reference_split": "test",
                 "resize": "bilinear to 299x299",
+                "input": "[0, 1] floats, grey repeated to 3 channels",
                 "weights": "pt_inception-2015-12-05",
             },
         }

@@ -159,6 +159,7 @@ def test_partial_study_renders(tmp_path):
     assert "Runs that did not complete (30)" in page
     assert "SUBSTITUTE for cat64" in page
     assert "NOT the CAT dataset" in page
+    assert "cat_faces64 is a substitute for cat64, a different dataset" in page
     assert "No group has both gan and lsgan runs." not in page  # groups exist, all too small
     assert "too few seeds for a test (n = 0 vs 0" in page
 
@@ -202,6 +203,19 @@ def test_cli(tmp_path, capsys):
     assert out.read_text().endswith("</html>\n")
     assert cli.main(["report", "--results", str(tmp_path / "x"), "--out", str(out)]) == 2
     assert "results directory" in capsys.readouterr().err
+
+
+def test_fids_with_different_settings_are_not_compared(tmp_path):
+    results = make_results(tmp_path)
+    path = results / run_rel("fashion_mnist", "dcgan28", "lsgan", (1, 1), 4) / "eval.json"
+    doc = json.loads(path.read_text())
+    doc["fid"]["settings"]["n_generated"] = 5000
+    path.write_text(json.dumps(doc))
+    page = report.build_report(results, tmp_path / "r.html").read_text()
+    assert "Warning: the FIDs of this dataset were computed with different settings" in page
+    assert "n_generated=5000" in page and "(1 runs)" in page
+    assert "not compared: the FIDs were computed with different settings." in page
+    assert "significantly lower FID" not in page
 
 
 def test_bad_run_csv_is_named(tmp_path):

@@ -101,6 +101,11 @@ def _diverged(rec: RunRecord) -> bool | None:
     return None if status is None else status == "diverged"
 
 
+def _fid_settings_json(rec: RunRecord) -> str | None:
+    settings = _get(rec.evaluation, "fid", "settings")
+    return None if settings is None else json.dumps(settings, sort_keys=True)
+
+
 def _diverged_step(rec: RunRecord) -> Any:
     step = _get(rec.evaluation, "stability", "diverged_step")
     return step if step is not None else _get(rec.metrics, "diverged_step")
@@ -196,6 +201,7 @@ COLUMNS: tuple[Column, ...] = (
     # FID with its settings
     Column("fid", "float", _eval("fid", "value"), "final FID"),
     Column("fid_flag", "str", _eval("fid", "flag"), "why the FID is absent or doubtful"),
+    Column("fid_protocol", "str", _eval("fid", "settings", "protocol"), "named FID protocol"),
     Column(
         "fid_pytorch_fid_version",
         "str",
@@ -209,7 +215,14 @@ COLUMNS: tuple[Column, ...] = (
         "fid_reference_split", "str", _eval("fid", "settings", "reference_split"), "reference split"
     ),
     Column("fid_resize", "str", _eval("fid", "settings", "resize"), "how images were resized"),
+    Column("fid_input", "str", _eval("fid", "settings", "input"), "how images enter Inception"),
     Column("fid_weights", "str", _eval("fid", "settings", "weights"), "Inception weights"),
+    Column(
+        "fid_settings",
+        "str",
+        _fid_settings_json,
+        "every FID setting as sorted JSON: FIDs are comparable only where this is equal",
+    ),
     # mode coverage
     Column("modes_kind", "str", _eval("modes", "kind"), "stacked_mnist, mixture2d or classes"),
     Column("modes_n_samples", "int", _eval("modes", "n_samples"), "samples classified"),

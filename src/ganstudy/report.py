@@ -29,7 +29,7 @@ from ganstudy.report_compare import statistics_section
 from ganstudy.report_html import Html, fmt, join, table, tag
 from ganstudy.report_published import published_section
 from ganstudy.report_results import results_section, stability_section
-from ganstudy.report_study import Study, load_references, plain
+from ganstudy.report_study import Study, dataset_info, load_references, plain
 
 QUESTION = (
     "Does the least-squares GAN (LSGAN) train more stably and give better samples than the "
@@ -114,16 +114,10 @@ def _design(study: Study) -> Html:
 
 
 def _data_sources(study: Study) -> Html:
-    try:
-        from ganstudy.data import DATASETS
-    except ImportError:  # the report still renders from files without the data module
-        DATASETS = {}
     sources = study.references.get("datasets", {})
     rows = []
     for name in sorted(study.runs["dataset"].unique()):
-        spec = DATASETS.get(name)
-        described = spec.description if spec else "not in this version's dataset registry"
-        substitute = getattr(spec, "substitute_for", None)
+        described, substitute = dataset_info(name)
         role = f"SUBSTITUTE for {substitute} (a different dataset)" if substitute else "as named"
         rows.append([name, described, sources.get(name, "no source on file"), role])
     return join(

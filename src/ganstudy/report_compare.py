@@ -24,15 +24,6 @@ MODE_COMPARISONS = {
     "classes": (("modes_covered", "modes covered", True),),
     "mixture2d": (("modes_covered", "modes covered", True), ("success", "success", True)),
 }
-FID_SETTINGS = [
-    "fid_pytorch_fid_version",
-    "fid_dims",
-    "fid_n_generated",
-    "fid_n_reference",
-    "fid_reference_split",
-    "fid_resize",
-    "fid_weights",
-]
 
 
 def comparison_metrics(dataset_runs: pd.DataFrame) -> tuple[tuple[str, str, bool], ...]:
@@ -43,9 +34,9 @@ def comparison_metrics(dataset_runs: pd.DataFrame) -> tuple[tuple[str, str, bool
     return MODE_COMPARISONS.get(kinds[0], ()) if len(kinds) else ()
 
 
-def fid_settings(runs: pd.DataFrame) -> set[tuple]:
-    rows = runs[runs["fid"].notna()][FID_SETTINGS]
-    return {tuple(fmt(v) for v in r) for r in rows.itertuples(index=False)}
+def fid_settings(runs: pd.DataFrame) -> set[str]:
+    """The distinct FID settings (sorted JSON of eval.json's fid.settings) of runs with an FID."""
+    return set(runs.loc[runs["fid"].notna(), "fid_settings"].dropna())
 
 
 def compare_losses(runs: pd.DataFrame, alpha: float = stats.ALPHA) -> pd.DataFrame:

@@ -143,7 +143,12 @@ def scatter2d(
     _theme()
     variants = sorted({v for v, _ in points})
     losses = sorted({loss for _, loss in points})
-    lim = float(np.abs(means).max()) * 1.5 + 0.5
+    # Frame the modes, widened to show stray points, but not so far that the modes shrink to dots.
+    reach = float(np.abs(means).max())
+    spread = max(
+        (float(np.nanpercentile(np.abs(p[["x", "y"]]), 99)) for p in points.values()), default=0.0
+    )
+    lim = max(reach * 1.5 + 0.5, min(spread * 1.1, reach * 4 + 1))
     fig, axes = plt.subplots(
         len(variants),
         len(losses),

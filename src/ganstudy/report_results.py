@@ -7,19 +7,21 @@ divergence and collapse rates per variant and the gradient norm of G over traini
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
 from ganstudy import aggregate, report_figures
-from ganstudy.report_compare import FID_SETTINGS, fid_settings
+from ganstudy.report_compare import fid_settings
 from ganstudy.report_html import Html, figure, fmt, img, join, run_list, summarize, table, tag
 from ganstudy.report_study import (
     BASELINE,
     CANDIDATE_PREFIX,
     REPRESENTATIVE_RULE,
     Study,
+    dataset_info,
     read_run_csvs,
     representative,
 )
@@ -50,18 +52,20 @@ def _metric_table(d: pd.DataFrame) -> Html:
     return table(["arch", "batch norm", "loss", "runs", *(h for _, h, _ in present)], rows)
 
 
+def _describe_settings(settings_json: str, runs: pd.DataFrame) -> str:
+    settings = json.loads(settings_json)
+    n = int((runs["fid_settings"] == settings_json).sum())
+    return ", ".join(f"{k}={v}" for k, v in settings.items()) + f" ({n} runs)"
+
+
 def _fid_settings_note(d: pd.DataFrame) -> Html:
-    settings = fid_settings(d)
-    if len(settings) <= 1:
-        if not settings:
-            return Html("")
-        (one,) = settings
-        text = ", ".join(f"{k.removeprefix('fid_')}={v}" for k, v in zip(FID_SETTINGS, one))
-        return tag("p", f"FID settings (the same for every run here): {text}.", class_="note")
-    listing = join(
-        tag("li", ", ".join(f"{k.removeprefix('fid_')}={v}" for k, v in zip(FID_SETTINGS, s)))
-        for s in sorted(settings)
-    )
+    settings = sorted(fid_settings(d))
+    if not settings:
+        return Html("")
+    if len(settings) == 1:
+        text = _describe_settings(settings[0], d)
+        return tag("p", f"FID settings, the same for every run here: {text}.", class_="note")
+    listing = join(tag("li", _describe_settings(s, d)) for s in settings)
     return join(
         [
             tag(
@@ -77,7 +81,6 @@ def _fid_settings_note(d: pd.DataFrame) -> Html:
 
 
 def _fig_fid_box(study: Study, d: pd.DataFrame) -> Html:
-
     data = d[d["fid"].notna()]
     if data.empty:
         return Html("")
@@ -229,6 +232,17 @@ def results_section(study: Study) -> Html:
     ]
     for dataset, d in study.runs.groupby("dataset", sort=True):
         parts.append(tag("h3", f"{dataset}", id=f"dataset-{dataset}"))
+        described, substitute = dataset_info(dataset)
+        parts.append(tag("p", described))
+        if substitute:
+            parts.append(
+                tag(
+                    "p",
+                    f"{dataset} is a substitute for {substitute}, a different dataset: these are "
+                    f"results on {dataset}, not on {substitute}.",
+                    class_="warning",
+                )
+            )
         parts.append(_fid_settings_note(d))
         parts.append(_metric_table(d))
         parts.extend(part(study, d) for part in DATASET_PARTS)

@@ -50,6 +50,18 @@ class Study:
         return self.results / row.run_dir / name
 
 
+def dataset_info(name: str) -> tuple[str, str | None]:
+    """(description, name of the dataset it substitutes for or None) from the dataset registry."""
+    try:
+        from ganstudy.data import DATASETS
+    except ImportError:  # the report still renders from files without the data module
+        DATASETS = {}
+    spec = DATASETS.get(name)
+    if spec is None:
+        return "not in this version's dataset registry", None
+    return spec.description, getattr(spec, "substitute_for", None)
+
+
 def load_references() -> dict[str, Any]:
     text = resources.files("ganstudy").joinpath("references.yaml").read_text()
     return yaml.safe_load(text)
