@@ -218,9 +218,12 @@ def test_fids_with_different_settings_are_not_compared(tmp_path):
     assert "significantly lower FID" not in page
 
 
-def test_bad_run_csv_is_named(tmp_path):
+def test_bad_run_csv_is_named(tmp_path, monkeypatch):
     results = make_results(tmp_path)
     log = results / run_rel("ring8", "mlp2d", "gan", (0, 0), 0) / "log.csv"
     log.write_text("step,loss_d\n1,2\n")
+    calls = []
+    monkeypatch.setattr(report, "render", lambda study: calls.append(study) or "")
     with pytest.raises(ConfigError, match=r"log.csv lacks column\(s\) grad_norm_g"):
         report.build_report(results, tmp_path / "r.html")
+    assert calls == []  # refused before any figure was drawn

@@ -29,7 +29,7 @@ from ganstudy.report_compare import statistics_section
 from ganstudy.report_html import Html, fmt, join, table, tag
 from ganstudy.report_published import published_section
 from ganstudy.report_results import results_section, stability_section
-from ganstudy.report_study import Study, dataset_info, load_references, plain
+from ganstudy.report_study import Study, check_run_csvs, dataset_info, load_references, plain
 
 QUESTION = (
     "Does the least-squares GAN (LSGAN) train more stably and give better samples than the "
@@ -300,6 +300,7 @@ def build_report(results: str | Path, out: str | Path, config: str | Path | None
         config_path=config_path,
         config_text=config_text,
     )
+    check_run_csvs(study)
     aggregate.write_atomic(out, render(study).encode("utf-8"))
     return out
 

@@ -6,6 +6,7 @@ Reads only files: the summary (through :mod:`ganstudy.aggregate`), per-run CSVs 
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -65,6 +66,33 @@ def dataset_info(name: str) -> tuple[str, str | None]:
 def load_references() -> dict[str, Any]:
     text = resources.files("ganstudy").joinpath("references.yaml").read_text()
     return yaml.safe_load(text)
+
+
+RUN_CSVS = {
+    # file -> columns the report reads from it
+    "log.csv": ["step", "grad_norm_g"],
+    "fid_curve.csv": ["step", "fid"],
+    "samples2d.csv": ["x", "y"],
+}
+
+
+def check_run_csvs(study: Study) -> None:
+    """Check the header of every run CSV the report reads, before any figure is drawn."""
+    for row in study.runs.itertuples():
+        for name, columns in RUN_CSVS.items():
+            path = study.run_path(row, name)
+            if not path.exists():
+                continue
+            try:
+                with path.open(newline="") as fh:
+                    header = next(csv.reader(fh), [])
+            except (OSError, UnicodeDecodeError) as err:
+                raise ConfigError(f"{path} is not a readable CSV file: {err}") from err
+            missing = [c for c in columns if c not in header]
+            if missing:
+                raise ConfigError(
+                    f"{path} lacks column(s) {', '.join(missing)}; expected: {', '.join(columns)}"
+                )
 
 
 def read_run_csvs(study: Study, runs: pd.DataFrame, name: str, columns: list[str]) -> pd.DataFrame:
