@@ -104,15 +104,15 @@ def load_images(name: str, data_root: str | Path, split: str = "train", mirror=N
 
 
 def to_unit_range(images: Tensor) -> Tensor:
-    """uint8 pixels in [0, 255] -> float in [-1, 1]: x / 127.5 - 1."""
-    return images.float().div_(127.5).sub_(1.0)
+    """uint8 pixels in [0, 255] -> float in [-1, 1]: x / 127.5 - 1 (in the default dtype)."""
+    return images.to(torch.get_default_dtype()).div_(127.5).sub_(1.0)
 
 
 class MixtureStream:
     """Batches from a 2D Gaussian mixture: a uniform mode index plus N(0, sigma^2 I) noise."""
 
     def __init__(self, name: str, generators: list[torch.Generator], batch_size: int, device):
-        self.means = mixture_means(name).to(device)
+        self.means = mixture_means(name).to(device, torch.get_default_dtype())
         self.sigma = MIXTURE_SIGMA[name]
         self.generators, self.batch_size, self.device = generators, batch_size, device
 

@@ -47,6 +47,11 @@ class Linear(MemberModule):
         self.bias = nn.Parameter(torch.zeros(members, fan_out))
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.weight.shape[2] == 1:
+            # A single output is a matrix-vector product, which BLAS computes with a different
+            # kernel (and rounding) for one matrix than for a batch; a plain dot product keeps
+            # every member bitwise equal to a solo network.
+            return (x * self.weight.transpose(1, 2)).sum(-1, keepdim=True) + self.bias.unsqueeze(1)
         return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
 
 
@@ -122,9 +127,24 @@ class BatchNorm(MemberModule):
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() == 3:
             members, batch, channels = x.shape
-            flat = x.transpose(0, 1).reshape(batch, members * channels)
-            return self._normalise(flat).view(batch, members, channels).transpose(0, 1)
+            flat = _ContiguousGrad.apply(x).transpose(0, 1).reshape(batch, members * channels)
+            out = self._normalise(flat).view(batch, members, channels).transpose(0, 1)
+            # (K, B, C) in the layout of a solo run, so the next batched product and every
+            # gradient reduction round exactly as they do for one member.
+            return out.contiguous()
         return self._normalise(x)
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward makes the incoming gradient contiguous."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return grad.contiguous()
 
 
 class ToImages(nn.Module):

@@ -104,7 +104,9 @@ def draw_noise(out: Tensor, generators: list[torch.Generator], dist: str) -> Ten
 
 def _norms(grads: tuple[Tensor, ...]) -> Tensor:
     """Per-member L2 norm over all parameters: sqrt(sum_p ||grad_p[k]||^2)."""
-    return torch.stack([g.detach().flatten(1).square().sum(1) for g in grads]).sum(0).sqrt()
+    # (K, P) rows reduced along their contiguous dimension: the same rounding for any K.
+    per_param = torch.stack([g.detach().flatten(1).square().sum(1) for g in grads], dim=1)
+    return per_param.sum(1).sqrt()
 
 
 def _apply(params: list[Tensor], grads: tuple[Tensor, ...], optimizer, frozen: Tensor | None):
@@ -401,7 +403,7 @@ class Trainer:
             return
         self.tracking_uri = tracking.resolve_uri(self.cfg.tracking.uri)
         self.experiment_id = tracking.init_store(self.tracking_uri, self.cfg.tracking.experiment)
-        for k, run_dir in enumerate(self.run_dirs):
+        for k in range(self.K):
             previous = None
             metrics = self._metrics_path(k)
             if metrics.is_file():

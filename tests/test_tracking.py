@@ -1,0 +1,103 @@
+"""MLflow tracking: complete runs, resumed runs, and eight processes on one fresh SQLite store."""
+
+import json
+import subprocess
+import sys
+
+from helpers import ring_config
+from mlflow import MlflowClient
+
+from ganstudy import config
+from ganstudy.train import train
+
+
+def tracked_config(tmp_path, steps=40, experiment="study-x"):
+    data = ring_config(steps=steps, log_every=10).to_dict()
+    data["tracking"] = {
+        "enabled": True,
+        "uri": f"sqlite:///{tmp_path}/mlflow.db",
+        "experiment": experiment,
+    }
+    return config.from_dict(data)
+
+
+def test_run_is_recorded_with_params_tags_metrics_and_artifacts(tmp_path):
+    cfg = tracked_config(tmp_path)
+    (metrics,) = train(cfg, [3], [tmp_path / "run"], progress=False)
+    client = MlflowClient(cfg.tracking.uri)
+    run = client.get_run(metrics["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.info.experiment_id == client.get_experiment_by_name("study-x").experiment_id
+    assert run.data.params["loss.name"] == "lsgan" and run.data.params["train.steps"] == "40"
+    tags = run.data.tags
+    assert (tags["dataset"], tags["arch"], tags["loss"], tags["seed"], tags["status"]) == (
+        "ring8",
+        "mlp2d",
+        "lsgan",
+        "3",
+        "completed",
+    )
+    assert tags["bn"] == "g1-d1" and tags["version.torch"]
+    history = client.get_metric_history(run.info.run_id, "loss_d")
+    assert [m.step for m in history] == [10, 20, 30, 40]
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "metrics.json", "log.csv", "samples"} <= names
+
+
+def test_resumed_run_continues_the_same_mlflow_run(tmp_path):
+    short = tracked_config(tmp_path, steps=40)
+    (first,) = train(short, [0], [tmp_path / "run"], progress=False)
+    # Same run, longer: drop final.pt so the directory is resumed rather than reported done.
+    (tmp_path / "run" / "final.pt").unlink()
+    state = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    state["status"] = "running"
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps(state))
+    (second,) = train(short, [0], [tmp_path / "run"], progress=False)
+    assert second["mlflow_run_id"] == first["mlflow_run_id"]
+
+
+def test_eight_processes_on_a_fresh_sqlite_store_all_record_complete_runs(tmp_path):
+    cfg = tracked_config(tmp_path, steps=30, experiment="concurrent")
+    cfg_path = tmp_path / "run.yaml"
+    cfg_path.write_text(cfg.to_yaml())
+    assert not (tmp_path / "mlflow.db").exists()
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ganstudy.cli",
+                "train",
+                "--config",
+                str(cfg_path),
+                "--out",
+                str(tmp_path / f"seed{s}"),
+                "--set",
+                f"seed={s}",
+                "--quiet",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for s in range(8)
+    ]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    for proc, out in zip(procs, outputs):
+        assert proc.returncode == 0, out
+    client = MlflowClient(cfg.tracking.uri)
+    experiment = client.get_experiment_by_name("concurrent")
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    assert len(runs) == 8
+    assert sorted(int(r.data.tags["seed"]) for r in runs) == list(range(8))
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["status"] == "completed"
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "loss_g")] == [
+            10,
+            20,
+            30,
+        ]
+        seed = run.data.tags["seed"]
+        saved = json.loads((tmp_path / f"seed{seed}" / "metrics.json").read_text())
+        assert saved["mlflow_run_id"] == run.info.run_id
