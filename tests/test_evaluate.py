@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from ganstudy import config, evaluate, modes, stability
+from ganstudy import config, evaluate, fid, modes, stability
 from ganstudy.cli import main
 from ganstudy.data import MIXTURE_SIGMA, mixture_means
 from ganstudy.train import train
@@ -190,6 +190,7 @@ def _fake_fashion(data_root: Path, n: int) -> None:
         torch.save({"images": images, "labels": labels}, folder / f"{split}.pt")
 
 
+@pytest.mark.slow
 def test_image_run_gets_fid_modes_and_a_sample_grid(tmp_path, monkeypatch):
     if not WEIGHTS.is_file():
         pytest.skip(f"FID Inception weights not found at {WEIGHTS}")
@@ -208,13 +209,19 @@ def test_image_run_gets_fid_modes_and_a_sample_grid(tmp_path, monkeypatch):
         {
             "dataset": {"name": "fashion_mnist", "data_root": str(data_root)},
             "arch": {"name": "dcgan28_small", "z_dim": 16},
-            "train": {"steps": 4, "batch_size": 16, "log_every": 2, "sample_every": 1000},
+            "train": {
+                "steps": 4, "batch_size": 16, "log_every": 2, "sample_every": 1000,
+                "fid_every": 2, "fid_samples": 70,
+            },
             "tracking": {"enabled": False},
         }
-    )
+    )  # fmt: skip
     run = tmp_path / "run"
-    train(cfg, [0], [run], progress=False)
     monkeypatch.setenv("GANSTUDY_FID_WEIGHTS", str(WEIGHTS))
+    monkeypatch.setattr(fid, "TRAINING_DIMS", 64)  # 70 samples need a block below 70 dims
+    train(cfg, [0], [run], progress=False)
+    curve = pd.read_csv(run / "fid_curve.csv")
+    assert curve["step"].tolist() == [2, 4] and set(curve["dims"]) == {64}
     args = ["--run", str(run), "--device", "cpu", "--fid-samples", "70", "--fid-dims", "64"]
     assert main(["evaluate", *args, "--mode-samples", "300"]) == 0
     result = _read(run)
@@ -231,6 +238,10 @@ def test_image_run_gets_fid_modes_and_a_sample_grid(tmp_path, monkeypatch):
     assert m["classifier"] == {"dataset": "fashion_mnist", "test_accuracy": 0.5}
     assert sum(m["counts"]) == 300
     assert Image.open(run / "samples.png").size == (242, 242)  # 8 x 8 tiles of 28 + 2 padding
+    best = curve["fid"].min()
+    assert result["stability"]["best_fid"] == pytest.approx(best)
+    assert result["stability"]["best_fid_step"] == int(curve.loc[curve["fid"].idxmin(), "step"])
+    assert result["stability"]["fid_curve"]["dims"] == 64
     # 2048-d features from 70 samples: refused before any work
     assert main(["evaluate", "--run", str(run), "--fid-samples", "70"]) == 2
 

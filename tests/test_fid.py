@@ -188,6 +188,7 @@ def _write_pngs(images: torch.Tensor, folder: Path) -> None:
         )
 
 
+@pytest.mark.filterwarnings("ignore:The `disp` argument:DeprecationWarning")
 def test_fid_equals_pytorch_fid_on_the_same_images_written_as_png(
     tmp_path, weights, torch_home_with_weights
 ):
@@ -251,6 +252,8 @@ def test_reference_statistics_are_cached_with_their_settings(tmp_path, weights, 
     assert abs(training_fid(images.float() / 127.5 - 1)) < 1e-3
     shifted = (images.float() / 127.5 - 1) * 0.5
     assert training_fid(shifted) > 1.0
+    assert np.isnan(training_fid(torch.full_like(shifted, float("nan"))))
+    assert training_fid.last_flag == "generated samples are not finite"
     with pytest.raises(fid.FIDError, match="compares 70 generated images, got 69"):
         training_fid(shifted[:69])
     with pytest.raises(fid.FIDError, match="has 70; allowed: at most 70"):

@@ -512,6 +512,11 @@ class TrainingFID:
         self.last_flag: str | None = None
 
     def __call__(self, images: Tensor) -> float:
+        """FID of ``n_samples`` images in [-1, 1]; NaN (with ``last_flag``) for non-finite ones,
+        so a member that is about to diverge leaves a gap in its curve rather than a crash."""
+        if not torch.isfinite(images).all():
+            self.last_flag = "generated samples are not finite"
+            return float("nan")
         result = generated_fid(
             images,
             self.reference,
