@@ -74,7 +74,7 @@ def compare_losses(runs: pd.DataFrame, alpha: float = stats.ALPHA) -> pd.DataFra
                             "candidate": cand_label,
                             "metric": label,
                             "cmp": cmp,
-                            "no_value": _no_value_note(base, cand, metric),
+                            "no_value": _no_value_note({BASELINE: base, cand_label: cand}, metric),
                         }
                     )
     if not rows:
@@ -92,20 +92,17 @@ def compare_losses(runs: pd.DataFrame, alpha: float = stats.ALPHA) -> pd.DataFra
 
 
 def _untestable(cmp: stats.Comparison, reason: str) -> stats.Comparison:
-
     return replace(cmp, testable=False, reason=reason)
 
 
-def _no_value_note(base: pd.DataFrame, cand: pd.DataFrame, metric: str) -> str:
+def _no_value_note(groups: dict[str, pd.DataFrame], metric: str) -> str:
     """Which runs of the compared groups have no value of the metric, and why (their state)."""
     notes = []
-    for label, runs in ((BASELINE, base), (None, cand)):
+    for label, runs in groups.items():
         lacking = runs[runs[metric].isna()]
-        if lacking.empty:
-            continue
-        counts = lacking["state"].value_counts()
-        name = label or runs["loss_label"].iloc[0]
-        notes.append(f"{name}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+        if not lacking.empty:
+            counts = lacking["state"].value_counts()
+            notes.append(f"{label}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     return "; ".join(notes)
 
 

@@ -29,27 +29,25 @@ from ganstudy.report_study import (
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-METRIC_COLUMNS = (
-    # column, heading, scale applied before summarising
-    ("fid", "FID", 1.0),
-    ("modes_covered", "modes covered", 1.0),
-    ("kl_to_uniform", "KL to uniform", 1.0),
-    ("high_quality_fraction", "high-quality fraction", 1.0),
-    ("success", "success rate", 1.0),
-    ("failure", "failure rate", 1.0),
-)
+METRIC_COLUMNS = {
+    # column -> heading; a boolean column's mean is the rate of runs where it holds
+    "fid": "FID",
+    "modes_covered": "modes covered",
+    "kl_to_uniform": "KL to uniform",
+    "high_quality_fraction": "high-quality fraction",
+    "success": "success rate",
+    "failure": "failure rate",
+}
 
 
 def _metric_table(d: pd.DataFrame) -> Html:
-    present = [(c, h, s) for c, h, s in METRIC_COLUMNS if d[c].notna().any()]
+    present = {c: h for c, h in METRIC_COLUMNS.items() if d[c].notna().any()}
     rows = []
     for (arch, bn, loss), g in d.groupby(["arch", "bn", "loss_label"], sort=True):
         counts = g["state"].value_counts()
         state = ", ".join(f"{counts[s]} {s}" for s in aggregate.STATES if s in counts)
-        rows.append(
-            [arch, bn, loss, state, *(summarize(g[c].astype(float), s) for c, _, s in present)]
-        )
-    return table(["arch", "batch norm", "loss", "runs", *(h for _, h, _ in present)], rows)
+        rows.append([arch, bn, loss, state, *(summarize(g[c].astype(float)) for c in present)])
+    return table(["arch", "batch norm", "loss", "runs", *present.values()], rows)
 
 
 def _describe_settings(settings_json: str, runs: pd.DataFrame) -> str:
@@ -94,7 +92,6 @@ def _fig_fid_box(study: Study, d: pd.DataFrame) -> Html:
 
 
 def _fig_fid_curves(study: Study, d: pd.DataFrame) -> Html:
-
     curves = read_run_csvs(study, d, "fid_curve.csv", ["step", "fid"]).dropna(subset=["fid"])
     if curves.empty:
         return Html("")
@@ -115,7 +112,6 @@ RATE_PANELS = {"mixture2d": {"success": "success", "failure": "failure"}}
 
 
 def _fig_modes(study: Study, d: pd.DataFrame) -> Html:
-
     kinds = d["modes_kind"].dropna().unique()
     if not len(kinds):
         return Html("")
@@ -144,7 +140,6 @@ def _fig_modes(study: Study, d: pd.DataFrame) -> Html:
 
 
 def _fig_scatter2d(study: Study, d: pd.DataFrame) -> Html:
-
     dataset = d["dataset"].iloc[0]
     try:
         from ganstudy.data import mixture_means
