@@ -381,7 +381,8 @@ def register_cli(subparsers) -> None:
         "--fid-preset",
         default="full",
         choices=list(fid.PRESETS),
-        help="full: the literature protocol (10k vs 10k, 2048-d); quick: 1k vs 1k, 192-d",
+        help="full: the literature protocol (10k generated vs 10k test images, cats: vs the "
+        "whole training set; 2048-d); quick: 1k vs 1k, 192-d (not comparable with full)",
     )
     p.add_argument("--fid-samples", type=int, metavar="N", help="generated and reference count")
     p.add_argument("--fid-dims", type=int, choices=list(fid.DIMS), help="Inception feature block")

@@ -43,6 +43,7 @@ from ganstudy.config import ConfigError
 PYTORCH_FID_VERSION = version("pytorch-fid")
 WEIGHTS_ENV = "GANSTUDY_FID_WEIGHTS"
 WEIGHTS_FILE = Path(pt_inception.FID_WEIGHTS_URL).name
+WEIGHTS_SHA256_PREFIX = WEIGHTS_FILE.rsplit("-", 1)[1].split(".")[0]
 DIMS = tuple(InceptionV3.BLOCK_INDEX_BY_DIM)
 RESIZE = "bilinear to 299x299 (pytorch-fid InceptionV3 resize_input=True, align_corners=False)"
 INPUT = "8-bit levels in [0, 1], grayscale repeated to 3 channels"
@@ -227,7 +228,10 @@ def resolve_weights(path: str | Path | None = None, download: bool = True) -> In
             )
         cached.parent.mkdir(parents=True, exist_ok=True)
         try:
-            torch.hub.download_url_to_file(pt_inception.FID_WEIGHTS_URL, str(cached))
+            # the file name carries the first digits of the original's sha256, as torch.hub's do
+            torch.hub.download_url_to_file(
+                pt_inception.FID_WEIGHTS_URL, str(cached), hash_prefix=WEIGHTS_SHA256_PREFIX
+            )
         except Exception as err:  # noqa: BLE001 - any network failure means the same to a user
             raise FIDError(
                 f"cannot download the FID weights {WEIGHTS_FILE} ({err}); "
