@@ -1,11 +1,12 @@
 """The CAT dataset turned into aligned square cat faces (``cat64``, ``cat128``).
 
 Every photo ``X.jpg`` of the CAT dataset comes with ``X.jpg.cat``: the count 9, then 9 points
-``x y`` in pixels: left eye, right eye, mouth, left ear 1-3, right ear 1-3 (ear points run from
-the outer base over the tip to the inner base). The face is cut out as in the reference
+``x y`` in pixels: left eye, right eye, mouth, left ear 1-3, right ear 1-3 (each ear from its
+left base over the tip to its right base, so left ear 1 and right ear 3 are the outer bases). The face is cut out as in the reference
 preprocessing of the cat-face GAN experiments (Jolicoeur-Martineau, "Deep learning with cats"):
 
-1. rotate the photo about the eye midpoint ``c`` by the eye angle
+1. (after swapping eye labels that are evidently exchanged) rotate the photo about the eye
+   midpoint ``c`` by the eye angle
    ``theta = atan2(y_re - y_le, x_re - x_le)``, so that the eyes are level (blank corners gray 128);
 2. the face side is the horizontal distance between the two outer ear bases after rotation,
    ``w = |x'(right ear 3) - x'(left ear 1)|``;
@@ -56,8 +57,9 @@ def parse_landmarks(text: str, where: str = "landmarks") -> np.ndarray:
 
 def _eyes(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     left, right = points[LEFT_EYE], points[RIGHT_EYE]
-    # Labels swapped (left eye lower-right of the right eye, mouth right of it): swap back so the
-    # eye angle stays within (-90, 90) degrees instead of flipping the face upside down.
+    # Eye labels exchanged (the "left" eye right of and above the "right" one, the mouth right of
+    # the "right" eye): swap them back, else the eye angle is off by about 180 degrees and the
+    # face comes out upside down.
     if left[0] > right[0] and left[1] < right[1] and points[MOUTH][0] > right[0]:
         left, right = right, left
     return left, right
@@ -112,7 +114,7 @@ def aligned_face(image: Image.Image, points: np.ndarray, size: int) -> np.ndarra
     if min(crop.size) < size:
         return None
     resized = crop.resize((size, size), resample=Image.BILINEAR)
-    return np.asarray(resized, dtype=np.uint8).transpose(2, 0, 1)
+    return np.array(resized, dtype=np.uint8).transpose(2, 0, 1)
 
 
 def iter_zip_photos(

@@ -217,7 +217,7 @@ def train_classifier(
         "n_test": len(test_x),
         "train_time_s": train_time,
         "device": str(dev),
-        "versions": {"ganstudy": __version__, "torch": torch.__version__},
+        "versions": {"ganstudy": __version__, "torch": str(torch.__version__)},
     }
     if save:
         save_classifier(model, info, classifier_path(data_root, name))

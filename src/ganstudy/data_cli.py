@@ -43,6 +43,11 @@ def _cmd_fetch(args) -> int:
 
 def _cmd_prepare(args) -> int:
     from ganstudy.prepare import prepare
+    from ganstudy.sources import source_for
+
+    if source_for(args.name) is None:
+        print(f"{args.name}: nothing to prepare (sampled directly)")
+        return 0
 
     out = prepare(
         args.name, args.data_root, args.mirror, params=_parse_params(args.param), force=args.force
@@ -66,7 +71,7 @@ def _dataset_rows(data_root: str) -> list[dict]:
                 "name": name,
                 "shape": "x".join(map(str, spec.shape)),
                 "source": "sampled" if key is None else key,
-                "pinned": None if key is None else SOURCES[key].pinned,
+                "checksums": "-" if key is None else _pinning(SOURCES[key]),
                 "fetched": "-" if key is None else f"{have}/{total}",
                 "prepared": "-" if name not in RECIPES else is_prepared(name, data_root),
                 "description": spec.description,
@@ -75,12 +80,16 @@ def _dataset_rows(data_root: str) -> list[dict]:
     return rows
 
 
+def _pinning(source) -> str:
+    return "pinned" if source.pinned else "unpinned"
+
+
 def _cmd_list(args) -> int:
     rows = _dataset_rows(args.data_root)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    columns = ("name", "shape", "source", "fetched", "prepared", "description")
+    columns = ("name", "shape", "source", "checksums", "fetched", "prepared", "description")
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
     print("  ".join(c.ljust(widths[c]) for c in columns).rstrip())
     for row in rows:

@@ -167,7 +167,7 @@ def _manifest(name: str, recipe: Recipe, splits, params, info, raw_dir: Path) ->
                 for f in source.files
             ],
         },
-        "versions": {"ganstudy": __version__, "torch": torch.__version__},
+        "versions": {"ganstudy": __version__, "torch": str(torch.__version__)},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
