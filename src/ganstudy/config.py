@@ -73,6 +73,9 @@ class TrainConfig:
     sample_every: int = 1000
     fid_every: int = 0
     fid_samples: int = 1000
+    # Feature dims of training-time FID curves (None: the metrics module's cheap default); the
+    # final FID of `ganstudy evaluate` uses the full protocol.
+    fid_dims: int | None = None
     device: str = "auto"
 
 

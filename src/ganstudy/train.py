@@ -236,7 +236,12 @@ class Trainer:
             from ganstudy.fid import TrainingFID
 
             self.fid = TrainingFID(
-                cfg.dataset.name, cfg.dataset.data_root, t.fid_samples, None, None, self.device
+                cfg.dataset.name,
+                cfg.dataset.data_root,
+                t.fid_samples,
+                dims=t.fid_dims,
+                device=self.device,
+                mirror=cfg.dataset.mirror,
             )
 
     # -- state -------------------------------------------------------------------------------

@@ -1,0 +1,67 @@
+"""Shared pieces of the training benchmarks."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from helpers import write_fake_prepared  # noqa: E402
+
+from ganstudy import config  # noqa: E402
+
+VARIANTS = {
+    "mlp2d/ring8": {"dataset": {"name": "ring8"}, "arch": {"name": "mlp2d"}},
+    "dcgan28/fashion_mnist": {"dataset": {"name": "fashion_mnist"}, "arch": {"name": "dcgan28"}},
+}
+
+
+def variant_config(
+    variant: str, data_root: Path, steps: int, batch_size: int, device: str, tracking=None
+):
+    """A run config of a benchmark variant; image data is random uint8 of the right shape
+    (throughput does not depend on the pixels) unless a prepared set already exists."""
+    data = {
+        **VARIANTS[variant],
+        "loss": {"name": "lsgan"},
+        "train": {
+            "steps": steps,
+            "batch_size": batch_size,
+            "log_every": 50,
+            "checkpoint_every": 10 * steps,
+            "sample_every": 10 * steps,
+            "device": device,
+        },
+        "tracking": tracking or {"enabled": False},
+    }
+    data["dataset"] = {**data["dataset"], "data_root": str(data_root)}
+    name = data["dataset"]["name"]
+    if name == "fashion_mnist" and not (data_root / "prepared" / name / "train.pt").exists():
+        write_fake_prepared(data_root, name, 60_000, (1, 28, 28))
+    return config.from_dict(data)
+
+
+def median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    cells = [header] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
