@@ -34,6 +34,7 @@ from ganstudy.sources import Source, SourceFile, source_for
 MIRROR_ENV = "GANSTUDY_MIRROR"
 DEFAULT_TIMEOUT_S = 60.0
 _CHUNK = 1 << 20
+_PROGRESS_BYTES = 100 << 20
 RECORD = "SHA256SUMS"
 
 
@@ -157,16 +158,20 @@ def _install(dest: Path, spec: SourceFile, fill: Callable[[Path], None]) -> str:
     return digest
 
 
-def _download_to(url: str, tmp: Path, timeout: float) -> None:
+def _download_to(url: str, tmp: Path, timeout: float, log: Callable[[str], None]) -> None:
     from ganstudy import __version__
 
     request = urllib.request.Request(url, headers={"User-Agent": f"ganstudy/{__version__}"})
     with urllib.request.urlopen(request, timeout=timeout) as response, open(tmp, "wb") as out:
         announced = response.headers.get("Content-Length")
-        received = 0
+        received, reported = 0, 0
         while chunk := response.read(_CHUNK):
             out.write(chunk)
             received += len(chunk)
+            if received - reported >= _PROGRESS_BYTES:
+                reported = received
+                total = f" of {int(announced) / 1e6:.0f}" if announced else ""
+                log(f"  {received / 1e6:.0f}{total} MB")
     # http.client ends a short body quietly; the announced length is the only witness.
     if announced is not None and received != int(announced):
         raise ValueError(f"truncated: received {received} of {announced} bytes")
@@ -223,7 +228,7 @@ def fetch_file(
     for url in spec.urls:
         log(f"downloading {url} -> {dest}")
         try:
-            return _install(dest, spec, lambda tmp, u=url: _download_to(u, tmp, timeout))
+            return _install(dest, spec, lambda tmp, u=url: _download_to(u, tmp, timeout, log))
         except (urllib.error.URLError, OSError, ValueError) as err:
             failures.append(f"  {url}: {err}")
     raise FetchError(

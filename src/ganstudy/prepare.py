@@ -132,9 +132,14 @@ def _swap_in(new: Path, out: Path) -> None:
     try:
         os.replace(new, out)
     except OSError:
-        if old.exists():
+        # A concurrent preparation got there first: keep its complete result.
+        if (out / MANIFEST).is_file():
+            shutil.rmtree(new, ignore_errors=True)
+        elif old.exists():
             os.replace(old, out)
-        raise
+            raise
+        else:
+            raise
     shutil.rmtree(old, ignore_errors=True)
 
 
