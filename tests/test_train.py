@@ -83,12 +83,13 @@ def _poisoned_loss(monkeypatch, member: int | None, after_calls: int):
         calls["n"] += 1
         out = base.g_loss(d_fake, c)
         if calls["n"] > after_calls:
-            poison = torch.zeros_like(out)
+            # Multiplying by NaN poisons the gradients as well as the loss value.
+            factor = torch.ones_like(out)
             if member is None:
-                poison += float("nan")
+                factor.fill_(float("nan"))
             else:
-                poison[member] = float("nan")
-            out = out + poison
+                factor[member] = float("nan")
+            out = out * factor
         return out
 
     monkeypatch.setitem(
@@ -124,7 +125,7 @@ def test_diverged_member_is_frozen_while_others_continue(tmp_path, monkeypatch):
     assert [r["status"] for r in results] == ["completed", "diverged", "completed"]
     assert results[1]["diverged_step"] == 31
     assert all(r["steps"] == 150 for r in results)
-    # the frozen member's weights stay finite and stop changing after it was found diverged
+    # the frozen member's weights keep their last finite values: those of step 30
     # (batch-norm running statistics, which neither training nor sampling uses, still track)
     g50 = ckpt.load(ckpt.checkpoint_path(dirs[1], 100))["generator"]
     g_final = ckpt.load(dirs[1] / "final.pt")["generator"]

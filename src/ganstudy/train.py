@@ -321,7 +321,14 @@ class Trainer:
         return self.cfg.loss.gp_lambda * gradient_penalty(grad, real.dim() - 2)
 
     def train_step(self, batch_index: int, frozen: Tensor | None, want_stats: bool):
-        """One generator step (after ``d_steps`` discriminator steps); returns per-member tensors."""
+        """One generator step (after ``d_steps`` discriminator steps).
+
+        ``frozen`` (ensembles only) is the device-side mask of diverged members; a member whose
+        loss is non-finite in this step is added to it before its update is applied, so its
+        weights keep their last finite values. Returns (losses, stats, frozen).
+        """
+        # Divergence is judged on the sum of the step's D losses: non-finite if any of them is.
+        d_total = 0.0
         for i in range(self.cfg.train.d_steps):
             real = self.stream.batch(batch_index + i)
             with torch.no_grad():
@@ -331,14 +338,19 @@ class Trainer:
             if self.needs_gp:
                 loss_d = loss_d + self._penalty(real, fake)
             grads_d = torch.autograd.grad(loss_d.sum(), self.d_params)
+            d_total = d_total + loss_d.detach()
+            if frozen is not None:
+                frozen = frozen | ~torch.isfinite(loss_d.detach())
             _apply(self.d_params, grads_d, self.opt_d, frozen)
         d_fake_g = self.D(self.G(self._noise()))
         loss_g = self.g_loss(d_fake_g)
         grads_g = torch.autograd.grad(loss_g.sum(), self.g_params)
+        if frozen is not None:
+            frozen = frozen | ~torch.isfinite(loss_g.detach())
         _apply(self.g_params, grads_g, self.opt_g, frozen)
-        losses = torch.stack([loss_d.detach(), loss_g.detach()], dim=-1)
+        losses = torch.stack([d_total, loss_g.detach()], dim=-1)
         if not want_stats:
-            return losses, None
+            return losses, None, frozen
         stats = torch.stack(
             [
                 loss_d.detach(), loss_g.detach(),
@@ -347,7 +359,7 @@ class Trainer:
             ],
             dim=-1,
         )  # fmt: skip
-        return losses, stats
+        return losses, stats, frozen
 
     # -- outputs -------------------------------------------------------------------------------
 
@@ -500,7 +512,9 @@ class Trainer:
             _write_json(self._metrics_path(k), self._metrics(k, finished=False))
         t = self.cfg.train
         frozen_host = [s is not None for s in self.diverged_step]
-        frozen = torch.tensor(frozen_host, device=self.device) if any(frozen_host) else None
+        # Ensembles track divergence on the device every step (no host sync) so that a member
+        # is frozen at its last finite state; a solo run simply ends at the next check.
+        frozen = torch.tensor(frozen_host, device=self.device) if self.K > 1 else None
         history = torch.zeros(t.log_every, self.K, 2, device=self.device)
         progress = (
             Progress(self.total_steps, self.step, run_name(self.cfg))
@@ -512,7 +526,7 @@ class Trainer:
         try:
             while self.step < self.total_steps and not all(frozen_host):
                 log_now = (self.step + 1) % t.log_every == 0 or self.step + 1 == self.total_steps
-                losses, stats = self.train_step(self.step * t.d_steps, frozen, log_now)
+                losses, stats, frozen = self.train_step(self.step * t.d_steps, frozen, log_now)
                 history[self.step - last_log_step].copy_(losses)
                 self.step += 1
                 if log_now:
@@ -520,7 +534,7 @@ class Trainer:
                     rate = (
                         (self.step - last_log_step) * t.batch_size * self.K / (now - last_log_time)
                     )
-                    frozen = self._log(
+                    self._log(
                         history[: self.step - last_log_step],
                         last_log_step,
                         stats,
@@ -589,9 +603,6 @@ class Trainer:
                 self.trackers[k].log_metrics(
                     self.step, {m: v for m, v in metrics.items() if math.isfinite(v)}
                 )
-        if any(frozen_host):
-            return torch.tensor(frozen_host, device=self.device)
-        return None
 
     def _finish(self) -> list[dict]:
         if not ckpt.checkpoint_path(self.run_dirs[0], self.step).is_file():
