@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pytest
@@ -109,8 +110,17 @@ def _cli(argv: list[str]) -> int:
     return args.func(args)
 
 
+def test_classifier_show_prints_the_stored_info(root, quick_mnist, capsys):
+    assert _cli(["classifier", "show", "--dataset", "stacked_mnist", "--data-root", str(root)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["dataset"] == "mnist"
+    assert shown["test_accuracy"] == quick_mnist[1]["test_accuracy"]
+
+
 def test_data_list_shows_every_dataset_and_its_state(root, capsys):
-    assert _cli(["data", "list", "--data-root", str(root)]) == 0
+    from ganstudy.cli import main
+
+    assert main(["data", "list", "--data-root", str(root)]) == 0
     lines = capsys.readouterr().out.splitlines()
     table = {line.split()[0]: line.split() for line in lines[1:]}
     assert set(table) >= {
