@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "ganstudy.report",
     "ganstudy.evaluate",
     "ganstudy.data_cli",
+    "ganstudy.study",
 )
 
 

@@ -1,0 +1,98 @@
+# Shared setup: the checked study, its paths, the GPU slots and the environment of every job.
+
+import json
+import os
+import re
+from pathlib import Path
+
+from ganstudy import gpu_slots, study_cost
+from ganstudy.study import Study
+
+# The config checked against the schema (defaults filled in) and expanded into its runs, every run
+# config built and validated: bad input fails here, before any job starts.
+STUDY = Study.from_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
+
+RESULTS = STUDY.results
+DATA = STUDY.data_root
+LOGS = STUDY.config["logs"].rstrip("/")
+THREADS = STUDY.config["threads"]
+SCHEMA = str(Path(workflow.basedir) / "schemas" / "config.schema.yaml")
+VARIANTS = {v.key: v for v in STUDY.variants}
+SOURCES = STUDY.sources
+CONDA_ENV = "ganstudy"  # the environment of environment.yml, used with --use-conda
+
+# Where things are (data mirror, FID weights, tracking store) and how jobs share the GPUs reach
+# the jobs through their environment, where the ganstudy commands look for them; they are not
+# rule params, so changing them re-runs nothing.
+os.environ.update(STUDY.job_environment())
+TRACKING_URI = STUDY.tracking_uri()
+
+# GPU jobs take one `gpu_slot` each: with N GPUs the scheduler runs at most N x jobs_per_gpu of
+# them at once (unless --resources gpu_slot=... says otherwise), and each job's launcher
+# (python -m ganstudy.gpu_slots) gives it the GPU of a free slot. Unless the config fixes the
+# count, the launcher counts the GPUs where the job runs (a cluster node sees its own).
+GPUS = gpu_slots.visible_gpus(STUDY.config["gpus"]["count"])
+GPU_SLOTS = len(GPUS) * STUDY.config["gpus"]["jobs_per_gpu"]
+if GPU_SLOTS and "gpu_slot" not in workflow.global_resources:
+    workflow.register_resource("gpu_slot", GPU_SLOTS)
+GPU_RESOURCE = 1 if GPU_SLOTS else 0
+
+
+wildcard_constraints:
+    dataset="[a-z0-9_]+",
+    arch="[a-z0-9_]+",
+    loss="[a-z0-9_]+",
+    g="[01]",
+    d="[01]",
+    seed="[0-9]+",
+
+
+def prepared(dataset):
+    """The prepared files of a dataset (none for the 2D mixtures, which are sampled)."""
+    if dataset not in STUDY.prepared_datasets:
+        return []
+    return [f"{DATA}/prepared/{dataset}/manifest.json"]
+
+
+def verbatim(text):
+    """A params value that Snakemake passes on without expanding braces in it."""
+    return lambda wildcards: text
+
+
+def evaluate_inputs(wildcards):
+    """A run's files, its dataset's classifier and FID reference statistics (where it has them)."""
+    run = run_dir(wildcards)
+    inputs = {"metrics": f"{run}/metrics.json", "final": f"{run}/final.pt"}
+    classifier = STUDY.classifier_dataset(wildcards.dataset)
+    if classifier is not None:
+        inputs["classifier"] = f"{DATA}/classifiers/{classifier}.pt"
+    receipt = STUDY.fid_receipt(wildcards.dataset)
+    if receipt is not None:
+        inputs["fid_reference"] = receipt
+    return inputs
+
+
+def run_dir(wildcards):
+    w = wildcards
+    return f"{RESULTS}/runs/{w.dataset}/{w.arch}/{w.loss}/bn-g{w.g}-d{w.d}/seed{w.seed}"
+
+
+def variant_of(wildcards):
+    w = wildcards
+    return VARIANTS[f"{w.dataset}/{w.arch}/{w.loss}/bn-g{w.g}-d{w.d}"]
+
+
+onstart:
+    if TRACKING_URI:
+        shell(
+            f"ganstudy study init-tracking --uri {TRACKING_URI!r} --experiment {STUDY.name!r}"
+        )
+    if not GPUS:
+        trained = {
+            run.run_dir
+            for run in STUDY.runs
+            if os.path.isfile(STUDY.run_path(run, "final.pt"))
+        }
+        costs = study_cost.estimate(STUDY, data_root=DATA, skip=trained)
+        if costs:
+            logger.warning(study_cost.cpu_warning(costs, workflow.cores // THREADS["train"]))

@@ -1,0 +1,85 @@
+# Datasets: raw files fetched (from the mirror first), prepared tensors, evaluation classifiers
+# and FID reference statistics, each computed once for the whole study.
+
+
+rule fetch:
+    output:
+        record=f"{DATA}/raw/{{source}}/SHA256SUMS",
+    log:
+        f"{LOGS}/data/fetch-{{source}}.log",
+    params:
+        dataset=lambda wildcards: SOURCES[wildcards.source],
+        root=lambda wildcards, output: Path(output[0]).parents[2],
+    wildcard_constraints:
+        source="|".join(re.escape(s) for s in SOURCES) or "(?!)",
+    threads: THREADS["prepare"]
+    conda:
+        CONDA_ENV
+    shell:
+        "ganstudy data fetch {params.dataset} --data-root {params.root} > {log} 2>&1"
+
+
+rule prepare:
+    input:
+        record=lambda wildcards: f"{DATA}/raw/{STUDY.source(wildcards.dataset)}/SHA256SUMS",
+    output:
+        manifest=f"{DATA}/prepared/{{dataset}}/manifest.json",
+    log:
+        f"{LOGS}/data/prepare-{{dataset}}.log",
+    params:
+        root=lambda wildcards, output: Path(output[0]).parents[2],
+        args=lambda wildcards: " ".join(
+            f"--param {k}={v}" for k, v in STUDY.prepare_params(wildcards.dataset).items()
+        ),
+    threads: THREADS["prepare"]
+    conda:
+        CONDA_ENV
+    shell:
+        "ganstudy data prepare {wildcards.dataset} --data-root {params.root} {params.args}"
+        " > {log} 2>&1"
+
+
+rule classifier:
+    input:
+        prepared=lambda wildcards: prepared(wildcards.dataset),
+    output:
+        model=f"{DATA}/classifiers/{{dataset}}.pt",
+    log:
+        f"{LOGS}/data/classifier-{{dataset}}.log",
+    params:
+        root=lambda wildcards, output: Path(output[0]).parents[1],
+        epochs=lambda wildcards: (
+            ""
+            if STUDY.classifier_epochs(wildcards.dataset) is None
+            else f"--epochs {STUDY.classifier_epochs(wildcards.dataset)}"
+        ),
+    threads: THREADS["classifier"]
+    resources:
+        gpu_slot=GPU_RESOURCE,
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m ganstudy.gpu_slots -- ganstudy classifier train --dataset {wildcards.dataset}"
+        " --data-root {params.root} {params.epochs} > {log} 2>&1"
+
+
+rule fid_reference:
+    input:
+        prepared=lambda wildcards: prepared(wildcards.dataset),
+    output:
+        receipt=f"{DATA}/fid_stats/{{dataset}}-{{protocol}}.json",
+    log:
+        f"{LOGS}/data/fid-reference-{{dataset}}-{{protocol}}.log",
+    params:
+        root=lambda wildcards, output: Path(output[0]).parents[1],
+        fid=STUDY.fid_args(),
+    wildcard_constraints:
+        protocol="[A-Za-z0-9_.-]+",
+    threads: THREADS["evaluate"]
+    resources:
+        gpu_slot=GPU_RESOURCE,
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m ganstudy.gpu_slots -- ganstudy study fid-reference --dataset {wildcards.dataset}"
+        " --data-root {params.root} {params.fid} --out {output.receipt} > {log} 2>&1"

@@ -1,0 +1,59 @@
+# The study's record: the expected runs (design.csv) with the resolved study config, the tidy
+# summary of every run, and the HTML report.
+
+
+rule design:
+    output:
+        design=f"{RESULTS}/design.csv",
+        config=f"{RESULTS}/study.yaml",
+    log:
+        f"{LOGS}/design.log",
+    params:
+        config=json.dumps(STUDY.config, sort_keys=True),
+        schema=SCHEMA,
+    conda:
+        CONDA_ENV
+    shell:
+        "ganstudy study design --json {params.config:q} --schema {params.schema:q}"
+        " --design {output.design} --resolved {output.config} > {log} 2>&1"
+
+
+rule aggregate:
+    input:
+        design=f"{RESULTS}/design.csv",
+        evals=[STUDY.run_path(run, "eval.json") for run in STUDY.runs],
+    output:
+        summary=f"{RESULTS}/summary.csv",
+    log:
+        f"{LOGS}/aggregate.log",
+    params:
+        results=lambda wildcards, input: Path(input.design).parent,
+    conda:
+        CONDA_ENV
+    shell:
+        "ganstudy aggregate --results {params.results} --out {output.summary} > {log} 2>&1"
+
+
+rule report:
+    input:
+        summary=f"{RESULTS}/summary.csv",
+        config=f"{RESULTS}/study.yaml",
+    output:
+        report=STUDY.config["report"],
+    log:
+        f"{LOGS}/report.log",
+    params:
+        results=lambda wildcards, input: Path(input.summary).parent,
+    conda:
+        CONDA_ENV
+    shell:
+        "ganstudy report --results {params.results} --out {output.report} --config {input.config}"
+        " > {log} 2>&1"
+
+
+localrules:
+    all,
+    run_config,
+    design,
+    aggregate,
+    report,
