@@ -4,8 +4,8 @@
 #
 #   slurm-up.sh STATE_DIR [--cpus N] [--memory-mb M] [--partition NAME]
 #
-# On success it writes STATE_DIR/env.sh (`export SLURM_CONF=...`); source it before sbatch,
-# squeue or snakemake. Stop everything with slurm-down.sh STATE_DIR.
+# On success it writes STATE_DIR/env.sh (SLURM_CONF, and PATH with an srun shim); source it
+# before sbatch, squeue or snakemake. Stop everything with slurm-down.sh STATE_DIR.
 #
 # Without an accounting database sacct cannot answer, so job status has to come from squeue:
 # MinJobAge keeps finished jobs visible to squeue for 300 s, long enough for any status poll.
@@ -39,7 +39,7 @@ done
 [[ $memory_mb =~ ^[1-9][0-9]*$ ]] || die "--memory-mb must be a positive integer, got '$memory_mb'"
 [[ $partition =~ ^[A-Za-z0-9_-]+$ ]] || die "--partition may hold letters, digits, '_' and '-', got '$partition'"
 
-require_commands munged munge unmunge slurmctld slurmd sinfo squeue scancel scontrol python3
+require_commands munged munge unmunge slurmctld slurmd sinfo squeue sbatch srun scancel python3
 ((EUID == 0)) || die "the localhost cluster runs its daemons as root (SlurmUser=root); run as root"
 
 mkdir -p "$state"
@@ -120,6 +120,14 @@ if ! wait_until 30 "node localhost to become idle" node_idle; then
     die "the cluster did not come up; logs are in $state/log"
 fi
 
-printf 'export SLURM_CONF=%q\n' "$conf" >"$state/env.sh.tmp"
+# The SLURM executor's job step drops every SLURM_* variable before it calls srun inside a job,
+# SLURM_CONF included; a real cluster's srun then finds /etc/slurm/slurm.conf. This cluster keeps
+# its config in the state directory, so a shim first on PATH hands srun the path again.
+mkdir -p "$state/bin"
+printf '#!/bin/sh\nSLURM_CONF=%q exec %q "$@"\n' "$conf" "$(command -v srun)" >"$state/bin/srun.tmp"
+chmod +x "$state/bin/srun.tmp"
+mv "$state/bin/srun.tmp" "$state/bin/srun"
+
+printf 'export SLURM_CONF=%q\nexport PATH=%q:"$PATH"\n' "$conf" "$state/bin" >"$state/env.sh.tmp"
 mv "$state/env.sh.tmp" "$state/env.sh"
 note "cluster up: partition $partition, $cpus CPUs, $memory_mb MB; source $state/env.sh"
