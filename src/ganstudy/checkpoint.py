@@ -7,25 +7,20 @@ run, and an ensemble is resumed by concatenating its members' checkpoints.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ganstudy import atomic
+
 FORMAT = "ganstudy-ckpt-1"
 _STEP_FILE = re.compile(r"step_(\d{8})\.pt$")
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic.save_torch(obj, path)
 
 
 def load(path: str | Path, map_location="cpu") -> dict:

@@ -10,7 +10,6 @@ leaves an earlier eval.json intact. The numbers are also logged to the run's MLf
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ganstudy import fid, modes, stability
+from ganstudy import atomic, fid, modes, stability
 from ganstudy.config import ConfigError
 
 FORMAT = "ganstudy-eval-1"
@@ -228,15 +227,6 @@ def _modes_block(p: Plan, samples: Tensor | None) -> dict | None:
     return coverage.to_dict() | {"classifier": p.context.get("classifier_info")}
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _write_sample_files(p: Plan, samples: Tensor) -> list[str]:
     """samples.png (8x8 grid) for images; samples2d.csv (the points of the mode metrics) for 2D."""
     from ganstudy.train import save_samples
@@ -247,7 +237,7 @@ def _write_sample_files(p: Plan, samples: Tensor) -> list[str]:
         return ["samples.png"]
     points = samples[: p.mode_samples].numpy()
     lines = ["x,y"] + [f"{x!r},{y!r}" for x, y in points.tolist()]
-    _atomic_write(p.run_dir / "samples2d.csv", "\n".join(lines) + "\n")
+    atomic.write_text(p.run_dir / "samples2d.csv", "\n".join(lines) + "\n")
     return ["samples2d.csv"]
 
 
@@ -313,7 +303,7 @@ def evaluate(p: Plan, log_mlflow: bool = True) -> dict:
         result["mlflow_run_id"], error = _log_to_mlflow(p, result)
         if error:
             result["notes"].append(error)
-    _atomic_write(p.run_dir / "eval.json", json.dumps(result, indent=2) + "\n")
+    atomic.write_text(p.run_dir / "eval.json", json.dumps(result, indent=2) + "\n")
     return result
 
 

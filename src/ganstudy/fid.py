@@ -38,6 +38,7 @@ from pytorch_fid.fid_score import calculate_frechet_distance
 from pytorch_fid.inception import InceptionV3
 from torch import Tensor
 
+from ganstudy import atomic
 from ganstudy.config import ConfigError
 
 PYTORCH_FID_VERSION = version("pytorch-fid")
@@ -361,14 +362,8 @@ def settings(protocol: FIDProtocol, weights: InceptionWeights, n_reference: int)
 
 
 def _atomic_savez(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic.replacing(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
 
 
 def reference_images(

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ganstudy import builders
+from ganstudy import atomic, builders
 from ganstudy.config import ConfigError
 from ganstudy.fetch import fetch, read_record
 from ganstudy.sources import DATASET_SOURCES, SOURCES
@@ -115,15 +115,6 @@ def _check_split(name: str, split: str, images: Tensor, labels: Tensor, shape) -
         )
 
 
-def _save_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _swap_in(new: Path, out: Path) -> None:
     """Replace directory ``out`` by ``new`` with two renames; the old one is restored on failure."""
     old = out.with_name(f".{out.name}.old-{os.getpid()}")
@@ -215,7 +206,7 @@ def prepare(
             raise ValueError(f"{name}: built splits {sorted(splits)}, expected {recipe.splits}")
         for split, (images, labels) in splits.items():
             _check_split(name, split, images, labels, recipe.shape)
-            _save_atomic({"images": images, "labels": labels}, staging / f"{split}.pt")
+            atomic.save_torch({"images": images, "labels": labels}, staging / f"{split}.pt")
         manifest = _manifest(name, recipe, splits, resolved, info, raw_dir)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         _swap_in(staging, out)

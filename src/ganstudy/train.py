@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ganstudy import atomic, provenance, tracking
 from ganstudy import checkpoint as ckpt
-from ganstudy import provenance, tracking
 from ganstudy.config import ConfigError, RunConfig
 from ganstudy.data import DATASETS, make_stream
 from ganstudy.layers import BatchNorm, init_members
@@ -122,12 +122,6 @@ def _apply(params: list[Tensor], grads: tuple[Tensor, ...], optimizer, frozen: T
             if state:
                 state["exp_avg"].mul_(alive)
     optimizer.step()
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def _same_run(stored: dict, wanted: dict) -> list[str]:
@@ -509,7 +503,7 @@ class Trainer:
         self._start_tracking()
         self._open_logs()
         for k in range(self.K):
-            _write_json(self._metrics_path(k), self._metrics(k, finished=False))
+            atomic.write_json(self._metrics_path(k), self._metrics(k, finished=False))
         t = self.cfg.train
         frozen_host = [s is not None for s in self.diverged_step]
         # Ensembles track divergence on the device every step (no host sync) so that a member
@@ -557,7 +551,7 @@ class Trainer:
                 if self.step % t.checkpoint_every == 0 and self.step < self.total_steps:
                     self.save_checkpoint()
                     for k in range(self.K):
-                        _write_json(self._metrics_path(k), self._metrics(k, finished=False))
+                        atomic.write_json(self._metrics_path(k), self._metrics(k, finished=False))
             status = "FINISHED"
         except KeyboardInterrupt:
             status = "KILLED"
@@ -614,7 +608,7 @@ class Trainer:
             status = self._status(k, finished=True)
             ckpt.atomic_save(self._member_checkpoint(k, status), run_dir / "final.pt")
             metrics = self._metrics(k, finished=True)
-            _write_json(self._metrics_path(k), metrics)
+            atomic.write_json(self._metrics_path(k), metrics)
             tracker = self.trackers[k]
             if tracker is not None:
                 tracker.set_tags({"status": status})
