@@ -91,6 +91,9 @@ SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 ReturnToService=2
+# The node is what --cpus and --memory-mb say, even where that exceeds the machine: a test can
+# then submit jobs with a real cluster's memory requests (nothing enforces them here).
+SlurmdParameters=config_overrides
 MinJobAge=300
 KillWait=5
 StateSaveLocation=$state/spool/ctld
