@@ -107,6 +107,7 @@ def _cmd_classifier_train(args) -> int:
         seed=args.seed,
         device=args.device,
         mirror=args.mirror,
+        train_limit=args.train_limit,
         log=lambda m: print(m, file=sys.stderr, flush=True),
     )
     print(
@@ -158,6 +159,9 @@ def register_cli(subparsers) -> None:
     p.add_argument("--dataset", required=True)
     _add_location(p)
     p.add_argument("--epochs", type=int, default=None, help="default: the dataset's setting")
+    p.add_argument(
+        "--train-limit", type=int, metavar="N", help="train on the first N images only (quick runs)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.set_defaults(func=_cmd_classifier_train)
