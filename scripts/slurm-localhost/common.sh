@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers shared by the localhost SLURM and MLflow scripts. Sourced, never run.
 #
 # Every daemon is started with `setsid`, so that it leads its own process group: stopping it
@@ -46,8 +47,13 @@ start_daemon() {
     echo $! >"$pidfile"
 }
 
+# alive PID: the process exists and is not a zombie (an exited daemon stays a zombie until
+# whoever inherited it reaps it, which not every container's init does promptly).
 alive() {
-    kill -0 "$1" 2>/dev/null
+    local stat
+    { stat=$(<"/proc/$1/stat"); } 2>/dev/null || return 1
+    stat=${stat##*) }
+    [[ ${stat%% *} != Z ]]
 }
 
 # stop_daemons GRACE PIDFILE...: SIGTERM to each process group recorded in the PIDFILEs (all at

@@ -64,7 +64,9 @@ while (($#)); do
         *) die "unknown option '$1' (allowed: --host, --port, --backend-store-uri, --artifacts-destination, --workers, --advertise, then -- and options for mlflow server)" ;;
     esac
 done
-[[ $port =~ ^[0-9]+$ ]] && ((port > 0 && port < 65536)) || die "--port must be 1-65535, got '$port'"
+if ! [[ $port =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535)); then
+    die "--port must be 1-65535, got '$port'"
+fi
 [[ $workers =~ ^[1-9][0-9]*$ ]] || die "--workers must be a positive integer, got '$workers'"
 require_commands mlflow python3
 

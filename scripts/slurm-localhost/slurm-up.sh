@@ -131,6 +131,7 @@ printf '#!/bin/sh\nSLURM_CONF=%q exec %q "$@"\n' "$conf" "$(command -v srun)" >"
 chmod +x "$state/bin/srun.tmp"
 mv "$state/bin/srun.tmp" "$state/bin/srun"
 
+# shellcheck disable=SC2016  # $PATH expands where env.sh is sourced
 printf 'export SLURM_CONF=%q\nexport PATH=%q:"$PATH"\n' "$conf" "$state/bin" >"$state/env.sh.tmp"
 mv "$state/env.sh.tmp" "$state/env.sh"
 note "cluster up: partition $partition, $cpus CPUs, $memory_mb MB; source $state/env.sh"

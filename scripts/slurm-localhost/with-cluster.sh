@@ -34,6 +34,7 @@ mkdir -p "$state"
 state=$(cd "$state" && pwd)
 
 command_pid=""
+# shellcheck disable=SC2317  # reached through the traps below
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
