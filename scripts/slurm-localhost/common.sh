@@ -51,6 +51,7 @@ start_daemon() {
 # whoever inherited it reaps it, which not every container's init does promptly).
 alive() {
     local stat
+    [[ $1 =~ ^[0-9]+$ ]] || return 1
     { stat=$(<"/proc/$1/stat"); } 2>/dev/null || return 1
     stat=${stat##*) }
     [[ ${stat%% *} != Z ]]
