@@ -3,7 +3,8 @@
 For each distinct (arch, dataset, batch size) the study configs train, a solo run (K = 1) of that
 variant (with the block's BN setting that has most batch norm) is built with the training engine
 and its step is timed after a warm-up, ``--repeats`` times; the median seconds per generator step
-is what ``ganstudy.study_cost.STEP_SECONDS`` records for this machine. Image datasets use random
+is what ``ganstudy.study_cost.STEP_SECONDS`` records for this machine (one thread,
+as a workflow job with ``threads.train: 1``). Image datasets use random
 uint8 images in the prepared layout (the step time does not depend on the pixels).
 
 Side by side in the same process, the same variant's K-seed ensemble (``--members``) is timed too;
@@ -70,7 +71,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads, as a job with threads.train: 1"
+    )
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     rows, record = [], {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -104,7 +104,9 @@ class Slot:
     path: Path
 
     def release(self) -> None:
-        os.close(self.fd)
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def try_claim(lock_dir: Path, gpus: list[str], jobs_per_gpu: int) -> Slot | None:

@@ -309,8 +309,15 @@ class Study:
     def prepare_params(self, dataset: str) -> dict[str, Any]:
         return dict(self.config["data"]["prepare"].get(dataset, {}))
 
-    def classifier_epochs(self, dataset: str) -> int | None:
-        return self.config["classifiers"]["epochs"].get(dataset)
+    def classifier_args(self, dataset: str) -> str:
+        """The budget options of ``ganstudy classifier train`` for a classifier dataset."""
+        c = self.config["classifiers"]
+        args = []
+        if dataset in c["epochs"]:
+            args.append(f"--epochs {c['epochs'][dataset]}")
+        if dataset in c["train_limit"]:
+            args.append(f"--train-limit {c['train_limit'][dataset]}")
+        return " ".join(args)
 
     def fid_protocol(self, dataset: str):
         """The FID protocol of a dataset under the study's settings, or None (no FID)."""
@@ -348,12 +355,13 @@ class Study:
                 prepare.resolve_params(dataset, params)
             except ConfigError as err:
                 raise ConfigError(f"key 'data.prepare.{dataset}': {err}") from None
-        for dataset in self.config["classifiers"]["epochs"]:
-            if dataset not in SPECS:
-                raise ConfigError(
-                    f"key 'classifiers.epochs.{dataset}': no classifier is trained on "
-                    f"{dataset!r}; allowed: {', '.join(SPECS)}"
-                )
+        for key in ("epochs", "train_limit"):
+            for dataset in self.config["classifiers"][key]:
+                if dataset not in SPECS:
+                    raise ConfigError(
+                        f"key 'classifiers.{key}.{dataset}': no classifier is trained on "
+                        f"{dataset!r}; allowed: {', '.join(SPECS)}"
+                    )
         for dataset in self.datasets:
             try:
                 self.fid_protocol(dataset)
@@ -468,13 +476,11 @@ def _cmd_design(args) -> int:
     atomic_write(args.design, design_csv(study.design_rows()))
     if args.resolved:
         atomic_write(args.resolved, yaml.safe_dump(study.config, sort_keys=False))
+    if args.run_configs:
+        for variant in study.variants:
+            path = Path(args.run_configs) / f"{variant.key}.yaml"
+            atomic_write(path, run_config_yaml(variant.run_config))
     print(f"{args.design}: {len(study.runs)} runs of study {study.name}")
-    return 0
-
-
-def _cmd_run_config(args) -> int:
-    atomic_write(args.out, run_config_yaml(_json_arg(args.json, "--json")))
-    print(args.out)
     return 0
 
 
@@ -536,9 +542,10 @@ def register_cli(subparsers) -> None:
 
     p = sub.add_parser(
         "design",
-        help="check a study config and write design.csv (the expected runs)",
+        help="check a study config; write design.csv (the expected runs) and the run configs",
         description="Check a study config against the schema, expand its grid (every run config "
-        "validated) and write design.csv; optionally the resolved config with every default.",
+        "validated) and write design.csv; optionally the resolved config with every default and "
+        "each variant's run config (<dir>/<dataset>/<arch>/<loss>/bn-g<0|1>-d<0|1>.yaml).",
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", nargs="+", help="study config file(s), merged in order")
@@ -546,12 +553,8 @@ def register_cli(subparsers) -> None:
     p.add_argument("--schema", help=f"config schema (default: {DEFAULT_SCHEMA})")
     p.add_argument("--design", required=True, help="design.csv to write")
     p.add_argument("--resolved", help="also write the resolved study config (YAML) here")
+    p.add_argument("--run-configs", metavar="DIR", help="also write every variant's run config")
     p.set_defaults(func=_cmd_design)
-
-    p = sub.add_parser("run-config", help="write one variant's resolved run config (YAML)")
-    p.add_argument("--json", required=True, help="the run config as one JSON object")
-    p.add_argument("--out", required=True)
-    p.set_defaults(func=_cmd_run_config)
 
     p = sub.add_parser(
         "init-tracking", help="create the MLflow store and the study's experiment once"

@@ -19,7 +19,7 @@ THREADS = STUDY.config["threads"]
 SCHEMA = str(Path(workflow.basedir) / "schemas" / "config.schema.yaml")
 VARIANTS = {v.key: v for v in STUDY.variants}
 SOURCES = STUDY.sources
-CONDA_ENV = "ganstudy"  # the environment of environment.yml, used with --use-conda
+CONDA_ENV = "../envs/ganstudy.yaml"  # relative to the rule files; used with --sdm conda
 
 # Where things are (data mirror, FID weights, tracking store) and how jobs share the GPUs reach
 # the jobs through their environment, where the ganstudy commands look for them; they are not

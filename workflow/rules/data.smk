@@ -1,5 +1,6 @@
 # Datasets: raw files fetched (from the mirror first), prepared tensors, evaluation classifiers
-# and FID reference statistics, each computed once for the whole study.
+# and FID reference statistics, each computed once for the whole study. They come first (priority)
+# because every evaluation waits for them.
 
 
 rule fetch:
@@ -13,6 +14,7 @@ rule fetch:
     wildcard_constraints:
         source="|".join(re.escape(s) for s in SOURCES) or "(?!)",
     threads: THREADS["prepare"]
+    priority: 10
     conda:
         CONDA_ENV
     shell:
@@ -32,6 +34,7 @@ rule prepare:
             f"--param {k}={v}" for k, v in STUDY.prepare_params(wildcards.dataset).items()
         ),
     threads: THREADS["prepare"]
+    priority: 10
     conda:
         CONDA_ENV
     shell:
@@ -48,19 +51,16 @@ rule classifier:
         f"{LOGS}/data/classifier-{{dataset}}.log",
     params:
         root=lambda wildcards, output: Path(output[0]).parents[1],
-        epochs=lambda wildcards: (
-            ""
-            if STUDY.classifier_epochs(wildcards.dataset) is None
-            else f"--epochs {STUDY.classifier_epochs(wildcards.dataset)}"
-        ),
+        budget=lambda wildcards: STUDY.classifier_args(wildcards.dataset),
     threads: THREADS["classifier"]
+    priority: 10
     resources:
         gpu_slot=GPU_RESOURCE,
     conda:
         CONDA_ENV
     shell:
         "python -m ganstudy.gpu_slots -- ganstudy classifier train --dataset {wildcards.dataset}"
-        " --data-root {params.root} {params.epochs} > {log} 2>&1"
+        " --data-root {params.root} {params.budget} > {log} 2>&1"
 
 
 rule fid_reference:
@@ -76,6 +76,7 @@ rule fid_reference:
     wildcard_constraints:
         protocol="[A-Za-z0-9_.-]+",
     threads: THREADS["evaluate"]
+    priority: 10
     resources:
         gpu_slot=GPU_RESOURCE,
     conda:

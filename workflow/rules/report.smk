@@ -1,21 +1,24 @@
-# The study's record: the expected runs (design.csv) with the resolved study config, the tidy
-# summary of every run, and the HTML report.
+# The study's record: the expected runs (design.csv), the resolved study config and every
+# variant's run config, the tidy summary of every run, and the HTML report.
 
 
 rule design:
     output:
         design=f"{RESULTS}/design.csv",
         config=f"{RESULTS}/study.yaml",
+        run_configs=[STUDY.config_path(v) for v in STUDY.variants],
     log:
         f"{LOGS}/design.log",
     params:
         config=json.dumps(STUDY.config, sort_keys=True),
         schema=SCHEMA,
+        configs=lambda wildcards, output: Path(output.design).parent / "configs",
     conda:
         CONDA_ENV
     shell:
         "ganstudy study design --json {params.config:q} --schema {params.schema:q}"
-        " --design {output.design} --resolved {output.config} > {log} 2>&1"
+        " --design {output.design} --resolved {output.config} --run-configs {params.configs}"
+        " > {log} 2>&1"
 
 
 rule aggregate:
@@ -53,7 +56,6 @@ rule report:
 
 localrules:
     all,
-    run_config,
     design,
     aggregate,
     report,

@@ -1,21 +1,8 @@
-# Training: one resolved run config per variant, and one training job per chunk of a variant's
-# seeds (`seeds_per_job`), trained as one batched ensemble. A job's outputs are files inside the
-# run dirs (metrics.json, final.pt of every member), never the run dirs themselves: Snakemake
-# removes the declared outputs of an interrupted job, while the checkpoints/ and log.csv it
-# leaves behind let the rerun resume from the last checkpoint.
-
-
-rule run_config:
-    output:
-        config=f"{RESULTS}/configs/{{dataset}}/{{arch}}/{{loss}}/bn-g{{g}}-d{{d}}.yaml",
-    log:
-        f"{LOGS}/configs/{{dataset}}/{{arch}}/{{loss}}/bn-g{{g}}-d{{d}}.log",
-    params:
-        config=lambda wildcards: json.dumps(variant_of(wildcards).run_config, sort_keys=True),
-    conda:
-        CONDA_ENV
-    shell:
-        "ganstudy study run-config --json {params.config:q} --out {output.config} > {log} 2>&1"
+# Training: one job per chunk of a variant's seeds (`seeds_per_job`), trained as one batched
+# ensemble. A job's outputs are files inside the run dirs (metrics.json, final.pt of every
+# member), never the run dirs themselves: Snakemake removes the declared outputs of an
+# interrupted job, while the checkpoints/ and log.csv it leaves behind let the rerun resume from
+# the last checkpoint.
 
 
 # One rule per training job: a job writes the run dirs of several seeds, so its outputs cannot
@@ -26,7 +13,9 @@ for job in STUDY.jobs:
         name:
             job.name
         input:
-            config=STUDY.config_path(job.variant),
+            # Written with every other run config by the design job; a job reruns when its own
+            # run config changes (the params below), not when the file is rewritten.
+            config=ancient(STUDY.config_path(job.variant)),
             data=prepared(job.variant.dataset),
         output:
             metrics=[STUDY.run_path(job.variant.run_dir(s), "metrics.json") for s in job.seeds],
@@ -34,6 +23,7 @@ for job in STUDY.jobs:
         log:
             f"{LOGS}/train/{job.variant.key}/seeds-{job.seeds_arg}.log",
         params:
+            config=json.dumps(job.variant.run_config, sort_keys=True),
             seeds=job.seeds_arg,
             # A function, so that {seed} reaches the command as is: ganstudy train fills in the
             # seed of each member.
