@@ -157,7 +157,6 @@ def dry_run_resources(tmp_path: Path) -> dict[str, dict[str, str]]:
     return rules
 
 
-@pytest.mark.slow
 def test_profile_gives_every_submitted_rule_time_memory_and_the_right_gpus(tmp_path):
     pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install -e '.[slurm]'")
     rules = dry_run_resources(tmp_path)
