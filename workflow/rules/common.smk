@@ -87,7 +87,8 @@ onstart:
         shell(
             f"ganstudy study init-tracking --uri {TRACKING_URI!r} --experiment {STUDY.name!r}"
         )
-    if not GPUS:
+    # The CPU-time estimate is for local runs; an executor (e.g. SLURM) leaves workflow.cores unset.
+    if not GPUS and workflow.local_exec:
         trained = {
             run.run_dir
             for run in STUDY.runs
