@@ -1,6 +1,6 @@
 """Training step time of every (arch, dataset, batch size) of study configs, for the cost estimate.
 
-For each distinct (arch, dataset, batch size) the study configs train, a solo run (K = 1) of that
+For each distinct (arch, dataset, batch size, width) the study configs train, a solo run (K = 1) of that
 variant (with the block's BN setting that has most batch norm) is built with the training engine
 and its step is timed after a warm-up, ``--repeats`` times; the median seconds per generator step
 is what ``ganstudy.study_cost.STEP_SECONDS`` records for this machine (one thread,
@@ -38,14 +38,19 @@ sys.path.insert(0, str(ROOT / "tests"))
 from helpers import write_fake_prepared  # noqa: E402
 
 
-def representatives(configs: list[str]) -> dict[tuple[str, str, int], study.Variant]:
-    """One variant per (arch, dataset, batch size), the one with the most batch norm."""
-    reps: dict[tuple[str, str, int], study.Variant] = {}
+def representatives(configs: list[str]) -> dict[tuple[str, str, int, int], study.Variant]:
+    """One variant per (arch, dataset, batch size, width), the one with the most batch norm."""
+    reps: dict[tuple[str, str, int, int], study.Variant] = {}
     for path in configs:
         merged = study.load_configs([ROOT / "config" / "config.yaml", path])
         s = study.Study.from_config(merged, ROOT / "workflow" / "schemas" / "config.schema.yaml")
         for v in s.variants:
-            key = (v.arch, v.dataset, v.run_config["train"]["batch_size"])
+            key = (
+                v.arch,
+                v.dataset,
+                v.run_config["train"]["batch_size"],
+                v.run_config["arch"]["width"],
+            )
             if key not in reps or (v.bn_g + v.bn_d) > (reps[key].bn_g + reps[key].bn_d):
                 reps[key] = v
     return reps
@@ -80,7 +85,7 @@ def main() -> None:
     rows, record = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        for (arch, dataset, batch), v in sorted(representatives(args.configs).items()):
+        for (arch, dataset, batch, width), v in sorted(representatives(args.configs).items()):
             spec = DATASETS[dataset]
             if spec.kind == "image":
                 write_fake_prepared(root / "data", dataset, max(4 * batch, 512), spec.shape)
@@ -96,9 +101,9 @@ def main() -> None:
                     step_seconds(cfg, args.members, args.steps, args.warmup, root / f"b{r}")
                 )
             s, e = statistics.median(solo), statistics.median(ensemble)
-            record[(arch, dataset, batch)] = s
+            record[(arch, dataset, batch, width)] = s
             ratio = (args.members / e) / (1 / s)
-            rows.append([arch, dataset, batch, v.bn_name, f"{s * 1000:.1f}", f"{1 / s:.1f}",
+            rows.append([arch, dataset, batch, width, v.bn_name, f"{s * 1000:.1f}", f"{1 / s:.1f}",
                          f"{ratio:.2f}"])  # fmt: skip
             print("  ".join(map(str, rows[-1])), file=sys.stderr, flush=True)
     print(

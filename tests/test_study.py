@@ -456,7 +456,9 @@ def test_steps_of_runs_set_in_epochs():
 
 def test_cost_estimate_scales_with_runs_and_steps(monkeypatch):
     monkeypatch.setattr(
-        study_cost, "STEP_SECONDS", {("mlp2d", "ring8", 100): 0.01, ("mlp2d", "grid25", 64): 0.02}
+        study_cost,
+        "STEP_SECONDS",
+        {("mlp2d", "ring8", 100, 64): 0.01, ("mlp2d", "grid25", 64, 64): 0.02},
     )
     cfg = {
         "experiments": {

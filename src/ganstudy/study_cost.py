@@ -1,13 +1,13 @@
 """Expected training compute of a study, from step times measured on a CPU.
 
-``STEP_SECONDS[(arch, dataset, batch_size)]`` is the median time of one generator step of a solo
-run (K = 1, one process, BN on) measured with ``benchmarks/study_cost.py`` on the project's 2-core
-reference CPU. A run of ``steps`` generator steps then costs ``steps x STEP_SECONDS`` CPU seconds;
+``STEP_SECONDS[(arch, dataset, batch_size, width)]`` is the median time of one generator step of
+a solo run (K = 1, one thread, BN on) measured with ``benchmarks/study_cost.py`` on the project's
+2-core reference CPU. A run of ``steps`` generator steps then costs ``steps x STEP_SECONDS`` CPU seconds;
 an ensemble of K seeds costs about K times that on a CPU (the ratio the benchmark prints). Runs
 set in epochs have ``ceil(epochs x floor(N / batch_size) / d_steps)`` steps for N training images.
-A combination that was not measured is estimated from the same arch and dataset at the nearest
-measured batch size, scaled linearly in the batch size; without any measurement it is counted
-as unknown.
+A combination that was not measured is estimated from the same arch, dataset and width at the
+nearest measured batch size, scaled linearly in the batch size; without any measurement it is
+counted as unknown.
 
 GPU time is not measured here: estimates for a GPU are this CPU time divided by an assumed
 speed-up, and say so.
@@ -20,9 +20,21 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-# Measured with benchmarks/study_cost.py (2 CPU cores shared with other work, torch 2.x,
-# one thread per process); seconds per generator step of a solo run.
-STEP_SECONDS: dict[tuple[str, str, int], float] = {}
+# Measured with benchmarks/study_cost.py on 2 CPU cores shared with other work (load average 0.3 to
+# 3.6 during the runs), torch 2.15, one thread: the smaller median of two runs (3 and 2 repeats of
+# 10 steps after 2 warm-up steps). Seconds per generator step of a solo run.
+STEP_SECONDS: dict[tuple[str, str, int, int], float] = {
+    ("dcgan28", "fashion_mnist", 64, 64): 0.2487,
+    ("dcgan28", "stacked_mnist", 64, 64): 0.2449,
+    ("dcgan28_small", "fashion_mnist", 64, 64): 0.0312,
+    ("dcgan28_small", "stacked_mnist", 64, 64): 0.0354,
+    ("dcgan64", "cat64", 32, 64): 0.5251,
+    ("dcgan64", "cat_faces64", 32, 16): 0.0648,
+    ("mlp2d", "grid25", 64, 64): 0.0069,
+    ("mlp2d", "grid25", 256, 64): 0.0187,
+    ("mlp2d", "ring8", 64, 64): 0.0070,
+    ("mlp2d", "ring8", 256, 64): 0.0186,
+}
 
 # Training-set sizes used before a dataset is prepared (afterwards its manifest is read).
 # cat64/cat128: the CAT dataset has 9,997 photos; faces that cannot be aligned are dropped, so
@@ -58,11 +70,13 @@ def run_steps(run_config: dict, n_train: int | None) -> int:
     return math.ceil(t["epochs"] * (n_train // t["batch_size"]) / t["d_steps"])
 
 
-def step_seconds(arch: str, dataset: str, batch_size: int) -> float | None:
+def step_seconds(arch: str, dataset: str, batch_size: int, width: int) -> float | None:
     """Measured seconds per step, or the nearest measured batch size scaled linearly."""
-    if (arch, dataset, batch_size) in STEP_SECONDS:
-        return STEP_SECONDS[(arch, dataset, batch_size)]
-    same = [(b, s) for (a, d, b), s in STEP_SECONDS.items() if a == arch and d == dataset]
+    if (arch, dataset, batch_size, width) in STEP_SECONDS:
+        return STEP_SECONDS[(arch, dataset, batch_size, width)]
+    same = [
+        (b, s) for (a, d, b, w), s in STEP_SECONDS.items() if (a, d, w) == (arch, dataset, width)
+    ]
     if not same:
         return None
     b, s = min(same, key=lambda item: abs(math.log(item[0] / batch_size)))
@@ -90,7 +104,9 @@ def estimate(study, data_root: str | Path | None = None, skip=frozenset()) -> li
         if v.run_config["train"]["steps"] is None:
             n_train = train_size(v.dataset, study.prepare_params(v.dataset), data_root)
         steps = run_steps(v.run_config, n_train)
-        per_step = step_seconds(v.arch, v.dataset, v.run_config["train"]["batch_size"])
+        per_step = step_seconds(
+            v.arch, v.dataset, v.run_config["train"]["batch_size"], v.run_config["arch"]["width"]
+        )
         cpu = None if per_step is None else per_step * steps * len(seeds)
         jobs = math.ceil(len(seeds) / v.seeds_per_job)
         out.append(VariantCost(v.block, v.key, len(seeds), jobs, steps, cpu))
@@ -98,7 +114,8 @@ def estimate(study, data_root: str | Path | None = None, skip=frozenset()) -> li
 
 
 def _hours(seconds: float) -> str:
-    return f"{seconds / 3600:,.1f}"
+    hours = seconds / 3600
+    return f"{hours:,.1f}" if hours >= 10 else f"{hours:,.2f}"
 
 
 def table(costs: list[VariantCost]) -> str:

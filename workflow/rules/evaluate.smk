@@ -11,7 +11,7 @@ rule evaluate:
         f"{LOGS}/evaluate/{{dataset}}/{{arch}}/{{loss}}/bn-g{{g}}-d{{d}}/seed{{seed}}.log",
     params:
         run=run_dir,
-        fid=STUDY.fid_args(),
+        fid=lambda wildcards: STUDY.fid_args() if STUDY.fid_protocol(wildcards.dataset) else "",
         modes=(
             ""
             if STUDY.config["modes"]["samples"] is None
