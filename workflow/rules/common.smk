@@ -1,4 +1,5 @@
-# Shared setup: the checked study, its paths, the GPU slots and the environment of every job.
+# Shared setup: paths of the checked study (STUDY, built in the Snakefile), the GPU slots and the
+# environment of every job.
 
 import json
 import os
@@ -6,11 +7,6 @@ import re
 from pathlib import Path
 
 from ganstudy import gpu_slots, study_cost
-from ganstudy.study import Study
-
-# The config checked against the schema (defaults filled in) and expanded into its runs, every run
-# config built and validated: bad input fails here, before any job starts.
-STUDY = Study.from_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
 
 RESULTS = STUDY.results
 DATA = STUDY.data_root
