@@ -201,7 +201,7 @@ def test_quick_study_end_to_end_on_the_cpu(tmp_path, shared_files):
 
 
 # ---------------------------------------------------------------------------------------------
-# a killed training job resumes from its checkpoint
+# a killed training job resumes from its checkpoint; a diverged run goes on to evaluation
 
 
 def descendants(pid: int) -> list[int]:
@@ -229,7 +229,7 @@ def read_log(run: Path) -> list[dict]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_a_killed_training_job_resumes_from_its_checkpoint(tmp_path):
+def test_a_killed_training_job_resumes_and_a_diverged_run_is_evaluated(tmp_path):
     cwd = workdir(tmp_path)
     steps, every = 1500, 100
     study = {
@@ -244,7 +244,12 @@ def test_a_killed_training_job_resumes_from_its_checkpoint(tmp_path):
                 "seeds_per_job": 2,
                 "train": {"steps": steps, "epochs": None, "batch_size": 32, "log_every": 50,
                           "checkpoint_every": every, "sample_every": steps},
-            }
+            },
+            # D's target for real samples is 1e20: its squared error overflows at the first step
+            "diverging": {
+                "datasets": ["ring8"], "archs": ["mlp2d"], "losses": ["lsgan"], "bn": ["none"],
+                "loss": {"b": 1e20}, "train": {"steps": 200, "log_every": 50},
+            },
         },
     }  # fmt: skip
     write_config(cwd / "resume.yaml", study)
@@ -278,8 +283,12 @@ def test_a_killed_training_job_resumes_from_its_checkpoint(tmp_path):
     before = [r for r in read_log(runs[0]) if int(r["step"]) <= resume_step]
     assert before and not (runs[0] / "final.pt").exists()
 
-    second = snakemake(cwd, *args, timeout=500)
+    # the rerun also trains and evaluates a run that diverges: an outcome, not a failure
+    diverging = cwd / "results/runs/ring8/mlp2d/lsgan/bn-g0-d0/seed0"
+    second = snakemake(cwd, str(diverging.relative_to(cwd) / "eval.json"), *args, timeout=500)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert json.loads((diverging / "metrics.json").read_text())["status"] == "diverged"
+    assert json.loads((diverging / "eval.json").read_text())["stability"]["diverged"] is True
     for run in runs:
         metrics = json.loads((run / "metrics.json").read_text())
         assert metrics["status"] == "completed" and metrics["steps"] == steps
