@@ -266,6 +266,9 @@ class Trainer:
             "discriminator": ckpt.member_module_state(self.D, k),
             "opt_g": ckpt.member_optimizer_state(self.opt_g, k),
             "opt_d": ckpt.member_optimizer_state(self.opt_d, k),
+            # The run's MLflow identity travels with its state: a resumed run continues the same
+            # MLflow run even where metrics.json was removed (e.g. by a workflow rerun).
+            "mlflow": {"run_id": self.mlflow_ids[k], "tracking_uri": self.tracking_uri},
             "rng": {
                 "noise": self.noise_gens[k].get_state(),
                 "data": self.stream.state_dict(k),
@@ -298,6 +301,7 @@ class Trainer:
             self.diverged_step[k] = m["diverged_step"]
         self.step = step
         self.wall_before = max(m["wall_time_s"] for m in members)
+        self._resumed_mlflow = [m.get("mlflow", {}) for m in members]
 
     # -- one step ------------------------------------------------------------------------------
 
@@ -416,11 +420,16 @@ class Trainer:
         self.experiment_id = tracking.init_store(self.tracking_uri, self.cfg.tracking.experiment)
         for k in range(self.K):
             previous = None
+            stored = self._resumed_mlflow[k]
             metrics = self._metrics_path(k)
             if metrics.is_file():
-                stored = json.loads(metrics.read_text())
-                if stored.get("mlflow_tracking_uri") == self.tracking_uri:
-                    previous = stored.get("mlflow_run_id")
+                data = json.loads(metrics.read_text())
+                stored = {
+                    "run_id": data.get("mlflow_run_id"),
+                    "tracking_uri": data.get("mlflow_tracking_uri"),
+                }
+            if stored.get("tracking_uri") == self.tracking_uri:
+                previous = stored.get("run_id")
             tracker = tracking.RunTracker(self.tracking_uri, self.experiment_id, self.flush_seconds)
             name = self.cfg.tracking.run_name or run_name(self.member_cfgs[k])
             self.mlflow_ids[k] = tracker.start(
@@ -496,9 +505,13 @@ class Trainer:
         for run_dir, member_cfg in zip(self.run_dirs, self.member_cfgs):
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "config.yaml").write_text(member_cfg.to_yaml())
+        self._resumed_mlflow = [{} for _ in range(self.K)]
         resume = self._resume_step()
         if resume is not None:
             self.load_checkpoint(resume)
+            print(
+                f"[{run_name(self.cfg)}] resuming from step {resume}", file=sys.stderr, flush=True
+            )
         self.versions = provenance.versions()
         self._start_tracking()
         self._open_logs()
