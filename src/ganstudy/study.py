@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from ganstudy import gpu_slots
+from ganstudy import atomic, gpu_slots
 from ganstudy.config import ConfigError
 
 DESIGN_COLUMNS = ("dataset", "arch", "loss", "bn_g", "bn_d", "seed", "run_dir")
@@ -404,14 +404,7 @@ class Study:
 
 def atomic_write(path: str | Path, text: str) -> None:
     """Write ``text`` to a temporary name next to ``path``, then rename it onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic.write_text(path, text)
 
 
 def design_csv(rows: list[dict[str, Any]]) -> str:
