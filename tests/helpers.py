@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
@@ -37,3 +38,9 @@ def ring_config(steps: int = 200, **train) -> config.RunConfig:
         "tracking": {"enabled": False},
     }
     return config.from_dict(data)
+
+
+def train_command(cfg_path: Path, out: Path, *extra: str) -> list[str]:
+    """The `ganstudy train` command line of a run, for tests that start training processes."""
+    return [sys.executable, "-m", "ganstudy.cli", "train", "--config", str(cfg_path),
+            "--out", str(out), "--quiet", *extra]  # fmt: skip

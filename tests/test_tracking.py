@@ -2,9 +2,8 @@
 
 import json
 import subprocess
-import sys
 
-from helpers import ring_config
+from helpers import ring_config, train_command
 from mlflow import MlflowClient
 
 from ganstudy import config
@@ -62,19 +61,7 @@ def test_eight_processes_on_a_fresh_sqlite_store_all_record_complete_runs(tmp_pa
     assert not (tmp_path / "mlflow.db").exists()
     procs = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "ganstudy.cli",
-                "train",
-                "--config",
-                str(cfg_path),
-                "--out",
-                str(tmp_path / f"seed{s}"),
-                "--set",
-                f"seed={s}",
-                "--quiet",
-            ],
+            train_command(cfg_path, tmp_path / f"seed{s}", "--set", f"seed={s}"),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

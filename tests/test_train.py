@@ -5,13 +5,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 import torch
 import yaml
-from helpers import ring_config
+from helpers import ring_config, train_command
 
 from ganstudy import checkpoint as ckpt
 from ganstudy import losses
@@ -139,29 +138,15 @@ def test_diverged_member_is_frozen_while_others_continue(tmp_path, monkeypatch):
     assert steps[-1] == 50
 
 
-def _train_cmd(cfg_path, out):
-    return [
-        sys.executable,
-        "-m",
-        "ganstudy.cli",
-        "train",
-        "--config",
-        str(cfg_path),
-        "--out",
-        str(out),
-        "--quiet",
-    ]
-
-
 def test_sigkill_and_resume_gives_bitwise_identical_weights(tmp_path):
     cfg = ring_config(steps=1500, checkpoint_every=100, log_every=50)
     path = tmp_path / "run.yaml"
     path.write_text(cfg.to_yaml())
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    subprocess.run(_train_cmd(path, straight), check=True, env=env)
+    subprocess.run(train_command(path, straight), check=True, env=env)
 
-    proc = subprocess.Popen(_train_cmd(path, killed), env=env)
+    proc = subprocess.Popen(train_command(path, killed), env=env)
     deadline = time.monotonic() + 120
     while not any(s >= 300 for s in ckpt.available_steps(killed)):
         assert proc.poll() is None, "training ended before it could be killed"
@@ -172,7 +157,7 @@ def test_sigkill_and_resume_gives_bitwise_identical_weights(tmp_path):
     assert not (killed / "final.pt").exists()
     resumed_from = max(ckpt.available_steps(killed))
     assert resumed_from < 1500
-    subprocess.run(_train_cmd(path, killed), check=True, env=env)
+    subprocess.run(train_command(path, killed), check=True, env=env)
 
     a = torch.load(straight / "final.pt", weights_only=True)
     b = torch.load(killed / "final.pt", weights_only=True)
