@@ -21,7 +21,7 @@ from synthetic_results import (
 )
 
 from ganstudy import aggregate, cli
-from ganstudy.config import ConfigError
+from ganstudy.errors import ConfigError
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from ganstudy import config
-from ganstudy.config import ConfigError
+from ganstudy.errors import ConfigError
 
 BASE = {"dataset": {"name": "ring8"}, "arch": {"name": "mlp2d"}, "train": {"steps": 10}}
 

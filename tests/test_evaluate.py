@@ -14,10 +14,12 @@ import pandas as pd
 import pytest
 import torch
 
-from ganstudy import config, evaluate, fid, modes, stability
+from ganstudy import config, evaluate
 from ganstudy.cli import main
-from ganstudy.data import MIXTURE_SIGMA, mixture_means
-from ganstudy.train import train
+from ganstudy.data.registry import DATASETS
+from ganstudy.data.streams import mixture_means
+from ganstudy.metrics import fid, modes, stability
+from ganstudy.train.trainer import train
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 WEIGHTS = SHARED / "fid-inception" / "pt_inception-2015-12-05-6726825d.pth"
@@ -80,7 +82,7 @@ def test_ring8_run_is_evaluated_into_eval_json_and_mlflow(ring_run, tmp_path):
     points = pd.read_csv(run / "samples2d.csv")
     assert list(points.columns) == ["x", "y"] and len(points) == 2500
     again = modes.mixture_modes(
-        points.to_numpy(), mixture_means("ring8").numpy(), MIXTURE_SIGMA["ring8"]
+        points.to_numpy(), mixture_means("ring8").numpy(), DATASETS["ring8"].mixture.sigma
     )
     assert again.to_dict() | {"classifier": None} == result["modes"]
 
@@ -196,7 +198,7 @@ def test_image_run_gets_fid_modes_and_a_sample_grid(tmp_path, monkeypatch):
         pytest.skip(f"FID Inception weights not found at {WEIGHTS}")
     from PIL import Image
 
-    from ganstudy.classifiers import build, save_classifier
+    from ganstudy.metrics.classifiers import build, save_classifier
 
     data_root = tmp_path / "data"
     _fake_fashion(data_root, 200)

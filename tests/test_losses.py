@@ -5,8 +5,10 @@ import math
 import pytest
 import torch
 
-from ganstudy.config import ConfigError, LossConfig
-from ganstudy.losses import LOSSES, build_loss, gradient_penalty, resolve_coding
+from ganstudy.config import LossConfig
+from ganstudy.errors import ConfigError
+from ganstudy.loss_functions import gradient_penalty
+from ganstudy.losses import LOSSES, build_loss, resolve_coding
 
 D_REAL = torch.tensor([2.0, -1.0])
 D_FAKE = torch.tensor([0.5, 3.0])

@@ -7,7 +7,7 @@ from helpers import ring_config, train_command
 from mlflow import MlflowClient
 
 from ganstudy import config
-from ganstudy.train import train
+from ganstudy.train.trainer import train
 
 
 def tracked_config(tmp_path, steps=40, experiment="study-x"):

@@ -19,8 +19,6 @@ import csv
 import json
 import math
 import os
-import re
-import sys
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -31,17 +29,15 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from ganstudy.config import ConfigError
+from ganstudy import layout
+from ganstudy.errors import ConfigError
+from ganstudy.losses import LOSSES
 
-EVAL_FORMAT = "ganstudy-eval-1"
-DESIGN_COLUMNS = ("dataset", "arch", "loss", "bn_g", "bn_d", "seed", "run_dir")
+EVAL_FORMAT = layout.EVAL_FORMAT
+DESIGN_COLUMNS = layout.DESIGN_COLUMNS
 STATES = ("completed", "diverged", "not evaluated", "missing")
-RUN_DIR_PATTERN = re.compile(
-    r"runs/(?P<dataset>[^/]+)/(?P<arch>[^/]+)/(?P<loss>[^/]+)/"
-    r"bn-g(?P<bn_g>[01])-d(?P<bn_d>[01])/seed(?P<seed>\d+)$"
-)
 # The files whose change makes a summary stale.
-RUN_FILES = ("config.yaml", "metrics.json", "eval.json")
+RUN_FILES = (layout.CONFIG, layout.METRICS, layout.EVAL)
 
 
 @dataclass
@@ -83,8 +79,6 @@ def _first(*sources: Callable[[RunRecord], Any]) -> Callable[[RunRecord], Any]:
 
 def _loss_label(rec: RunRecord) -> str:
     """The loss name, with its (a, b, c) coding appended where it is not the named preset."""
-    from ganstudy.losses import LOSSES
-
     name = rec.design["loss"]
     coding = tuple(_get(rec.config, "loss", k) for k in ("a", "b", "c"))
     preset = LOSSES[name].coding if name in LOSSES else None
@@ -291,7 +285,7 @@ def _parse_int(value: Any, where: str) -> int:
 
 def read_design(results: Path) -> list[dict[str, Any]]:
     """The expected runs: ``design.csv`` if present, else the run dirs found under ``runs/``."""
-    path = results / "design.csv"
+    path = results / layout.DESIGN
     if not path.exists():
         return discover_runs(results)
     with path.open(newline="") as fh:
@@ -325,34 +319,20 @@ def read_design(results: Path) -> list[dict[str, Any]]:
 def discover_runs(results: Path) -> list[dict[str, Any]]:
     """Design rows for the run dirs on disk (``runs/<dataset>/<arch>/<loss>/bn-gX-dY/seedS``)."""
     rows = []
-    runs = results / "runs"
+    runs = results / layout.RUNS
     if not runs.is_dir():
         return rows
     for path in sorted(runs.glob("*/*/*/*/*")):
         if not path.is_dir():
             continue
         rel = path.relative_to(results).as_posix()
-        match = RUN_DIR_PATTERN.fullmatch(rel)
-        if match is None:
+        try:
+            key = layout.RunKey.parse(rel)
+        except ValueError as err:
             # Not dropped silently: a stray directory is named so it can be cleaned up.
-            warnings.warn(
-                f"{path} does not match runs/<dataset>/<arch>/<loss>/bn-g<0|1>-d<0|1>/seed<S>; "
-                "it is not part of the summary",
-                stacklevel=2,
-            )
+            warnings.warn(f"{path}: {err}; it is not part of the summary", stacklevel=2)
             continue
-        fields = match.groupdict()
-        rows.append(
-            {
-                "dataset": fields["dataset"],
-                "arch": fields["arch"],
-                "loss": fields["loss"],
-                "bn_g": fields["bn_g"] == "1",
-                "bn_d": fields["bn_d"] == "1",
-                "seed": int(fields["seed"]),
-                "run_dir": rel,
-            }
-        )
+        rows.append(key.design_row())
     return rows
 
 
@@ -383,7 +363,7 @@ def _read_yaml(path: Path) -> dict[str, Any] | None:
 def read_run(results: Path, design_row: dict[str, Any]) -> RunRecord:
     """Parse the files of one design row's run dir (absent files give None)."""
     run_dir = results / design_row["run_dir"]
-    evaluation = _read_json(run_dir / "eval.json")
+    evaluation = _read_json(run_dir / layout.EVAL)
     if evaluation is not None and evaluation.get("format") != EVAL_FORMAT:
         raise ConfigError(
             f"{run_dir / 'eval.json'}: key 'format' is {evaluation.get('format')!r}; "
@@ -391,8 +371,8 @@ def read_run(results: Path, design_row: dict[str, Any]) -> RunRecord:
         )
     return RunRecord(
         design=design_row,
-        config=_read_yaml(run_dir / "config.yaml"),
-        metrics=_read_json(run_dir / "metrics.json"),
+        config=_read_yaml(run_dir / layout.CONFIG),
+        metrics=_read_json(run_dir / layout.METRICS),
         evaluation=evaluation,
     )
 
@@ -486,8 +466,8 @@ def read_summary(path: str | Path) -> pd.DataFrame:
 def newest_input_mtime(results: Path) -> float:
     """The latest modification time of design.csv and the run files the summary is built from."""
     newest = 0.0
-    candidates = [results / "design.csv"]
-    runs = results / "runs"
+    candidates = [results / layout.DESIGN]
+    runs = results / layout.RUNS
     if runs.is_dir():
         for name in RUN_FILES:
             candidates.extend(runs.glob(f"*/*/*/*/*/{name}"))
@@ -509,7 +489,7 @@ def is_stale(results: Path, summary: Path) -> bool:
 def load_or_build(results: str | Path, summary: str | Path | None = None) -> pd.DataFrame:
     """The summary of ``results``: read from ``summary`` if up to date, else rebuilt and written."""
     results = Path(results)
-    summary = Path(summary) if summary is not None else results / "summary.csv"
+    summary = Path(summary) if summary is not None else results / layout.SUMMARY
     if not results.is_dir():
         raise ConfigError(f"results directory {results} does not exist")
     if is_stale(results, summary):
@@ -521,26 +501,3 @@ def load_or_build(results: str | Path, summary: str | Path | None = None) -> pd.
 
 # ---------------------------------------------------------------------------------------------
 # command line
-
-
-def _run_cli(args) -> int:
-    results = Path(args.results)
-    out = Path(args.out) if args.out else results / "summary.csv"
-    df = collect(results)
-    write_summary(df, out)
-    counts = df["state"].value_counts()
-    states = ", ".join(f"{counts.get(s, 0)} {s}" for s in STATES)
-    print(f"wrote {out}: {len(df)} runs ({states})", file=sys.stderr)
-    return 0
-
-
-def register_cli(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "aggregate",
-        help="tidy the run dirs of a results dir into summary.csv",
-        description="Collect config.yaml, metrics.json and eval.json of every run of a results "
-        "dir into one CSV row per run (state: " + ", ".join(STATES) + ").",
-    )
-    parser.add_argument("--results", required=True, help="results directory (holds runs/)")
-    parser.add_argument("--out", help="output CSV (default: RESULTS/summary.csv)")
-    parser.set_defaults(func=_run_cli)

@@ -16,9 +16,10 @@ from typing import Any
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A configuration value is unknown, of the wrong type or not allowed."""
+from ganstudy.data.registry import DATASETS
+from ganstudy.errors import ConfigError
+from ganstudy.losses import LOSSES, resolve_coding
+from ganstudy.nets import ARCHS
 
 
 @dataclass(frozen=True)
@@ -186,10 +187,6 @@ def _require(condition: bool, key: str, value: Any, allowed: str) -> None:
 
 def validate(cfg: RunConfig) -> RunConfig:
     """Check values and combinations against the registries; fill the LSGAN coding."""
-    from ganstudy.data import DATASETS
-    from ganstudy.losses import LOSSES, resolve_coding
-    from ganstudy.nets import ARCHS
-
     _require(cfg.dataset.name in DATASETS, "dataset.name", cfg.dataset.name, ", ".join(DATASETS))
     _require(cfg.arch.name in ARCHS, "arch.name", cfg.arch.name, ", ".join(ARCHS))
     _require(cfg.loss.name in LOSSES, "loss.name", cfg.loss.name, ", ".join(LOSSES))

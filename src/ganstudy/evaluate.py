@@ -10,7 +10,6 @@ leaves an earlier eval.json intact. The numbers are also logged to the run's MLf
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,22 +18,27 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ganstudy import atomic, fid, modes, stability
-from ganstudy.config import ConfigError
+from ganstudy import atomic, layout, provenance
+from ganstudy import config as config_mod
+from ganstudy.data import registry, streams
+from ganstudy.errors import ConfigError
+from ganstudy.metrics import classifiers, fid, modes, stability
+from ganstudy.sample import checkpoint_file, generate, load_generator, save_samples
+from ganstudy.tracking import log_metrics_to_run
 
-FORMAT = "ganstudy-eval-1"
+FORMAT = layout.EVAL_FORMAT
 SAMPLE_SEED = 0
 GRID = 64
 FINISHED = ("completed", "diverged")
 
 
 # ---------------------------------------------------------------------------------------------
-# Mode metrics per dataset (registry)
+# Mode metrics (registry; each dataset names its own in the dataset registry)
 
 
 @dataclass(frozen=True)
 class ModeMetric:
-    """How a dataset's mode coverage is measured: ``measure(samples, context) -> ModeCoverage``."""
+    """How mode coverage is measured: ``measure(samples, context) -> ModeCoverage``."""
 
     measure: Callable
     default_samples: int
@@ -42,11 +46,13 @@ class ModeMetric:
 
 
 def _classify_channels(samples: Tensor, context: dict) -> np.ndarray:
-    from ganstudy.classifiers import predict
-
     model = context["classifier"]
     return np.stack(
-        [predict(model, samples[:, c : c + 1]).numpy() for c in range(samples.shape[1])], axis=1
+        [
+            classifiers.predict(model, samples[:, c : c + 1]).numpy()
+            for c in range(samples.shape[1])
+        ],
+        axis=1,
     )
 
 
@@ -60,18 +66,15 @@ def _classes(samples: Tensor, context: dict) -> modes.ModeCoverage:
 
 
 def _mixture(samples: Tensor, context: dict) -> modes.ModeCoverage:
-    from ganstudy.data import MIXTURE_SIGMA, mixture_means
-
-    name = context["spec"].name
-    return modes.mixture_modes(samples.numpy(), mixture_means(name).numpy(), MIXTURE_SIGMA[name])
+    spec = context["spec"]
+    means = streams.mixture_means(spec.name).numpy()
+    return modes.mixture_modes(samples.numpy(), means, spec.mixture.sigma)
 
 
 MODE_METRICS: dict[str, ModeMetric] = {
     "stacked_mnist": ModeMetric(_stacked, modes.STACKED_MNIST_SAMPLES, classifier=True),
-    "mnist": ModeMetric(_classes, modes.CLASS_SAMPLES, classifier=True),
-    "fashion_mnist": ModeMetric(_classes, modes.CLASS_SAMPLES, classifier=True),
-    "ring8": ModeMetric(_mixture, modes.MIXTURE_SAMPLES, classifier=False),
-    "grid25": ModeMetric(_mixture, modes.MIXTURE_SAMPLES, classifier=False),
+    "classes": ModeMetric(_classes, modes.CLASS_SAMPLES, classifier=True),
+    "mixture2d": ModeMetric(_mixture, modes.MIXTURE_SAMPLES, classifier=False),
 }
 
 
@@ -123,14 +126,11 @@ def plan(
     mode_samples: int | None = None,
 ) -> Plan:
     """Check the run and every option, resolve the FID weights and load the classifier."""
-    from ganstudy import config as config_mod
-    from ganstudy.data import DATASETS
-
     run_dir = Path(run_dir)
-    for name in ("config.yaml", "metrics.json"):
+    for name in (layout.CONFIG, layout.METRICS):
         if not (run_dir / name).is_file():
             raise ConfigError(f"--run {run_dir}: {name} is missing; is this a run directory?")
-    metrics = _read_json(run_dir / "metrics.json")
+    metrics = _read_json(run_dir / layout.METRICS)
     if metrics.get("status") not in FINISHED:
         raise ConfigError(
             f"--run {run_dir}: status {metrics.get('status')!r} in metrics.json; allowed: "
@@ -138,8 +138,8 @@ def plan(
         )
     if mode_samples is not None and mode_samples < 1:
         raise ConfigError(f"--mode-samples {mode_samples}: allowed: a positive integer")
-    cfg = config_mod.load(run_dir / "config.yaml")
-    spec = DATASETS[cfg.dataset.name]
+    cfg = config_mod.load(run_dir / layout.CONFIG)
+    spec = registry.dataset(cfg.dataset.name)
     p = Plan(
         run_dir=run_dir,
         data_root=Path(data_root if data_root is not None else cfg.dataset.data_root),
@@ -148,7 +148,7 @@ def plan(
         metrics=metrics,
     )
     p.context["spec"] = spec
-    if spec.name in fid.PROTOCOLS:
+    if spec.fid is not None:
         p.protocol = fid.protocol_for(
             spec.name, fid_preset, fid_samples, fid_dims, allow_singular=allow_singular_fid
         )
@@ -156,19 +156,17 @@ def plan(
     elif fid_samples is not None or fid_dims is not None:
         # A study passes the same options to every run; a dataset without FID just says so.
         p.notes.append(f"--fid-samples/--fid-dims ignored: {spec.name} has no FID")
-    p.mode_metric = MODE_METRICS.get(spec.name)
+    p.mode_metric = MODE_METRICS[spec.mode_metric] if spec.mode_metric else None
     if p.mode_metric is not None:
         p.mode_samples = mode_samples or p.mode_metric.default_samples
         if p.mode_metric.classifier:
-            from ganstudy.classifiers import classifier_name, load_classifier
-
             try:
-                model, info = load_classifier(p.data_root, spec.name, p.device)
+                model, info = classifiers.load_classifier(p.data_root, spec.name, p.device)
             except FileNotFoundError as err:
                 raise ConfigError(str(err)) from err
             p.context["classifier"] = model
             p.context["classifier_info"] = {
-                "dataset": classifier_name(spec.name),
+                "dataset": classifiers.classifier_name(spec.name),
                 "test_accuracy": info.get("test_accuracy"),
             }
     return p
@@ -180,8 +178,6 @@ def plan(
 
 def _samples(p: Plan) -> tuple[Tensor | None, str | None, str | None]:
     """(samples, checkpoint file name, note): the fixed-seed sample set of the final generator."""
-    from ganstudy.sample import checkpoint_file, generate, load_generator
-
     n = max(p.protocol.n_generated if p.protocol else 0, p.mode_samples, GRID)
     try:
         source = checkpoint_file(p.run_dir)
@@ -229,16 +225,14 @@ def _modes_block(p: Plan, samples: Tensor | None) -> dict | None:
 
 def _write_sample_files(p: Plan, samples: Tensor) -> list[str]:
     """samples.png (8x8 grid) for images; samples2d.csv (the points of the mode metrics) for 2D."""
-    from ganstudy.train import save_samples
-
     spec = p.context["spec"]
     if spec.kind == "image":
-        save_samples(samples[:GRID], spec, p.run_dir / "samples.png")
-        return ["samples.png"]
+        save_samples(samples[:GRID], spec, p.run_dir / layout.SAMPLE_GRID)
+        return [layout.SAMPLE_GRID]
     points = samples[: p.mode_samples].numpy()
     lines = ["x,y"] + [f"{x!r},{y!r}" for x, y in points.tolist()]
-    atomic.write_text(p.run_dir / "samples2d.csv", "\n".join(lines) + "\n")
-    return ["samples2d.csv"]
+    atomic.write_text(p.run_dir / layout.SAMPLES_2D, "\n".join(lines) + "\n")
+    return [layout.SAMPLES_2D]
 
 
 def mlflow_metrics(result: dict) -> dict[str, float]:
@@ -268,8 +262,6 @@ def _log_to_mlflow(p: Plan, result: dict) -> tuple[str | None, str | None]:
     run_id, uri = p.metrics.get("mlflow_run_id"), p.metrics.get("mlflow_tracking_uri")
     if not run_id or not uri:
         return None, None
-    from ganstudy.tracking import log_metrics_to_run
-
     try:
         log_metrics_to_run(uri, run_id, mlflow_metrics(result))
     except Exception as err:  # noqa: BLE001 - eval.json stays the record; say why MLflow lacks it
@@ -279,8 +271,6 @@ def _log_to_mlflow(p: Plan, result: dict) -> tuple[str | None, str | None]:
 
 def evaluate(p: Plan, log_mlflow: bool = True) -> dict:
     """Measure a planned run and write eval.json (and the sample files); returns its content."""
-    from ganstudy import provenance
-
     samples, checkpoint, note = _samples(p)
     modes_block = _modes_block(p, samples)
     result = {
@@ -303,84 +293,5 @@ def evaluate(p: Plan, log_mlflow: bool = True) -> dict:
         result["mlflow_run_id"], error = _log_to_mlflow(p, result)
         if error:
             result["notes"].append(error)
-    atomic.write_text(p.run_dir / "eval.json", json.dumps(result, indent=2) + "\n")
+    atomic.write_text(p.run_dir / layout.EVAL, json.dumps(result, indent=2) + "\n")
     return result
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line
-
-
-def _summary(result: dict) -> str:
-    parts = [f"{result['dataset']} ({result['status']})"]
-    if result["fid"]:
-        value = result["fid"]["value"]
-        settings = result["fid"]["settings"]
-        shown = "null" if value is None else f"{value:.3f}"
-        parts.append(
-            f"FID {shown} [{settings['protocol']}: {settings['dims']}-d, "
-            f"{settings['n_generated']} vs {settings['n_reference']} {settings['reference_split']}]"
-        )
-    if result["modes"]:
-        m = result["modes"]
-        kl = "null" if m["kl_to_uniform"] is None else f"{m['kl_to_uniform']:.3f}"
-        parts.append(f"modes {m['modes_covered']}/{m['modes_total']}, KL {kl}")
-    return ", ".join(parts)
-
-
-def _cli(args) -> int:
-    p = plan(
-        args.run,
-        data_root=args.data_root,
-        device=args.device,
-        fid_weights=args.fid_weights,
-        fid_samples=args.fid_samples,
-        fid_dims=args.fid_dims,
-        fid_preset=args.fid_preset,
-        allow_singular_fid=args.allow_singular_fid,
-        mode_samples=args.mode_samples,
-    )
-    result = evaluate(p, log_mlflow=not args.no_mlflow)
-    print(f"{p.run_dir / 'eval.json'}: {_summary(result)}")
-    for note in result["notes"]:
-        print(f"note: {note}", file=sys.stderr)
-    return 0
-
-
-def register_cli(subparsers) -> None:
-    p = subparsers.add_parser(
-        "evaluate",
-        help="FID, mode coverage and stability statistics of a finished run -> eval.json",
-        description="Evaluate a finished (or diverged) run; writes RUN/eval.json and logs the "
-        "metrics to the run's MLflow run.",
-    )
-    p.add_argument("--run", required=True, metavar="DIR", help="run directory")
-    p.add_argument(
-        "--data-root",
-        help="data root with prepared data, classifiers and FID statistics "
-        "(default: the run config's dataset.data_root)",
-    )
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument(
-        "--fid-weights",
-        metavar="PATH",
-        help=f"FID Inception weights ({fid.WEIGHTS_FILE}); default ${fid.WEIGHTS_ENV}, "
-        "else pytorch-fid's copy in $TORCH_HOME/hub/checkpoints (downloaded if missing)",
-    )
-    p.add_argument(
-        "--fid-preset",
-        default="full",
-        choices=list(fid.PRESETS),
-        help="full: the literature protocol (10k generated vs 10k test images, cats: vs the "
-        "whole training set; 2048-d); quick: 1k vs 1k, 192-d (not comparable with full)",
-    )
-    p.add_argument("--fid-samples", type=int, metavar="N", help="generated and reference count")
-    p.add_argument("--fid-dims", type=int, choices=list(fid.DIMS), help="Inception feature block")
-    p.add_argument(
-        "--allow-singular-fid",
-        action="store_true",
-        help="compute FID with fewer samples than dims (flagged) instead of refusing",
-    )
-    p.add_argument("--mode-samples", type=int, metavar="N", help="samples for the mode metrics")
-    p.add_argument("--no-mlflow", action="store_true", help="do not log to the run's MLflow run")
-    p.set_defaults(func=_cli)

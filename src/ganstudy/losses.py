@@ -1,11 +1,12 @@
-"""GAN losses as pure functions of the raw discriminator outputs.
+"""The loss registry: one :class:`Loss` per loss name, its formulas in :mod:`ganstudy.loss_functions`.
 
-Every function takes ``d_real`` / ``d_fake`` of shape ``(..., B)`` (raw, unbounded outputs of D,
-no sigmoid applied) and returns the loss averaged over the last (batch) dimension, so a
-multi-seed ensemble with outputs of shape ``(K, B)`` gets one loss per member, shape ``(K,)``.
+A :class:`Loss` names its discriminator and generator functions, says whether the discriminator
+loss needs the gradient penalty, carries the LSGAN coding (a, b, c) where it applies, and its
+role in the study's comparison: ``baseline`` (what the others are compared with) or
+``candidate`` (compared with the baseline). A study config may name other ones.
 
-``LOSSES`` maps a name to a :class:`Loss` (discriminator loss, generator loss, whether the
-discriminator loss needs the gradient penalty, and the LSGAN coding where it applies).
+This module imports no torch: run configs are checked against it when the Snakefile is parsed;
+:func:`build_loss` loads the formulas.
 """
 
 from __future__ import annotations
@@ -14,115 +15,58 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-import torch.nn.functional as F
-from torch import Tensor
+from ganstudy.errors import ConfigError
 
-
-def gan_d_loss(d_real: Tensor, d_fake: Tensor) -> Tensor:
-    """Standard GAN, sigmoid cross-entropy on logits.
-
-    L_D = -E[log sigmoid(D(x))] - E[log(1 - sigmoid(D(G(z))))]
-        = E[softplus(-D(x))] + E[softplus(D(G(z)))]
-    """
-    return F.softplus(-d_real).mean(-1) + F.softplus(d_fake).mean(-1)
-
-
-def gan_ns_g_loss(d_fake: Tensor) -> Tensor:
-    """Non-saturating generator loss: L_G = -E[log sigmoid(D(G(z)))] = E[softplus(-D(G(z)))]."""
-    return F.softplus(-d_fake).mean(-1)
-
-
-def gan_minimax_g_loss(d_fake: Tensor) -> Tensor:
-    """Saturating (minimax) generator loss: L_G = E[log(1 - sigmoid(D(G(z))))] = -E[softplus(D(G(z)))]."""
-    return -F.softplus(d_fake).mean(-1)
-
-
-def lsgan_d_loss(d_real: Tensor, d_fake: Tensor, a: float, b: float) -> Tensor:
-    """Least squares, on the raw output: L_D = 1/2 E[(D(x) - b)^2] + 1/2 E[(D(G(z)) - a)^2]."""
-    return 0.5 * (d_real - b).square().mean(-1) + 0.5 * (d_fake - a).square().mean(-1)
-
-
-def lsgan_g_loss(d_fake: Tensor, c: float) -> Tensor:
-    """Least squares generator loss: L_G = 1/2 E[(D(G(z)) - c)^2]."""
-    return 0.5 * (d_fake - c).square().mean(-1)
-
-
-def l1_d_loss(d_real: Tensor, d_fake: Tensor) -> Tensor:
-    """L1 GAN with an unbounded discriminator: L_D = E|D(x) - 1| + E|D(G(z))|."""
-    return (d_real - 1).abs().mean(-1) + d_fake.abs().mean(-1)
-
-
-def l1_g_loss(d_fake: Tensor) -> Tensor:
-    """L1 GAN generator loss: L_G = E|D(G(z)) - 1|."""
-    return (d_fake - 1).abs().mean(-1)
-
-
-def wasserstein_d_loss(d_real: Tensor, d_fake: Tensor) -> Tensor:
-    """WGAN critic loss (without the penalty): L_D = E[D(G(z))] - E[D(x)]."""
-    return d_fake.mean(-1) - d_real.mean(-1)
-
-
-def wasserstein_g_loss(d_fake: Tensor) -> Tensor:
-    """WGAN generator loss: L_G = -E[D(G(z))]."""
-    return -d_fake.mean(-1)
-
-
-def hinge_d_loss(d_real: Tensor, d_fake: Tensor) -> Tensor:
-    """Hinge loss: L_D = E[relu(1 - D(x))] + E[relu(1 + D(G(z)))]."""
-    return F.relu(1 - d_real).mean(-1) + F.relu(1 + d_fake).mean(-1)
-
-
-def gradient_penalty(grad: Tensor, sample_dims: int) -> Tensor:
-    """WGAN-GP penalty from the gradient of D at interpolates x_hat, shape (..., B, *sample):
-
-    GP = E[(||grad_x_hat D(x_hat)||_2 - 1)^2], the mean over the batch dimension, where the norm
-    runs over the last ``sample_dims`` dimensions.
-    """
-    norms = grad.flatten(start_dim=grad.dim() - sample_dims).norm(dim=-1)
-    return (norms - 1).square().mean(-1)
+ROLES = ("baseline", "candidate")
 
 
 @dataclass(frozen=True)
 class Loss:
     name: str
-    d_loss: Callable[[Tensor, Tensor], Tensor]
-    g_loss: Callable[[Tensor], Tensor]
+    # Functions of ganstudy.loss_functions, by name, or the functions themselves.
+    d_loss: str | Callable
+    g_loss: str | Callable
     description: str
     gradient_penalty: bool = False
     coding: tuple[float, float, float] | None = None
+    role: str | None = None
+
+    def functions(self) -> tuple[Callable, Callable]:
+        """The (discriminator, generator) loss functions."""
+        from ganstudy import loss_functions
+
+        return tuple(
+            getattr(loss_functions, f) if isinstance(f, str) else f
+            for f in (self.d_loss, self.g_loss)
+        )
 
 
 LSGAN_PRESETS = {"lsgan": (0.0, 1.0, 1.0), "lsgan_chi2": (-1.0, 1.0, 0.0)}
 
 LOSSES: dict[str, Loss] = {
-    "gan": Loss("gan", gan_d_loss, gan_ns_g_loss, "standard GAN, non-saturating G loss"),
-    "gan_minimax": Loss(
-        "gan_minimax", gan_d_loss, gan_minimax_g_loss, "standard GAN, saturating (minimax) G loss"
-    ),
-    "lsgan": Loss(
-        "lsgan",
-        lsgan_d_loss,
-        lsgan_g_loss,
-        "least squares GAN, 0-1 coding (a, b, c) = (0, 1, 1)",
-        coding=LSGAN_PRESETS["lsgan"],
-    ),
-    "lsgan_chi2": Loss(
-        "lsgan_chi2",
-        lsgan_d_loss,
-        lsgan_g_loss,
-        "least squares GAN, (a, b, c) = (-1, 1, 0): b - c = 1, b - a = 2 (Pearson chi^2)",
-        coding=LSGAN_PRESETS["lsgan_chi2"],
-    ),
-    "l1": Loss("l1", l1_d_loss, l1_g_loss, "L1 GAN with an unbounded discriminator"),
-    "wgan_gp": Loss(
-        "wgan_gp",
-        wasserstein_d_loss,
-        wasserstein_g_loss,
-        "Wasserstein GAN with gradient penalty",
-        gradient_penalty=True,
-    ),
-    "hinge": Loss("hinge", hinge_d_loss, wasserstein_g_loss, "hinge loss"),
-}
+    loss.name: loss
+    for loss in (
+        Loss("gan", "gan_d_loss", "gan_ns_g_loss", "standard GAN, non-saturating G loss",
+             role="baseline"),
+        Loss("gan_minimax", "gan_d_loss", "gan_minimax_g_loss",
+             "standard GAN, saturating (minimax) G loss"),
+        Loss("lsgan", "lsgan_d_loss", "lsgan_g_loss",
+             "least squares GAN, 0-1 coding (a, b, c) = (0, 1, 1)",
+             coding=LSGAN_PRESETS["lsgan"], role="candidate"),
+        Loss("lsgan_chi2", "lsgan_d_loss", "lsgan_g_loss",
+             "least squares GAN, (a, b, c) = (-1, 1, 0): b - c = 1, b - a = 2 (Pearson chi^2)",
+             coding=LSGAN_PRESETS["lsgan_chi2"], role="candidate"),
+        Loss("l1", "l1_d_loss", "l1_g_loss", "L1 GAN with an unbounded discriminator"),
+        Loss("wgan_gp", "wasserstein_d_loss", "wasserstein_g_loss",
+             "Wasserstein GAN with gradient penalty", gradient_penalty=True),
+        Loss("hinge", "hinge_d_loss", "wasserstein_g_loss", "hinge loss"),
+    )
+}  # fmt: skip
+
+
+def with_role(role: str) -> list[str]:
+    """The losses of a role (``baseline`` or ``candidate``), in registry order."""
+    return [name for name, loss in LOSSES.items() if loss.role == role]
 
 
 def resolve_coding(loss_cfg) -> tuple[float | None, float | None, float | None]:
@@ -130,8 +74,6 @@ def resolve_coding(loss_cfg) -> tuple[float | None, float | None, float | None]:
 
     Non-LSGAN losses take no coding; setting one there is an error.
     """
-    from ganstudy.config import ConfigError
-
     given = (loss_cfg.a, loss_cfg.b, loss_cfg.c)
     preset = LOSSES[loss_cfg.name].coding
     if preset is None:
@@ -147,7 +89,8 @@ def resolve_coding(loss_cfg) -> tuple[float | None, float | None, float | None]:
 def build_loss(loss_cfg) -> tuple[Callable, Callable, bool]:
     """The (d_loss, g_loss, needs_gradient_penalty) triple of a validated loss config."""
     loss = LOSSES[loss_cfg.name]
+    d_loss, g_loss = loss.functions()
     if loss.coding is None:
-        return loss.d_loss, loss.g_loss, loss.gradient_penalty
+        return d_loss, g_loss, loss.gradient_penalty
     a, b, c = resolve_coding(loss_cfg)
-    return partial(loss.d_loss, a=a, b=b), partial(loss.g_loss, c=c), loss.gradient_penalty
+    return partial(d_loss, a=a, b=b), partial(g_loss, c=c), loss.gradient_penalty

@@ -1,11 +1,14 @@
-"""Draw samples from a trained run: ``ganstudy sample``.
+"""Samples of a generator: noise, sampling mode, sample files, and drawing from a trained run.
 
 Generators are sampled as they were trained, with batch statistics in batch norm (batches of the
-run's training batch size), and their running statistics are left untouched.
+run's training batch size), and their running statistics are left untouched. The training
+engine, ``ganstudy evaluate`` and ``ganstudy sample`` all draw through this module.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import torch
@@ -13,9 +16,62 @@ from torch import Tensor
 
 from ganstudy import checkpoint as ckpt
 from ganstudy import config as config_mod
-from ganstudy.data import DATASETS
-from ganstudy.nets import build_pair
-from ganstudy.train import draw_noise, sampling, save_samples
+from ganstudy.data import registry, streams
+from ganstudy.nets.bodies import build_pair
+from ganstudy.nets.layers import BatchNorm
+
+
+@contextlib.contextmanager
+def sampling(generator: torch.nn.Module):
+    """Draw from G as it trains (batch statistics) without touching its running statistics."""
+    layers = [m for m in generator.modules() if isinstance(m, BatchNorm)]
+    for layer in layers:
+        layer.update_stats = False
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for layer in layers:
+            layer.update_stats = True
+
+
+def draw_noise(out: Tensor, generators: list[torch.Generator], dist: str) -> Tensor:
+    """Fill out[k] from member k's generator: N(0, 1) or U(-1, 1)."""
+    for k, gen in enumerate(generators):
+        if dist == "normal":
+            out[k].normal_(generator=gen)
+        else:
+            out[k].uniform_(-1.0, 1.0, generator=gen)
+    return out
+
+
+def save_samples(samples: Tensor, spec, path: Path) -> None:
+    """A sample grid (images) or a scatter over the true modes (2D), written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
+    if spec.kind == "image":
+        from torchvision.utils import save_image
+
+        save_image(samples.clamp(-1, 1) * 0.5 + 0.5, tmp, nrow=8)
+    else:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        means = streams.mixture_means(spec.name)
+        fig, ax = plt.subplots(figsize=(3, 3), dpi=100)
+        ax.scatter(means[:, 0], means[:, 1], c="red", s=20, marker="x", label="modes")
+        points = samples.numpy()
+        ax.scatter(points[:, 0], points[:, 1], s=4, alpha=0.6)
+        lim = float(means.abs().max()) * 1.5
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_aspect("equal")
+        fig.tight_layout()
+        fig.savefig(tmp)
+        plt.close(fig)
+    os.replace(tmp, path)
 
 
 def checkpoint_file(path: str | Path) -> Path:
@@ -35,7 +91,7 @@ def load_generator(path: str | Path, device="cpu"):
     """(generator, config) of a run directory or checkpoint file."""
     state = ckpt.load(checkpoint_file(path))
     cfg = config_mod.from_dict(state["config"])
-    generator, _ = build_pair(cfg, 1, DATASETS[cfg.dataset.name].shape)
+    generator, _ = build_pair(cfg, 1, registry.dataset(cfg.dataset.name).shape)
     generator.load_state_dict(state["generator"])
     return generator.to(device).train(), cfg
 
@@ -53,27 +109,3 @@ def generate(
             draw_noise(z, [gen], cfg.arch.z_dist)
             out.append(generator(z)[0, : n - start].float().cpu())
     return torch.cat(out) if out else torch.empty(0)
-
-
-def _cli(args) -> int:
-    device = args.device
-    generator, cfg = load_generator(args.run, device)
-    samples = generate(generator, cfg, args.n, seed=args.seed, device=device)
-    out = Path(args.out)
-    if out.suffix == ".pt":
-        out.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(samples, out)
-    else:
-        save_samples(samples, DATASETS[cfg.dataset.name], out)
-    print(f"{args.n} samples of {args.run} -> {out}")
-    return 0
-
-
-def register_cli(subparsers) -> None:
-    p = subparsers.add_parser("sample", help="draw samples from a trained run")
-    p.add_argument("--run", required=True, help="run directory or checkpoint file")
-    p.add_argument("--out", required=True, help="PNG (grid or 2D scatter) or .pt (raw tensor)")
-    p.add_argument("-n", "--n", type=int, default=64, help="number of samples (default 64)")
-    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.set_defaults(func=_cli)

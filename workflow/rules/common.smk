@@ -6,13 +6,15 @@ import os
 import re
 from pathlib import Path
 
-from ganstudy import gpu_slots, study_cost
+from ganstudy import layout
+from ganstudy.study import cost, gpu_slots
+from ganstudy.study.schema import default_schema_path
 
 RESULTS = STUDY.results
 DATA = STUDY.data_root
 LOGS = STUDY.config["logs"].rstrip("/")
 THREADS = STUDY.config["threads"]
-SCHEMA = str(Path(workflow.basedir) / "schemas" / "config.schema.yaml")
+SCHEMA = str(default_schema_path())
 VARIANTS = {v.key: v for v in STUDY.variants}
 SOURCES = STUDY.sources
 CONDA_ENV = "../envs/ganstudy.yaml"  # relative to the rule files; used with --sdm conda
@@ -25,7 +27,7 @@ TRACKING_URI = STUDY.tracking_uri()
 
 # GPU jobs take one `gpu_slot` each: with N GPUs the scheduler runs at most N x jobs_per_gpu of
 # them at once (unless --resources gpu_slot=... says otherwise), and each job's launcher
-# (python -m ganstudy.gpu_slots) gives it the GPU of a free slot. Unless the config fixes the
+# (python -m ganstudy.study.gpu_slots) gives it the GPU of a free slot. Unless the config fixes the
 # count, the launcher counts the GPUs where the job runs (a cluster node sees its own).
 GPUS = gpu_slots.visible_gpus(STUDY.config["gpus"]["count"])
 GPU_SLOTS = len(GPUS) * STUDY.config["gpus"]["jobs_per_gpu"]
@@ -58,7 +60,7 @@ def verbatim(text):
 def evaluate_inputs(wildcards):
     """A run's files, its dataset's classifier and FID reference statistics (where it has them)."""
     run = run_dir(wildcards)
-    inputs = {"metrics": f"{run}/metrics.json", "final": f"{run}/final.pt"}
+    inputs = {"metrics": f"{run}/{layout.METRICS}", "final": f"{run}/{layout.FINAL}"}
     classifier = STUDY.classifier_dataset(wildcards.dataset)
     if classifier is not None:
         inputs["classifier"] = f"{DATA}/classifiers/{classifier}.pt"
@@ -69,13 +71,11 @@ def evaluate_inputs(wildcards):
 
 
 def run_dir(wildcards):
-    w = wildcards
-    return f"{RESULTS}/runs/{w.dataset}/{w.arch}/{w.loss}/bn-g{w.g}-d{w.d}/seed{w.seed}"
+    return f"{RESULTS}/{layout.RunKey.from_wildcards(wildcards).run_dir}"
 
 
 def variant_of(wildcards):
-    w = wildcards
-    return VARIANTS[f"{w.dataset}/{w.arch}/{w.loss}/bn-g{w.g}-d{w.d}"]
+    return VARIANTS[layout.RunKey.from_wildcards(wildcards).variant.path]
 
 
 onstart:
@@ -88,8 +88,8 @@ onstart:
         trained = {
             run.run_dir
             for run in STUDY.runs
-            if os.path.isfile(STUDY.run_path(run, "final.pt"))
+            if os.path.isfile(STUDY.run_path(run, layout.FINAL))
         }
-        costs = study_cost.estimate(STUDY, data_root=DATA, skip=trained)
+        costs = cost.estimate(STUDY, data_root=DATA, skip=trained)
         if costs:
-            logger.warning(study_cost.cpu_warning(costs, workflow.cores // THREADS["train"]))
+            logger.warning(cost.cpu_warning(costs, workflow.cores // THREADS["train"]))

@@ -59,7 +59,7 @@ rule classifier:
     conda:
         CONDA_ENV
     shell:
-        "python -m ganstudy.gpu_slots -- ganstudy classifier train --dataset {wildcards.dataset}"
+        "python -m ganstudy.study.gpu_slots -- ganstudy classifier train --dataset {wildcards.dataset}"
         " --data-root {params.root} {params.budget} > {log} 2>&1"
 
 
@@ -82,5 +82,5 @@ rule fid_reference:
     conda:
         CONDA_ENV
     shell:
-        "python -m ganstudy.gpu_slots -- ganstudy study fid-reference --dataset {wildcards.dataset}"
+        "python -m ganstudy.study.gpu_slots -- ganstudy fid-reference --dataset {wildcards.dataset}"
         " --data-root {params.root} {params.fid} --out {output.receipt} > {log} 2>&1"

@@ -6,9 +6,9 @@ rule evaluate:
     input:
         unpack(evaluate_inputs),
     output:
-        eval=f"{RESULTS}/runs/{{dataset}}/{{arch}}/{{loss}}/bn-g{{g}}-d{{d}}/seed{{seed}}/eval.json",
+        eval=f"{RESULTS}/{layout.WILDCARD_RUN_DIR}/{layout.EVAL}",
     log:
-        f"{LOGS}/evaluate/{{dataset}}/{{arch}}/{{loss}}/bn-g{{g}}-d{{d}}/seed{{seed}}.log",
+        f"{LOGS}/evaluate/{layout.WILDCARD_RUN_DIR}.log",
     params:
         run=run_dir,
         fid=lambda wildcards: STUDY.fid_args() if STUDY.fid_protocol(wildcards.dataset) else "",
@@ -23,5 +23,5 @@ rule evaluate:
     conda:
         CONDA_ENV
     shell:
-        "python -m ganstudy.gpu_slots -- ganstudy evaluate --run {params.run} {params.fid}"
+        "python -m ganstudy.study.gpu_slots -- ganstudy evaluate --run {params.run} {params.fid}"
         " {params.modes} > {log} 2>&1"

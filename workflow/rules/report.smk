@@ -4,8 +4,8 @@
 
 rule design:
     output:
-        design=f"{RESULTS}/design.csv",
-        config=f"{RESULTS}/study.yaml",
+        design=f"{RESULTS}/{layout.DESIGN}",
+        config=f"{RESULTS}/{layout.STUDY_CONFIG}",
         run_configs=[STUDY.config_path(v) for v in STUDY.variants],
     log:
         f"{LOGS}/design.log",
@@ -23,10 +23,10 @@ rule design:
 
 rule aggregate:
     input:
-        design=f"{RESULTS}/design.csv",
-        evals=[STUDY.run_path(run, "eval.json") for run in STUDY.runs],
+        design=f"{RESULTS}/{layout.DESIGN}",
+        evals=[STUDY.run_path(run, layout.EVAL) for run in STUDY.runs],
     output:
-        summary=f"{RESULTS}/summary.csv",
+        summary=f"{RESULTS}/{layout.SUMMARY}",
     log:
         f"{LOGS}/aggregate.log",
     params:
@@ -39,8 +39,8 @@ rule aggregate:
 
 rule report:
     input:
-        summary=f"{RESULTS}/summary.csv",
-        config=f"{RESULTS}/study.yaml",
+        summary=f"{RESULTS}/{layout.SUMMARY}",
+        config=f"{RESULTS}/{layout.STUDY_CONFIG}",
     output:
         report=STUDY.config["report"],
     log:

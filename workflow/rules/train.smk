@@ -18,8 +18,8 @@ for job in STUDY.jobs:
             config=ancient(STUDY.config_path(job.variant)),
             data=prepared(job.variant.dataset),
         output:
-            metrics=[STUDY.run_path(job.variant.run_dir(s), "metrics.json") for s in job.seeds],
-            final=[STUDY.run_path(job.variant.run_dir(s), "final.pt") for s in job.seeds],
+            metrics=[STUDY.run_path(job.variant.run_dir(s), layout.METRICS) for s in job.seeds],
+            final=[STUDY.run_path(job.variant.run_dir(s), layout.FINAL) for s in job.seeds],
         log:
             f"{LOGS}/train/{job.variant.key}/seeds-{job.seeds_arg}.log",
         params:
@@ -27,12 +27,12 @@ for job in STUDY.jobs:
             seeds=job.seeds_arg,
             # A function, so that {seed} reaches the command as is: ganstudy train fills in the
             # seed of each member.
-            out=verbatim(f"{RESULTS}/runs/{job.variant.key}/seed{{seed}}"),
+            out=verbatim(f"{RESULTS}/{job.variant.run_dir_pattern}"),
         threads: THREADS["train"]
         resources:
             gpu_slot=GPU_RESOURCE,
         conda:
             CONDA_ENV
         shell:
-            "python -m ganstudy.gpu_slots -- ganstudy train --config {input.config} --seeds {params.seeds}"
+            "python -m ganstudy.study.gpu_slots -- ganstudy train --config {input.config} --seeds {params.seeds}"
             " --out {params.out:q} > {log} 2>&1"

@@ -1,0 +1,86 @@
+"""``ganstudy evaluate``: every metric of one finished run, with its settings, into eval.json."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ganstudy import layout
+from ganstudy.metrics import fid_protocol
+
+
+def _summary(result: dict) -> str:
+    parts = [f"{result['dataset']} ({result['status']})"]
+    if result["fid"]:
+        value = result["fid"]["value"]
+        settings = result["fid"]["settings"]
+        shown = "null" if value is None else f"{value:.3f}"
+        parts.append(
+            f"FID {shown} [{settings['protocol']}: {settings['dims']}-d, "
+            f"{settings['n_generated']} vs {settings['n_reference']} {settings['reference_split']}]"
+        )
+    if result["modes"]:
+        m = result["modes"]
+        kl = "null" if m["kl_to_uniform"] is None else f"{m['kl_to_uniform']:.3f}"
+        parts.append(f"modes {m['modes_covered']}/{m['modes_total']}, KL {kl}")
+    return ", ".join(parts)
+
+
+def _cli(args) -> int:
+    from ganstudy.evaluate import evaluate, plan
+
+    p = plan(
+        args.run,
+        data_root=args.data_root,
+        device=args.device,
+        fid_weights=args.fid_weights,
+        fid_samples=args.fid_samples,
+        fid_dims=args.fid_dims,
+        fid_preset=args.fid_preset,
+        allow_singular_fid=args.allow_singular_fid,
+        mode_samples=args.mode_samples,
+    )
+    result = evaluate(p, log_mlflow=not args.no_mlflow)
+    print(f"{p.run_dir / layout.EVAL}: {_summary(result)}")
+    for note in result["notes"]:
+        print(f"note: {note}", file=sys.stderr)
+    return 0
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Evaluate a finished (or diverged) run; writes RUN/eval.json and logs the metrics to the "
+        "run's MLflow run."
+    )
+    p.add_argument("--run", required=True, metavar="DIR", help="run directory")
+    p.add_argument(
+        "--data-root",
+        help="data root with prepared data, classifiers and FID statistics "
+        "(default: the run config's dataset.data_root)",
+    )
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument(
+        "--fid-weights",
+        metavar="PATH",
+        help=f"FID Inception weights ({fid_protocol.WEIGHTS_FILE}); default ${fid_protocol.WEIGHTS_ENV}, "
+        "else pytorch-fid's copy in $TORCH_HOME/hub/checkpoints (downloaded if missing)",
+    )
+    p.add_argument(
+        "--fid-preset",
+        default="full",
+        choices=list(fid_protocol.PRESETS),
+        help="full: the literature protocol (10k generated vs 10k test images, cats: vs the "
+        "whole training set; 2048-d); quick: 1k vs 1k, 192-d (not comparable with full)",
+    )
+    p.add_argument("--fid-samples", type=int, metavar="N", help="generated and reference count")
+    p.add_argument(
+        "--fid-dims", type=int, choices=list(fid_protocol.DIMS), help="Inception feature block"
+    )
+    p.add_argument(
+        "--allow-singular-fid",
+        action="store_true",
+        help="compute FID with fewer samples than dims (flagged) instead of refusing",
+    )
+    p.add_argument("--mode-samples", type=int, metavar="N", help="samples for the mode metrics")
+    p.add_argument("--no-mlflow", action="store_true", help="do not log to the run's MLflow run")
+    p.set_defaults(func=_cli)

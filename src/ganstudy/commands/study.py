@@ -1,0 +1,100 @@
+"""``ganstudy study design|init-tracking|cost``: the study-level steps of the workflow."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import yaml
+
+from ganstudy.errors import ConfigError
+from ganstudy.study.files import atomic_write, design_csv, load_configs, run_config_yaml
+from ganstudy.study.grid import Study
+from ganstudy.study.schema import default_schema_path
+
+
+def _schema_path(arg: str | None) -> Path:
+    path = Path(arg) if arg else default_schema_path()
+    if not path.is_file():
+        raise ConfigError(f"study config schema {path} does not exist")
+    return path
+
+
+def _json_arg(text: str, option: str) -> dict:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{option}: not valid JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{option}: expected a JSON object")
+    return data
+
+
+def _cmd_design(args) -> int:
+    config = _json_arg(args.json, "--json") if args.json else load_configs(args.config)
+    study = Study.from_config(config, _schema_path(args.schema))
+    atomic_write(args.design, design_csv(study.design_rows()))
+    if args.resolved:
+        atomic_write(args.resolved, yaml.safe_dump(study.config, sort_keys=False))
+    if args.run_configs:
+        for variant in study.variants:
+            path = Path(args.run_configs) / f"{variant.key}.yaml"
+            atomic_write(path, run_config_yaml(variant.run_config))
+    print(f"{args.design}: {len(study.runs)} runs of study {study.name}")
+    return 0
+
+
+def _cmd_init_tracking(args) -> int:
+    from ganstudy import tracking
+
+    uri = tracking.resolve_uri(args.uri)
+    experiment_id = tracking.init_store(uri, args.experiment)
+    print(f"MLflow store {uri}: experiment {args.experiment!r} (id {experiment_id})")
+    return 0
+
+
+def _cmd_cost(args) -> int:
+    from ganstudy.study import cost
+
+    study = Study.from_config(load_configs(args.config), _schema_path(args.schema))
+    print(cost.table(cost.estimate(study, data_root=args.data_root)))
+    return 0
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="study_command", required=True, metavar="ACTION")
+
+    p = sub.add_parser(
+        "design",
+        help="check a study config; write design.csv (the expected runs) and the run configs",
+        description="Check a study config against the schema, expand its grid (every run config "
+        "validated) and write design.csv; optionally the resolved config with every default and "
+        "each variant's run config (<dir>/<dataset>/<arch>/<loss>/bn-g<0|1>-d<0|1>.yaml).",
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", nargs="+", help="study config file(s), merged in order")
+    source.add_argument("--json", help="the study config as one JSON object")
+    p.add_argument("--schema", help="config schema (default: the one shipped with ganstudy)")
+    p.add_argument("--design", required=True, help="design.csv to write")
+    p.add_argument("--resolved", help="also write the resolved study config (YAML) here")
+    p.add_argument("--run-configs", metavar="DIR", help="also write every variant's run config")
+    p.set_defaults(func=_cmd_design)
+
+    p = sub.add_parser(
+        "init-tracking", help="create the MLflow store and the study's experiment once"
+    )
+    p.add_argument("--experiment", required=True)
+    p.add_argument("--uri", help="tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite)")
+    p.set_defaults(func=_cmd_init_tracking)
+
+    p = sub.add_parser(
+        "cost",
+        help="runs, steps and estimated compute of a study config",
+        description="Estimate a study's training compute from the CPU throughput measured per "
+        "architecture (ganstudy.study.cost.STEP_SECONDS).",
+    )
+    p.add_argument("config", nargs="+", help="study config file(s), merged in order")
+    p.add_argument("--schema", help="config schema (default: the one shipped with ganstudy)")
+    p.add_argument("--data-root", help="read training-set sizes from prepared manifests here")
+    p.set_defaults(func=_cmd_cost)

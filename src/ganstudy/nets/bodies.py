@@ -1,0 +1,190 @@
+"""The bodies of the generator/discriminator pairs that :data:`ganstudy.nets.ARCHS` names.
+
+Every network is an ensemble of K members built from :mod:`ganstudy.nets.layers` (K = 1 for a
+solo run). Generators map z of shape (K, B, z_dim) to samples (K, B, *sample_shape); discriminators
+map samples (K, B, *sample_shape) to raw, unbounded outputs (K, B). Batch norm is a factor of
+the study: ``bn.g`` / ``bn.d`` switch every batch-norm layer of G / D on or off; with a flag off
+no batch-norm module exists at all.
+"""
+
+from __future__ import annotations
+
+import math
+
+from torch import Tensor, nn
+
+from ganstudy.nets import ARCHS
+from ganstudy.nets.layers import (
+    BatchNorm,
+    Conv2d,
+    ConvTranspose2d,
+    Linear,
+    ToFeatures,
+    ToImages,
+    images_to_member_layout,
+    member_layout_to_images,
+)
+
+
+class Generator(nn.Module):
+    def __init__(self, body: nn.Sequential, members: int, sample_shape: tuple[int, ...]):
+        super().__init__()
+        self.body, self.members, self.sample_shape = body, members, tuple(sample_shape)
+
+    def forward(self, z: Tensor) -> Tensor:
+        out = self.body(z)
+        if len(self.sample_shape) == 3:
+            return member_layout_to_images(out, self.members)
+        return out
+
+
+class Discriminator(nn.Module):
+    def __init__(self, body: nn.Sequential, members: int, sample_shape: tuple[int, ...]):
+        super().__init__()
+        self.body, self.members, self.sample_shape = body, members, tuple(sample_shape)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if len(self.sample_shape) == 3:
+            x = images_to_member_layout(x)
+        return self.body(x).squeeze(-1)
+
+
+def _bn(enabled: bool, members: int, channels: int) -> list[nn.Module]:
+    return [BatchNorm(members, channels)] if enabled else []
+
+
+def _lrelu() -> nn.Module:
+    return nn.LeakyReLU(0.2)
+
+
+def dcgan28(k: int, shape, z_dim: int, width: int, bn_g: bool, bn_d: bool):
+    """The 28x28 pair of large GAN comparisons (Lucic et al. 2018; InfoGAN's MNIST networks).
+
+    G: z -> FC 1024 -> FC 128*7*7 -> deconv4x4/2 64 -> deconv4x4/2 C, tanh.
+    D: conv4x4/2 64 -> conv4x4/2 128 -> FC 1024 -> FC 1, LeakyReLU(0.2), no BN on D's input layer.
+    """
+    c = shape[0]
+    g = nn.Sequential(
+        Linear(k, z_dim, 1024), *_bn(bn_g, k, 1024), nn.ReLU(),
+        Linear(k, 1024, 128 * 7 * 7), *_bn(bn_g, k, 128 * 7 * 7), nn.ReLU(),
+        ToImages(128, 7),
+        ConvTranspose2d(k, 128, 64, 4, 2, 1), *_bn(bn_g, k, 64), nn.ReLU(),
+        ConvTranspose2d(k, 64, c, 4, 2, 1), nn.Tanh(),
+    )  # fmt: skip
+    d = nn.Sequential(
+        Conv2d(k, c, 64, 4, 2, 1), _lrelu(),
+        Conv2d(k, 64, 128, 4, 2, 1), *_bn(bn_d, k, 128), _lrelu(),
+        ToFeatures(k),
+        Linear(k, 128 * 7 * 7, 1024), *_bn(bn_d, k, 1024), _lrelu(),
+        Linear(k, 1024, 1),
+    )  # fmt: skip
+    return g, d
+
+
+def dcgan28_small(k: int, shape, z_dim: int, width: int, bn_g: bool, bn_d: bool):
+    """A lower-capacity 28x28 pair: no 1024-unit layers, half the channels.
+
+    G: z -> FC 64*7*7 -> deconv4x4/2 32 -> deconv4x4/2 C, tanh.
+    D: conv4x4/2 32 -> conv4x4/2 64 -> FC 1.
+    """
+    c = shape[0]
+    g = nn.Sequential(
+        Linear(k, z_dim, 64 * 7 * 7), *_bn(bn_g, k, 64 * 7 * 7), nn.ReLU(),
+        ToImages(64, 7),
+        ConvTranspose2d(k, 64, 32, 4, 2, 1), *_bn(bn_g, k, 32), nn.ReLU(),
+        ConvTranspose2d(k, 32, c, 4, 2, 1), nn.Tanh(),
+    )  # fmt: skip
+    d = nn.Sequential(
+        Conv2d(k, c, 32, 4, 2, 1), _lrelu(),
+        Conv2d(k, 32, 64, 4, 2, 1), *_bn(bn_d, k, 64), _lrelu(),
+        ToFeatures(k),
+        Linear(k, 64 * 7 * 7, 1),
+    )  # fmt: skip
+    return g, d
+
+
+def _dcgan_generator(k, shape, z_dim, width, bn):
+    c, res = shape[0], shape[1]
+    n_up = int(math.log2(res)) - 2
+    ch = width * 2 ** (n_up - 1)
+    layers: list[nn.Module] = [
+        Linear(k, z_dim, ch * 16),
+        *_bn(bn, k, ch * 16),
+        nn.ReLU(),
+        ToImages(ch, 4),
+    ]
+    for _ in range(n_up - 1):
+        layers += [ConvTranspose2d(k, ch, ch // 2, 4, 2, 1), *_bn(bn, k, ch // 2), nn.ReLU()]
+        ch //= 2
+    layers += [ConvTranspose2d(k, ch, c, 4, 2, 1), nn.Tanh()]
+    return nn.Sequential(*layers)
+
+
+def _dcgan_discriminator(k, shape, width, bn):
+    c, res = shape[0], shape[1]
+    n_down = int(math.log2(res)) - 2
+    layers: list[nn.Module] = [Conv2d(k, c, width, 4, 2, 1), _lrelu()]
+    ch = width
+    for _ in range(n_down - 1):
+        layers += [Conv2d(k, ch, ch * 2, 4, 2, 1), *_bn(bn, k, ch * 2), _lrelu()]
+        ch *= 2
+    layers += [ToFeatures(k), Linear(k, ch * 16, 1)]
+    return nn.Sequential(*layers)
+
+
+def dcgan(k: int, shape, z_dim: int, width: int, bn_g: bool, bn_d: bool):
+    """DCGAN (Radford et al. 2016) for 64x64 or 128x128: 4x4 kernels, stride 2.
+
+    G: z -> FC to (width * 2^(n-1)) x 4 x 4, then n - 1 deconvs halving the channels and one to
+    C, with BN + ReLU and a tanh output (n = log2(resolution) - 2). D mirrors it with
+    LeakyReLU(0.2), no BN on the input layer, and a final 4x4 -> 1 linear output.
+    """
+    return _dcgan_generator(k, shape, z_dim, width, bn_g), _dcgan_discriminator(
+        k, shape, width, bn_d
+    )
+
+
+def mlp_g(k: int, shape, z_dim: int, width: int, bn_g: bool, bn_d: bool):
+    """A "difficult architecture" of the LSGAN paper: an MLP generator (4 hidden layers of 512
+    ReLU units) against the DCGAN discriminator of the same resolution."""
+    c, res = shape[0], shape[1]
+    layers: list[nn.Module] = []
+    fan_in = z_dim
+    for _ in range(4):
+        layers += [Linear(k, fan_in, 512), *_bn(bn_g, k, 512), nn.ReLU()]
+        fan_in = 512
+    layers += [Linear(k, 512, c * res * res), nn.Tanh(), ToImages(c, res)]
+    if res == 28:
+        _, d = dcgan28(k, shape, z_dim, width, bn_g, bn_d)
+    else:
+        d = _dcgan_discriminator(k, shape, width, bn_d)
+    return nn.Sequential(*layers), d
+
+
+def mlp2d(k: int, shape, z_dim: int, width: int, bn_g: bool, bn_d: bool):
+    """The 2D-mixture networks of the PacGAN/VEEGAN experiments.
+
+    G: 4 hidden layers of 400 ReLU units -> 2. D: 3 hidden layers of 200 ReLU units -> 1.
+    """
+    g_layers: list[nn.Module] = []
+    fan_in = z_dim
+    for _ in range(4):
+        g_layers += [Linear(k, fan_in, 400), *_bn(bn_g, k, 400), nn.ReLU()]
+        fan_in = 400
+    g_layers.append(Linear(k, 400, shape[0]))
+    d_layers: list[nn.Module] = []
+    fan_in = shape[0]
+    for _ in range(3):
+        d_layers += [Linear(k, fan_in, 200), *_bn(bn_d, k, 200), nn.ReLU()]
+        fan_in = 200
+    d_layers.append(Linear(k, 200, 1))
+    return nn.Sequential(*g_layers), nn.Sequential(*d_layers)
+
+
+def build_pair(cfg, members: int, sample_shape) -> tuple[Generator, Discriminator]:
+    """An uninitialised (G, D) ensemble pair for a validated run config."""
+    a = cfg.arch
+    build_bodies = globals()[ARCHS[a.name].bodies]
+    shape = tuple(sample_shape)
+    g_body, d_body = build_bodies(members, shape, a.z_dim, a.width, a.bn.g, a.bn.d)
+    return Generator(g_body, members, shape), Discriminator(d_body, members, shape)

@@ -1,0 +1,182 @@
+"""The study as the report sees it: the summary as a plain data frame plus the run files.
+
+Reads only files: the summary (through :mod:`ganstudy.aggregate`), per-run CSVs and
+``references.yaml``; never MLflow.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from ganstudy import aggregate
+from ganstudy.data.registry import DATASETS
+from ganstudy.errors import ConfigError
+from ganstudy.losses import LOSSES, with_role
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Which losses the report compares: every candidate against the baseline.
+
+    The default takes the roles of the loss registry (``gan`` against every LSGAN loss); a
+    study config's ``compare`` key names others.
+    """
+
+    baseline: str
+    candidates: tuple[str, ...]
+
+    @classmethod
+    def from_config(cls, config: dict | None = None) -> Comparison:
+        """The ``compare`` settings of a study config (None or absent keys: the roles)."""
+        settings = (config or {}).get("compare") or {}
+        baseline = settings.get("baseline") or with_role("baseline")[0]
+        candidates = settings.get("candidates") or with_role("candidate")
+        for key, names in (("baseline", [baseline]), ("candidates", candidates)):
+            unknown = [n for n in names if n not in LOSSES]
+            if unknown:
+                raise ConfigError(
+                    f"key 'compare.{key}': {unknown[0]!r} is not a loss; allowed: "
+                    f"{', '.join(LOSSES)}"
+                )
+        if baseline in candidates:
+            raise ConfigError(
+                f"key 'compare.candidates': {baseline!r} is the baseline; allowed: other losses"
+            )
+        return cls(baseline, tuple(candidates))
+
+    def is_candidate(self, runs: pd.DataFrame) -> pd.Series:
+        """Rows of candidate runs (by loss name, so every coding of a candidate counts)."""
+        return runs["loss"].isin(self.candidates) & (runs["loss_label"] != self.baseline)
+
+    def is_compared(self, runs: pd.DataFrame) -> pd.Series:
+        return (runs["loss_label"] == self.baseline) | self.is_candidate(runs)
+
+
+def plain(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary with numpy-friendly types (floats with NaN, objects with None) and the labels
+    the report groups by: ``bn`` (bn-g1-d0) and ``variant`` (architecture and batch norm)."""
+    out = pd.DataFrame(index=summary.index)
+    for col in aggregate.COLUMNS:
+        s = summary[col.name]
+        if col.kind in ("int", "float"):
+            out[col.name] = s.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+        else:
+            out[col.name] = s.astype(object).where(s.notna(), None)
+    out["bn"] = [f"bn-g{int(g)}-d{int(d)}" for g, d in zip(out["bn_g"], out["bn_d"])]
+    out["variant"] = out["arch"] + " " + out["bn"]
+    return out
+
+
+@dataclass
+class ReportInputs:
+    results: Path
+    runs: pd.DataFrame
+    references: dict[str, Any]
+    config_path: Path | None = None
+    config_text: str | None = None
+    comparison: Comparison = field(default_factory=Comparison.from_config)
+
+    def run_path(self, row: Any, name: str) -> Path:
+        return self.results / row.run_dir / name
+
+
+def dataset_info(name: str) -> tuple[str, str | None]:
+    """(description, name of the dataset it substitutes for or None) from the dataset registry."""
+    spec = DATASETS.get(name)
+    if spec is None:
+        return "not in this version's dataset registry", None
+    return spec.description, getattr(spec, "substitute_for", None)
+
+
+def load_references() -> dict[str, Any]:
+    text = resources.files("ganstudy.report").joinpath("references.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+RUN_CSVS = {
+    # file -> columns the report reads from it
+    "log.csv": ["step", "grad_norm_g"],
+    "fid_curve.csv": ["step", "fid"],
+    "samples2d.csv": ["x", "y"],
+}
+
+
+def check_run_csvs(study: ReportInputs) -> None:
+    """Check the header of every run CSV the report reads, before any figure is drawn."""
+    for row in study.runs.itertuples():
+        for name, columns in RUN_CSVS.items():
+            path = study.run_path(row, name)
+            if not path.exists():
+                continue
+            try:
+                with path.open(newline="") as fh:
+                    header = next(csv.reader(fh), [])
+            except (OSError, UnicodeDecodeError) as err:
+                raise ConfigError(f"{path} is not a readable CSV file: {err}") from err
+            missing = [c for c in columns if c not in header]
+            if missing:
+                raise ConfigError(
+                    f"{path} lacks column(s) {', '.join(missing)}; expected: {', '.join(columns)}"
+                )
+
+
+def read_run_csvs(
+    study: ReportInputs, runs: pd.DataFrame, name: str, columns: list[str]
+) -> pd.DataFrame:
+    """Concatenate the CSV ``name`` of each run that has one, with the run's labels attached."""
+    frames = []
+    for row in runs.itertuples():
+        path = study.run_path(row, name)
+        if not path.exists():
+            continue
+        try:
+            df = pd.read_csv(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{path} is not a readable CSV file: {err}") from err
+        missing = [c for c in columns if c not in df.columns]
+        if missing:
+            raise ConfigError(
+                f"{path} lacks column(s) {', '.join(missing)}; expected: {', '.join(columns)}"
+            )
+        df = df[columns].apply(pd.to_numeric, errors="coerce")
+        frames.append(
+            df.assign(
+                loss_label=row.loss_label,
+                variant=row.variant,
+                seed=row.seed,
+                run_dir=row.run_dir,
+                mlflow_run_id=row.mlflow_run_id,
+            )
+        )
+    if not frames:
+        return pd.DataFrame(columns=[*columns, "loss_label", "variant", "seed", "run_dir"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def representative(runs: pd.DataFrame, metric: str | None, has_file: Callable) -> Any | None:
+    """The run shown for a variant: among runs with the file, the one whose ``metric`` is the
+    median (the lower middle one for an even count; equal values by lowest seed); the lowest
+    seed when no run has the metric. None when no run has the file."""
+    candidates = runs[[has_file(r) for r in runs.itertuples()]]
+    if candidates.empty:
+        return None
+    if metric is not None and candidates[metric].notna().any():
+        ranked = candidates[candidates[metric].notna()].sort_values([metric, "seed"])
+        return next(ranked.iloc[[(len(ranked) - 1) // 2]].itertuples())
+    return next(candidates.sort_values("seed").itertuples())
+
+
+REPRESENTATIVE_RULE = (
+    "One seed is shown per variant: the seed whose FID (without FID: modes covered) is the median "
+    "of the variant's seeds, the lower middle one for an even count, the lowest seed among equal "
+    "values; the lowest seed when no run of the variant has the metric."
+)

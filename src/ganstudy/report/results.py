@@ -1,0 +1,314 @@
+"""The per-dataset results and the stability section of the report.
+
+Per dataset: a table of every metric as mean +/- SD and bootstrap CI over seeds for each
+architecture x batch norm x loss, then the figures registered in ``DATASET_PARTS``. Stability:
+divergence and collapse rates per variant and the gradient norm of G over training.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from ganstudy import aggregate
+from ganstudy.data.registry import DATASETS
+from ganstudy.report import figures as report_figures
+from ganstudy.report.compare import fid_settings
+from ganstudy.report.html import Html, figure, fmt, img, join, run_list, summarize, table, tag
+from ganstudy.report.inputs import (
+    REPRESENTATIVE_RULE,
+    ReportInputs,
+    dataset_info,
+    read_run_csvs,
+    representative,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+METRIC_COLUMNS = {
+    # column -> heading; a boolean column's mean is the rate of runs where it holds
+    "fid": "FID",
+    "modes_covered": "modes covered",
+    "kl_to_uniform": "KL to uniform",
+    "high_quality_fraction": "high-quality fraction",
+    "success": "success rate",
+    "failure": "failure rate",
+}
+
+
+def _metric_table(d: pd.DataFrame) -> Html:
+    present = {c: h for c, h in METRIC_COLUMNS.items() if d[c].notna().any()}
+    rows = []
+    for (arch, bn, loss), g in d.groupby(["arch", "bn", "loss_label"], sort=True):
+        counts = g["state"].value_counts()
+        state = ", ".join(f"{counts[s]} {s}" for s in aggregate.STATES if s in counts)
+        rows.append([arch, bn, loss, state, *(summarize(g[c].astype(float)) for c in present)])
+    return table(["arch", "batch norm", "loss", "runs", *present.values()], rows)
+
+
+def _describe_settings(settings_json: str, runs: pd.DataFrame) -> str:
+    settings = json.loads(settings_json)
+    n = int((runs["fid_settings"] == settings_json).sum())
+    return ", ".join(f"{k}={v}" for k, v in settings.items()) + f" ({n} runs)"
+
+
+def _fid_settings_note(d: pd.DataFrame) -> Html:
+    settings = sorted(fid_settings(d))
+    if not settings:
+        return Html("")
+    if len(settings) == 1:
+        text = _describe_settings(settings[0], d)
+        return tag("p", f"FID settings, the same for every run here: {text}.", class_="note")
+    listing = join(tag("li", _describe_settings(s, d)) for s in settings)
+    return join(
+        [
+            tag(
+                "p",
+                "Warning: the FIDs of this dataset were computed with different settings; values "
+                "from different settings are not comparable, and comparisons across them are not "
+                "tested:",
+                class_="warning",
+            ),
+            tag("ul", listing),
+        ]
+    )
+
+
+def _fig_fid_box(study: ReportInputs, d: pd.DataFrame) -> Html:
+    data = d[d["fid"].notna()]
+    if data.empty:
+        return Html("")
+    png = report_figures.box_strip(data, y="fid", ylabel="FID (lower is better)")
+    return figure(
+        png,
+        "FID by loss: boxes over seeds with each seed as a dot, per architecture, "
+        "coloured by batch-norm setting",
+        data,
+    )
+
+
+def _fig_fid_curves(study: ReportInputs, d: pd.DataFrame) -> Html:
+    curves = read_run_csvs(study, d, "fid_curve.csv", ["step", "fid"]).dropna(subset=["fid"])
+    if curves.empty:
+        return Html("")
+    png = report_figures.curves(curves, y="fid", ylabel="FID")
+    used = d[d["run_dir"].isin(curves["run_dir"].unique())]
+    return figure(png, "FID over training: mean over seeds (line) and +/- 1 SD band", used)
+
+
+MODE_PANELS = {
+    "stacked_mnist": (("modes_covered", "modes covered"), ("kl_to_uniform", "KL to uniform")),
+    "classes": (("modes_covered", "modes covered"), ("kl_to_uniform", "KL to uniform")),
+    "mixture2d": (
+        ("modes_covered", "modes covered"),
+        ("high_quality_fraction", "high-quality fraction"),
+    ),
+}
+RATE_PANELS = {"mixture2d": {"success": "success", "failure": "failure"}}
+
+
+def _fig_modes(study: ReportInputs, d: pd.DataFrame) -> Html:
+    kinds = d["modes_kind"].dropna().unique()
+    if not len(kinds):
+        return Html("")
+    kind = kinds[0]
+    parts = []
+    panels = [(c, h) for c, h in MODE_PANELS.get(kind, ()) if d[c].notna().any()]
+    if panels:
+        long = pd.concat(
+            [d[d[c].notna()].assign(metric=h, value=d[c].astype(float)) for c, h in panels],
+            ignore_index=True,
+        )
+        png = report_figures.box_strip(
+            long, y="value", ylabel="", panel="metric", hue="variant", sharey=False
+        )
+        used = d[d["run_dir"].isin(long["run_dir"].unique())]
+        parts.append(figure(png, f"Mode metrics by loss ({kind}), coloured by variant", used))
+    rate_cols = {c: h for c, h in RATE_PANELS.get(kind, {}).items() if d[c].notna().any()}
+    if rate_cols:
+        data = d[d[list(rate_cols)].notna().any(axis=1)]
+        rule = "; ".join(sorted(set(data["modes_rule"].dropna())))
+        png = report_figures.rates(data, rate_cols)
+        parts.append(
+            figure(png, f"Success and failure rates by loss and variant. Rule: {rule}", data)
+        )
+    return join(parts)
+
+
+def _fig_scatter2d(study: ReportInputs, d: pd.DataFrame) -> Html:
+    dataset = d["dataset"].iloc[0]
+    try:
+        means = np.array(DATASETS[dataset].mixture.means)
+    except (KeyError, AttributeError):
+        return Html("")
+    points, titles, used = {}, {}, []
+    for (variant, loss), g in d.groupby(["variant", "loss_label"], sort=True):
+        row = representative(
+            g, "modes_covered", lambda r: study.run_path(r, "samples2d.csv").exists()
+        )
+        if row is None:
+            continue
+        pts = read_run_csvs(study, g[g["run_dir"] == row.run_dir], "samples2d.csv", ["x", "y"])
+        points[(variant, loss)] = pts
+        titles[(variant, loss)] = (
+            f"{loss}, {variant}\nseed {int(row.seed)}, {fmt(row.modes_covered)} modes"
+        )
+        used.append(row.run_dir)
+    if not points:
+        return Html("")
+    png = report_figures.scatter2d(points, means, titles)
+    caption = (
+        "Generated points (blue) over the true mixture means (red circles), one seed per "
+        "loss and variant. " + REPRESENTATIVE_RULE
+    )
+    return figure(png, caption, d[d["run_dir"].isin(used)])
+
+
+def _sample_grids(study: ReportInputs, d: pd.DataFrame) -> Html:
+    metric = "fid" if d["fid"].notna().any() else "modes_covered"
+    losses = sorted(d["loss_label"].unique())
+    rows, used = [], []
+    for variant, g in d.groupby("variant", sort=True):
+        cells = [variant]
+        for loss in losses:
+            row = representative(
+                g[g["loss_label"] == loss],
+                metric,
+                lambda r: study.run_path(r, "samples.png").exists(),
+            )
+            if row is None:
+                cells.append("no samples.png")
+                continue
+            data = study.run_path(row, "samples.png").read_bytes()
+            if not data.startswith(PNG_SIGNATURE):
+                cells.append(f"{row.run_dir}/samples.png is not a PNG file")
+                continue
+            label = f"seed {int(row.seed)}, {metric} {fmt(getattr(row, metric))}"
+            cells.append(
+                join([img(data, f"{loss} {variant} {label}", cls="grid"), tag("div", label)])
+            )
+            used.append(row.run_dir)
+        rows.append(cells)
+    if not used:
+        return Html("")
+    return join(
+        [
+            tag("h4", "Samples of the final generator"),
+            tag("p", REPRESENTATIVE_RULE),
+            table(["variant", *losses], rows, cls="samples"),
+            run_list(d[d["run_dir"].isin(used)]),
+        ]
+    )
+
+
+DATASET_PARTS: tuple[Callable[[ReportInputs, pd.DataFrame], Html], ...] = (
+    _fig_fid_box,
+    _fig_fid_curves,
+    _fig_modes,
+    _fig_scatter2d,
+    _sample_grids,
+)
+
+
+def results_section(study: ReportInputs) -> Html:
+    parts = [
+        tag(
+            "p",
+            "Per dataset: metrics as mean ± SD over seeds, the 95% percentile bootstrap CI of the "
+            "mean in brackets and the number of runs with a value. Runs without a value (diverged, "
+            "not evaluated, missing) are counted in the runs column.",
+        )
+    ]
+    for dataset, d in study.runs.groupby("dataset", sort=True):
+        parts.append(tag("h3", f"{dataset}", id=f"dataset-{dataset}"))
+        described, substitute = dataset_info(dataset)
+        parts.append(tag("p", described))
+        if substitute:
+            parts.append(
+                tag(
+                    "p",
+                    f"{dataset} is a substitute for {substitute}, a different dataset: these are "
+                    f"results on {dataset}, not on {substitute}.",
+                    class_="warning",
+                )
+            )
+        parts.append(_fid_settings_note(d))
+        parts.append(_metric_table(d))
+        parts.extend(part(study, d) for part in DATASET_PARTS)
+    return join(parts)
+
+
+def stability_section(study: ReportInputs) -> Html:
+    rows = []
+    for (dataset, arch, bn, loss), g in study.runs.groupby(
+        ["dataset", "arch", "bn", "loss_label"], sort=True
+    ):
+        trained = g[g["state"] != "missing"]
+        diverged = trained["diverged"].map(lambda v: v is True)
+        evaluated = g[g["collapsed"].notna()]
+        collapsed = evaluated["collapsed"].map(lambda v: v is True)
+        steps = trained.loc[diverged, "diverged_step"]
+        rows.append(
+            [
+                dataset,
+                arch,
+                bn,
+                loss,
+                len(g),
+                len(trained),
+                f"{int(diverged.sum())} ({_pct(diverged.sum(), len(trained))})",
+                f"{int(collapsed.sum())} of {len(evaluated)} ({_pct(collapsed.sum(), len(evaluated))})",
+                fmt(float(steps.median())) if len(steps) else "-",
+            ]
+        )
+    rules = sorted(set(study.runs["collapse_rule"].dropna()))
+    parts = [
+        tag(
+            "p",
+            "Divergence: training stopped on a non-finite loss (rate over trained runs). Collapse: "
+            "as decided by the evaluation (rate over evaluated runs). Collapse rule(s): "
+            + ("; ".join(rules) if rules else "none recorded")
+            + ".",
+        ),
+        table(
+            [
+                "dataset",
+                "arch",
+                "batch norm",
+                "loss",
+                "runs",
+                "trained",
+                "diverged",
+                "collapsed",
+                "median divergence step",
+            ],
+            rows,
+        ),
+    ]
+
+    for dataset, d in study.runs.groupby("dataset", sort=True):
+        compared = d[study.comparison.is_compared(d)]
+        logs = read_run_csvs(study, compared, "log.csv", ["step", "grad_norm_g"])
+        logs = logs[np.isfinite(logs["grad_norm_g"].astype(float)) & (logs["grad_norm_g"] > 0)]
+        if logs.empty:
+            continue
+        png = report_figures.curves(logs, y="grad_norm_g", ylabel="gradient norm of G", logy=True)
+        used = compared[compared["run_dir"].isin(logs["run_dir"].unique())]
+        parts.append(tag("h3", f"{dataset}: gradient norm of G"))
+        parts.append(
+            figure(
+                png,
+                f"{dataset}: gradient norm of G over training (log scale), mean over seeds "
+                "and +/- 1 SD band, GAN vs LSGAN",
+                used,
+            )
+        )
+    return join(parts)
+
+
+def _pct(k: float, n: int) -> str:
+    return f"{100 * k / n:.0f}%" if n else "-"

@@ -1,0 +1,193 @@
+"""The files of a run directory that training writes, beside its checkpoints.
+
+``config.yaml`` (the resolved run config; a different config in an existing run directory is an
+error), ``log.csv`` (one row every ``train.log_every`` steps, cut back to the resumed step on a
+restart), ``metrics.json`` (status and summary; see :func:`summary_of_log`), ``fid_curve.csv``
+(training-time FID) and the MLflow tags of the run. File names come from :mod:`ganstudy.layout`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+import yaml
+
+from ganstudy import layout, provenance, tracking
+from ganstudy.errors import ConfigError
+
+LOG_FIELDS = [
+    "step", "loss_d", "loss_g", "d_real", "d_fake", "grad_norm_g", "grad_norm_d",
+    "member_images_per_s", "wall_s",
+]  # fmt: skip
+FID_CURVE_HEADER = "step,fid,n_samples,dims\n"
+
+
+def config_diff(stored: dict, wanted: dict) -> list[str]:
+    """Keys whose values differ between two configs (tracking settings may change)."""
+    a = tracking.flatten({k: v for k, v in stored.items() if k != "tracking"})
+    b = tracking.flatten({k: v for k, v in wanted.items() if k != "tracking"})
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def check_same_run(run_dir: Path, config: dict) -> None:
+    """A run directory may only be continued with the config it was started with."""
+    stored = run_dir / layout.CONFIG
+    if stored.is_file():
+        diff = config_diff(yaml.safe_load(stored.read_text()), config)
+        if diff:
+            raise ConfigError(
+                f"{run_dir} already holds a run with a different config (keys: "
+                f"{', '.join(diff)}); use another output directory"
+            )
+
+
+def open_log(run_dir: Path, resumed_step: int) -> tuple[IO[str], csv.DictWriter]:
+    """``log.csv`` opened for appending, holding only the rows up to ``resumed_step`` (rows of
+    steps after the last checkpoint are dropped, since those steps are trained again)."""
+    path = run_dir / layout.LOG
+    rows = []
+    if path.is_file():
+        with path.open() as handle:
+            rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= resumed_step]
+    tmp = path.with_name(f".{layout.LOG}.tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, LOG_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+    handle = path.open("a", newline="")
+    return handle, csv.DictWriter(handle, LOG_FIELDS)
+
+
+def summary_of_log(path: Path) -> dict:
+    """Gradient-norm summary of G and the last logged values, from a run's log.csv."""
+    if not path.is_file():
+        return {}
+    with path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return {}
+    norms = np.array([float(r["grad_norm_g"]) for r in rows])
+    finite = norms[np.isfinite(norms)]
+    summary = None
+    if len(finite):
+        summary = {
+            "mean": float(finite.mean()),
+            "median": float(np.median(finite)),
+            "max": float(finite.max()),
+            "final": float(norms[-1]),
+        }
+    last = {k: float(rows[-1][k]) for k in ("loss_d", "loss_g", "d_real", "d_fake")}
+    return {"grad_norm_g": summary, "last": last}
+
+
+def append_fid(run_dir: Path, step: int, value: float, n_samples: int, dims: int) -> None:
+    """One row of ``fid_curve.csv`` (created with its header)."""
+    path = run_dir / layout.FID_CURVE
+    new = not path.exists()
+    with path.open("a") as handle:
+        if new:
+            handle.write(FID_CURVE_HEADER)
+        handle.write(f"{step},{value},{n_samples},{dims}\n")
+
+
+def run_tags(cfg, run_dir: Path, ensemble_size: int, device, versions: dict) -> dict[str, str]:
+    """The MLflow tags of a member run: its factors, status, where it lives and versions."""
+    key = layout.RunKey.of_config(cfg)
+    tags = {
+        "study": cfg.tracking.experiment,
+        "dataset": key.dataset,
+        "arch": key.arch,
+        "loss": key.loss,
+        "bn": layout.bn_label(key.bn_g, key.bn_d).removeprefix("bn-"),
+        "bn_g": str(key.bn_g),
+        "bn_d": str(key.bn_d),
+        "seed": str(key.seed),
+        "status": "running",
+        "run_dir": str(run_dir.resolve()),
+        "ensemble_size": str(ensemble_size),
+        "device": str(device),
+    }
+    tags.update({f"version.{k}": str(v) for k, v in versions.items()})
+    tags.update(cfg.tracking.tags)
+    return tags
+
+
+def metrics_record(
+    run_dir: Path,
+    *,
+    status: str,
+    steps: int,
+    steps_planned: int,
+    diverged_step: int | None,
+    wall_time_s: float,
+    seed: int,
+    member_index: int,
+    ensemble_seeds: list[int],
+    device,
+    mlflow_run_id: str | None,
+    tracking_uri: str | None,
+    experiment: str | None,
+    experiment_id: str | None,
+    versions: dict,
+) -> dict:
+    """The content of a member's ``metrics.json``, with the summary of its log.csv."""
+    data = {
+        "status": status,
+        "steps": steps,
+        "steps_planned": steps_planned,
+        "diverged_step": diverged_step,
+        "wall_time_s": wall_time_s,
+        "seed": seed,
+        "member_index": member_index,
+        "ensemble_size": len(ensemble_seeds),
+        "ensemble_seeds": ensemble_seeds,
+        "device": str(device),
+        "device_name": provenance.device_name(device),
+        "mlflow_run_id": mlflow_run_id,
+        "mlflow_tracking_uri": tracking_uri,
+        "mlflow_experiment": experiment,
+        "mlflow_experiment_id": experiment_id,
+        "versions": versions,
+    }
+    data.update(summary_of_log(run_dir / layout.LOG))
+    return data
+
+
+def _previous_mlflow_run(run_dir: Path, resumed: dict) -> dict:
+    """The MLflow identity a run had: from its metrics.json, else from the resumed checkpoint."""
+    path = run_dir / layout.METRICS
+    if path.is_file():
+        data = json.loads(path.read_text())
+        return {
+            "run_id": data.get("mlflow_run_id"),
+            "tracking_uri": data.get("mlflow_tracking_uri"),
+        }
+    return resumed
+
+
+def start_tracking(member_cfgs, run_dirs, resumed, device, versions, flush_seconds):
+    """Start (or continue) one MLflow run per member: ``(uri, experiment_id, run ids, trackers)``,
+    all None when tracking is off. A member continues its earlier MLflow run where that run lives
+    in the same store."""
+    k_members = len(member_cfgs)
+    cfg = member_cfgs[0]
+    if not cfg.tracking.enabled:
+        return None, None, [None] * k_members, [None] * k_members
+    uri = tracking.resolve_uri(cfg.tracking.uri)
+    experiment_id = tracking.init_store(uri, cfg.tracking.experiment)
+    ids, trackers = [], []
+    for member_cfg, run_dir, resumed_ids in zip(member_cfgs, run_dirs, resumed):
+        stored = _previous_mlflow_run(run_dir, resumed_ids)
+        previous = stored.get("run_id") if stored.get("tracking_uri") == uri else None
+        tracker = tracking.RunTracker(uri, experiment_id, flush_seconds)
+        name = member_cfg.tracking.run_name or layout.RunKey.of_config(member_cfg).name
+        tags = run_tags(member_cfg, run_dir, k_members, device, versions)
+        ids.append(tracker.start(previous, name, member_cfg.to_dict(), tags))
+        trackers.append(tracker)
+    return uri, experiment_id, ids, trackers

@@ -1,0 +1,77 @@
+"""The maths around one training step: per-member seeds, initialisation, gradient norms and the
+masked update that freezes a diverged member.
+
+Member k's random streams (initialisation, noise, data order, sample noise) come from its run
+seed alone, so member k of an ensemble follows the trajectory of a solo run with the same seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ganstudy.config import RunConfig
+from ganstudy.data import registry
+from ganstudy.errors import ConfigError
+from ganstudy.nets.bodies import build_pair
+from ganstudy.nets.layers import init_members
+
+
+@dataclass(frozen=True)
+class MemberSeeds:
+    """Independent seeds of one member's random streams, derived from its run seed."""
+
+    init: int
+    noise: int
+    data: int
+    sample: int
+
+    @classmethod
+    def from_seed(cls, seed: int) -> MemberSeeds:
+        words = np.random.SeedSequence(seed).generate_state(4, dtype=np.uint32)
+        return cls(*(int(w) for w in words))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("key 'train.device': 'cuda' is not available here; allowed: auto, cpu")
+    return torch.device(name)
+
+
+def init_networks(cfg: RunConfig, seeds: list[int], device: torch.device):
+    """The (G, D) ensemble, member k initialised from its own generator (on the CPU, so the
+    initial weights do not depend on the device)."""
+    spec = registry.dataset(cfg.dataset.name)
+    generator, discriminator = build_pair(cfg, len(seeds), spec.shape)
+    for k, seed in enumerate(seeds):
+        gen = torch.Generator().manual_seed(MemberSeeds.from_seed(seed).init)
+        init_members(generator, k, gen)
+        init_members(discriminator, k, gen)
+    return generator.to(device), discriminator.to(device)
+
+
+def norms(grads: tuple[Tensor, ...]) -> Tensor:
+    """Per-member L2 norm over all parameters: sqrt(sum_p ||grad_p[k]||^2)."""
+    # (K, P) rows reduced along their contiguous dimension: the same rounding for any K.
+    per_param = torch.stack([g.detach().flatten(1).square().sum(1) for g in grads], dim=1)
+    return per_param.sum(1).sqrt()
+
+
+def apply_update(params: list[Tensor], grads: tuple[Tensor, ...], optimizer, frozen: Tensor | None):
+    for p, g in zip(params, grads):
+        p.grad = g
+    if frozen is not None:
+        # Zero gradient and first moment: Adam's update m_hat / (sqrt(v_hat) + eps) is then 0.
+        keep_shape = [(-1,) + (1,) * (p.dim() - 1) for p in params]
+        for p, shape in zip(params, keep_shape):
+            alive = ~frozen.view(shape)
+            p.grad = torch.where(alive, p.grad, torch.zeros((), device=p.device))
+            state = optimizer.state.get(p)
+            if state:
+                state["exp_avg"].mul_(alive)
+    optimizer.step()

@@ -1,0 +1,80 @@
+"""2D mixtures and the batch streams."""
+
+import pytest
+import torch
+
+from ganstudy.data.registry import DATASETS
+from ganstudy.data.streams import ImageStream, MixtureStream, mixture_means
+
+
+def test_ring8_has_eight_distinct_means_on_the_unit_circle():
+    means = mixture_means("ring8")
+    assert means.shape == (8, 2)
+    assert len(torch.unique(means.round(decimals=5), dim=0)) == 8
+    torch.testing.assert_close(means.norm(dim=1), torch.ones(8))
+    # consecutive modes are 45 degrees apart
+    gaps = (means - means.roll(-1, 0)).norm(dim=1)
+    torch.testing.assert_close(
+        gaps, torch.full((8,), 2 * torch.sin(torch.tensor(torch.pi / 8)).item())
+    )
+
+
+def test_grid25_means():
+    means = mixture_means("grid25")
+    assert means.shape == (25, 2)
+    assert len(torch.unique(means, dim=0)) == 25
+    assert set(means[:, 0].tolist()) == {-4.0, -2.0, 0.0, 2.0, 4.0}
+
+
+@pytest.mark.parametrize("name", ["ring8", "grid25"])
+def test_mixture_samples_sit_on_their_modes(name):
+    gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
+    stream = MixtureStream(name, gens, 4000, "cpu")
+    batch = stream.batch(0)
+    assert batch.shape == (2, 4000, 2)
+    means = mixture_means(name)
+    dist = torch.cdist(batch[0], means).min(dim=1).values
+    assert (dist < 4 * DATASETS[name].mixture.sigma).float().mean() > 0.99
+    nearest = torch.cdist(batch[0], means).argmin(dim=1)
+    counts = torch.bincount(nearest, minlength=len(means)).float()
+    assert counts.min() > 0.5 * counts.mean()  # every mode drawn, roughly uniformly
+    assert not torch.equal(batch[0], batch[1])  # members draw independently
+
+
+def test_mixture_stream_resumes_from_state():
+    stream = MixtureStream("ring8", [torch.Generator().manual_seed(3)], 16, "cpu")
+    stream.batch(0)
+    state = stream.state_dict(0)
+    expected = stream.batch(1)
+    other = MixtureStream("ring8", [torch.Generator().manual_seed(99)], 16, "cpu")
+    other.load_state_dict(0, state)
+    assert torch.equal(other.batch(1), expected)
+
+
+def test_image_stream_is_a_function_of_the_batch_index():
+    images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).expand(10, 1, 2, 2).contiguous()
+    stream = ImageStream(images, [5, 6], batch_size=3, device="cpu")
+    assert stream.batches_per_epoch == 3
+    first = torch.cat([stream.batch(i) for i in range(3)], dim=1)
+    # one epoch visits distinct images (the last incomplete batch is dropped)
+    values = ((first[0, :, 0, 0, 0] + 1) * 127.5).round()
+    assert len(set(values.tolist())) == 9
+    again = ImageStream(images, [5, 6], batch_size=3, device="cpu")
+    assert torch.equal(again.batch(4), stream.batch(4))
+    assert not torch.equal(stream.batch(3), stream.batch(0))  # a new order every epoch
+    assert first.min() >= -1 and first.max() <= 1
+
+
+def test_registry_lists_the_study_datasets():
+    assert {
+        "fashion_mnist",
+        "mnist",
+        "stacked_mnist",
+        "cat64",
+        "cat128",
+        "cat_faces64",
+        "ring8",
+        "grid25",
+    } <= set(DATASETS)
+    assert DATASETS["cat_faces64"].substitute_for == "cat64"
+    assert "not the CAT dataset" in DATASETS["cat_faces64"].description

@@ -1,0 +1,232 @@
+"""The HTML report of a small synthetic study (see synthetic_results.py), read as text."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import os
+import re
+import shutil
+
+import pytest
+from PIL import Image
+from synthetic_results import DIVERGED, MISSING, NOT_EVALUATED, make_results, mlflow_id, run_rel
+
+from ganstudy import aggregate, cli
+from ganstudy.errors import ConfigError
+from ganstudy.report import build as report
+from ganstudy.report import compare as report_compare
+from ganstudy.report import inputs as report_study
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    results = make_results(root)
+    config = root / "study.yaml"
+    config.write_text("study: synthetic\nseeds: [0, 1, 2]\n")
+    out = report.build_report(results, root / "reports" / "report.html", config)
+    return results, out.read_text()
+
+
+def test_page_is_self_contained(rendered):
+    _, page = rendered
+    assert page.startswith("<!DOCTYPE html>")
+    for forbidden in ("<script", "<link", "@import", "url(", "<iframe"):
+        assert forbidden not in page
+    sources = re.findall(r'<img [^>]*src="([^"]+)"', page)
+    assert len(sources) >= 10
+    for src in sources:
+        assert src.startswith("data:image/png;base64,")
+        with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as im:
+            im.verify()
+
+
+def test_sections_present(rendered):
+    _, page = rendered
+    for key in report.SECTIONS:
+        assert f'<h2 id="{key.key}">{key.title}</h2>' in page
+    assert "Does the least-squares GAN (LSGAN) train more stably" in page
+    for dataset in ("fashion_mnist", "stacked_mnist", "ring8"):
+        assert f'id="dataset-{dataset}"' in page
+
+
+def test_incomplete_runs_are_listed_not_dropped(rendered):
+    _, page = rendered
+    listing = page.split("Runs that did not complete (3)")[1].split("</table>")[0]
+    for key, state in (
+        (MISSING, "missing"),
+        (DIVERGED, "diverged"),
+        (NOT_EVALUATED, "not evaluated"),
+    ):
+        dataset, loss, bn, seed = key
+        arch = "mlp2d" if dataset == "ring8" else "dcgan28"
+        assert run_rel(dataset, arch, loss, bn, seed) in listing
+        assert f"<td>{state}</td>" in listing
+    # the design table counts them per dataset: 16 runs, 14 completed, 1 diverged, 0, 1 missing
+    assert "<td>16</td><td>14</td><td>1</td><td>0</td><td>1</td>" in page
+
+
+def test_metric_table_values(rendered):
+    _, page = rendered
+    # fashion_mnist lsgan bn-g1-d1: FID 20..24 -> mean 22, SD sqrt(2.5) = 1.58
+    assert "22 ± 1.58 [" in page
+    assert "(n=5)" in page
+
+
+def test_representative_seed_is_the_median(rendered):
+    _, page = rendered
+    # lsgan bn-g1-d1 FIDs 20, 21, 22, 23, 24 over seeds 0-4: the median is seed 2
+    assert "seed 2, fid 22" in page
+    # lsgan bn-g0-d0 has two FIDs (25, 26; seed 2 diverged): the lower middle, seed 0
+    assert "seed 0, fid 25" in page
+
+
+def test_statistics_verdicts(rendered):
+    _, page = rendered
+    assert "lsgan has a significantly lower FID than gan, so lsgan is better on it" in page
+    assert "no significant difference on modes covered between lsgan and gan" in page
+    assert "too few seeds for a test at the 0.05 level (n = 3 vs 2" in page
+    assert "lsgan: 1 diverged" in page  # the run left out of the FID test is named
+
+
+def test_comparisons_holm_over_testable(rendered):
+    results, _ = rendered
+    runs = report_study.plain(aggregate.read_summary(results / "summary.csv"))
+    cmp = report_compare.compare_losses(runs)
+    fashion = cmp[(cmp["dataset"] == "fashion_mnist") & (cmp["bn"] == "bn-g1-d1")].iloc[0]
+    assert fashion["cmp"].p == pytest.approx(2 / 252)
+    assert fashion["p_holm"] == pytest.approx(2 * 2 / 252)  # two testable comparisons
+    assert fashion["cmp"].difference == pytest.approx(-10.0)
+    testable = [c.testable for c in cmp["cmp"]]
+    assert sum(testable) == 2 and len(testable) == 5
+
+
+def test_published_numbers_and_protocol_differences(rendered):
+    _, page = rendered
+    assert "26.5 ± 1.6" in page and "30.7 ± 2.2" in page
+    assert "773 ± 87" in page and "739 ± 94" in page
+    assert "<td>32.5</td>" in page and "<td>6.3</td>" in page and "<td>98.2</td>" in page
+    assert (
+        "fid_implementation: published TensorFlow Inception (original FID code), ours pytorch-fid 0.3.0"
+        in page
+    )
+    assert "epochs: published 50, ours 1000 steps" in page
+    assert "Are GANs Created Equal? A Large-Scale Study" in page
+    assert "Lucic et al. 2018: Table 2" in page
+
+
+def test_provenance_lists_runs_config_and_versions(rendered):
+    _, page = rendered
+    assert "study: synthetic" in page
+    assert "abc123" in page  # git revision recorded by the runs
+    for key in ("torch", "seaborn", "cpu_count"):
+        assert f"<td>{key}</td>" in page
+    assert mlflow_id("fashion_mnist", "lsgan", (1, 1), 4) in page
+    # the FID figure lists the runs it draws on: 15 with an FID (16 minus missing and diverged)
+    fid_fig = page.split("<figcaption>FID by loss: boxes over seeds")[1].split("</details>")[0]
+    assert "Runs drawn on (14)" in fid_fig
+    assert mlflow_id(*DIVERGED) not in fid_fig
+
+
+def test_report_builds_missing_summary_and_rebuilds_stale_one(tmp_path):
+    results = make_results(tmp_path)
+    out = tmp_path / "report.html"
+    report.build_report(results, out)
+    summary = results / "summary.csv"
+    assert summary.exists()
+    run = results / run_rel("ring8", "mlp2d", "gan", (0, 0), 0)
+    doc = json.loads((run / "eval.json").read_text())
+    doc["modes"]["modes_covered"] = 1
+    (run / "eval.json").write_text(json.dumps(doc))
+    past = (run / "eval.json").stat().st_mtime - 10
+    os.utime(summary, (past, past))
+    report.build_report(results, out)
+    assert aggregate.read_summary(summary)["modes_covered"].min() == 1
+
+
+def test_partial_study_renders(tmp_path):
+    """Only the design exists, plus one substitute-dataset run: everything else is missing."""
+    results = make_results(tmp_path)
+    src = results / run_rel("fashion_mnist", "dcgan28", "gan", (1, 1), 0)
+    dst_rel = run_rel("cat_faces64", "dcgan64", "gan", (1, 1), 0)
+    shutil.copytree(src, results / dst_rel)
+    for path in (results / "runs").glob("*"):
+        if path.name != "cat_faces64":
+            shutil.rmtree(path)
+    with (results / "design.csv").open("a", newline="") as fh:
+        csv.writer(fh).writerow(["cat_faces64", "dcgan64", "gan", 1, 1, 0, dst_rel])
+    page = report.build_report(results, tmp_path / "r.html").read_text()
+    assert "Runs that did not complete (30)" in page
+    assert "SUBSTITUTE for cat64" in page
+    assert "NOT the CAT dataset" in page
+    assert "cat_faces64 is a substitute for cat64, a different dataset" in page
+    assert "No group has both gan and lsgan runs." not in page  # groups exist, all too small
+    assert "too few seeds for a test (n = 0 vs 0" in page
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"results": "nope"}, "results directory nope does not exist"),
+        ({"config": "absent.yaml"}, "study config absent.yaml does not exist"),
+        ({"config": "bad.yaml"}, "is not valid YAML"),
+        ({"out": "."}, "is a directory"),
+    ],
+)
+def test_bad_input_is_named_before_work(tmp_path, args, message):
+    results = make_results(tmp_path)
+    (tmp_path / "bad.yaml").write_text("a: [unclosed\n")
+    kwargs = {"results": results, "out": tmp_path / "r.html", "config": None, **args}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        report.build_report(**kwargs)
+    assert not (results / "summary.csv").exists()  # no work started
+
+
+def test_failed_render_keeps_previous_report(tmp_path, monkeypatch):
+    results = make_results(tmp_path)
+    out = tmp_path / "report.html"
+    out.write_text("previous report")
+
+    def broken(study):
+        raise RuntimeError("figure failed")
+
+    monkeypatch.setattr(report, "render", broken)
+    with pytest.raises(RuntimeError, match="figure failed"):
+        report.build_report(results, out)
+    assert out.read_text() == "previous report"
+
+
+def test_cli(tmp_path, capsys):
+    results = make_results(tmp_path)
+    out = tmp_path / "reports" / "report.html"
+    assert cli.main(["report", "--results", str(results), "--out", str(out)]) == 0
+    assert out.read_text().endswith("</html>\n")
+    assert cli.main(["report", "--results", str(tmp_path / "x"), "--out", str(out)]) == 2
+    assert "results directory" in capsys.readouterr().err
+
+
+def test_fids_with_different_settings_are_not_compared(tmp_path):
+    results = make_results(tmp_path)
+    path = results / run_rel("fashion_mnist", "dcgan28", "lsgan", (1, 1), 4) / "eval.json"
+    doc = json.loads(path.read_text())
+    doc["fid"]["settings"]["n_generated"] = 5000
+    path.write_text(json.dumps(doc))
+    page = report.build_report(results, tmp_path / "r.html").read_text()
+    assert "Warning: the FIDs of this dataset were computed with different settings" in page
+    assert "n_generated=5000" in page and "(1 runs)" in page
+    assert "not compared: the FIDs were computed with different settings." in page
+    assert "significantly lower FID" not in page
+
+
+def test_bad_run_csv_is_named(tmp_path, monkeypatch):
+    results = make_results(tmp_path)
+    log = results / run_rel("ring8", "mlp2d", "gan", (0, 0), 0) / "log.csv"
+    log.write_text("step,loss_d\n1,2\n")
+    calls = []
+    monkeypatch.setattr(report, "render", lambda study: calls.append(study) or "")
+    with pytest.raises(ConfigError, match=r"log.csv lacks column\(s\) grad_norm_g"):
+        report.build_report(results, tmp_path / "r.html")
+    assert calls == []  # refused before any figure was drawn

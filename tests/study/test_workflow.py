@@ -1,0 +1,302 @@
+"""The Snakemake workflow run as a user runs it: dry runs, config errors, lint, the quick study
+end to end on the CPU, and a killed training job resumed from its checkpoint."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SNAKEFILE = REPO / "workflow" / "Snakefile"
+SHARED = REPO.parent / "shared"
+MIRROR = SHARED / "datasets"
+FID_WEIGHTS = SHARED / "fid-inception" / "pt_inception-2015-12-05-6726825d.pth"
+
+
+def workdir(tmp_path: Path) -> Path:
+    """A fresh working directory holding the repository's study configs."""
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    return tmp_path
+
+
+def job_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI",)}
+    env.pop("GANSTUDY_GPUS", None)
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    env.update(extra)
+    return env
+
+
+def snakemake(cwd: Path, *args: str, env=None, timeout=300) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), *args]
+    return subprocess.run(
+        command, cwd=cwd, env=env or job_env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a Snakemake run: rule -> number of jobs."""
+    table = output.split("Job stats:", 1)[1]
+    counts = {}
+    for line in table.splitlines()[3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def write_config(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# dry runs and config errors
+
+
+def test_dry_run_shows_the_whole_default_study(tmp_path):
+    cwd = workdir(tmp_path)
+    result = snakemake(cwd, "-n", env=job_env(GANSTUDY_GPUS="2"))
+    assert result.returncode == 0, result.stderr + result.stdout
+    counts = job_counts(result.stdout)
+    train = {k: v for k, v in counts.items() if k.startswith("train__")}
+    assert len(train) == 32 and set(train.values()) == {1}
+    assert counts["evaluate"] == 288 + 36 + 20 + 12
+    assert counts["fetch"] == 3 and counts["prepare"] == 4
+    assert counts["classifier"] == 2 and counts["fid_reference"] == 3
+    for rule in ("design", "aggregate", "report", "all"):
+        assert counts[rule] == 1
+    # with (simulated) GPUs, training and evaluation take a GPU slot each
+    block = result.stdout.split("rule evaluate:", 1)[1].split("\n\n", 1)[0]
+    assert "gpu_slot=1" in block
+    assert sorted(p.name for p in cwd.iterdir()) == [".snakemake", "config"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            {"experiments": {"mixtures": {"trian": {"steps": 5}}}},
+            "unknown key 'experiments.mixtures.trian'; allowed keys in experiments.mixtures:",
+        ),
+        (
+            {"gpus": {"jobs_per_gpu": "many"}},
+            "key 'gpus.jobs_per_gpu': 'many' is not allowed; allowed: an integer >= 1",
+        ),
+        (
+            {"experiments": {"fashion_mnist": {"archs": ["dcgan64"]}}},
+            "key 'arch.name': 'dcgan64' is not allowed; allowed: an architecture for "
+            "fashion_mnist (28x28x1 images): dcgan28, dcgan28_small",
+        ),
+    ],
+)
+def test_bad_configs_fail_before_any_job(tmp_path, extra, message):
+    cwd = workdir(tmp_path)
+    bad = write_config(cwd / "bad.yaml", extra)
+    result = snakemake(cwd, "-n", "--configfile", str(bad))
+    assert result.returncode != 0
+    output = " ".join((result.stdout + result.stderr).split())
+    assert message in output
+    assert "ConfigError" in output and "Job stats" not in output
+
+
+def test_lint_is_clean(tmp_path):
+    result = snakemake(workdir(tmp_path), "--lint")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Lints for" not in output
+    assert "Congratulations, your workflow is in a good condition" in output
+
+
+# ---------------------------------------------------------------------------------------------
+# the quick study, end to end on the CPU
+
+
+@pytest.fixture
+def shared_files() -> None:
+    for path in (MIRROR, FID_WEIGHTS):
+        if not path.exists():
+            pytest.skip(
+                f"{path} is absent: the offline data mirror and FID weights live in ../shared"
+            )
+
+
+def read_design(results: Path) -> list[dict]:
+    with (results / "design.csv").open() as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+def test_quick_study_end_to_end_on_the_cpu(tmp_path, shared_files):
+    cwd = workdir(tmp_path)
+    env = job_env(GANSTUDY_MIRROR=str(MIRROR), GANSTUDY_FID_WEIGHTS=str(FID_WEIGHTS))
+    start = time.monotonic()
+    result = snakemake(cwd, "--cores", "2", "--configfile", "config/quick.yaml", env=env,
+                       timeout=1400)  # fmt: skip
+    elapsed = time.monotonic() - start
+    assert result.returncode == 0, result.stderr[-5000:]
+    print(f"quick study: {elapsed:.0f} s")
+    assert "No GPU: every training and evaluation job runs on the CPU" in result.stderr
+
+    results = cwd / "results-quick"
+    design = read_design(results)
+    assert {row["dataset"] for row in design} == {
+        "ring8", "grid25", "fashion_mnist", "stacked_mnist", "cat_faces64"
+    }  # fmt: skip
+    for row in design:
+        run = results / row["run_dir"]
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert metrics["status"] in ("completed", "diverged"), row
+        assert metrics["mlflow_experiment"] == "lsgan-vs-gan-quick"
+        evaluation = json.loads((run / "eval.json").read_text())
+        assert evaluation["stability"] is not None
+        if row["dataset"] in ("fashion_mnist", "stacked_mnist", "cat_faces64"):
+            assert evaluation["fid"]["settings"]["protocol"] == "custom-64d-128"
+            assert evaluation["fid"]["settings"]["dims"] == 64
+        if row["dataset"] != "cat_faces64":
+            assert evaluation["modes"]["modes_total"] > 0
+        if row["dataset"] in ("fashion_mnist", "stacked_mnist"):
+            assert evaluation["modes"]["classifier"]["test_accuracy"] > 0.5
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        assert config["tracking"]["tags"]["study"] == "lsgan-vs-gan-quick"
+    # a training-time FID curve feeds the FID stability statistics
+    fashion = [r for r in design if r["dataset"] == "fashion_mnist"]
+    assert all((results / r["run_dir"] / "fid_curve.csv").is_file() for r in fashion)
+
+    with (results / "summary.csv").open() as fh:
+        summary = list(csv.DictReader(fh))
+    assert len(summary) == len(design)
+    report = cwd / "reports" / "report-quick.html"
+    assert report.stat().st_size > 10_000
+    # every run config can be reproduced by hand with `ganstudy train --config`
+    assert len(list((results / "configs").rglob("*.yaml"))) == len({
+        (r["dataset"], r["arch"], r["loss"], r["bn_g"], r["bn_d"]) for r in design
+    })  # fmt: skip
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{cwd / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("lsgan-vs-gan-quick")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    assert len(runs) == len(design)
+    assert {r.data.tags["study"] for r in runs} == {"lsgan-vs-gan-quick"}
+    assert {r.data.tags["dataset"] for r in runs} == {row["dataset"] for row in design}
+
+    # nothing is left to do: re-running is incremental
+    again = snakemake(cwd, "-n", "--configfile", "config/quick.yaml", env=env)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# a killed training job resumes from its checkpoint; a diverged run goes on to evaluation
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc), so that only the workflow's own job is killed."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return children + [d for c in children for d in descendants(c)]
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def read_log(run: Path) -> list[dict]:
+    with (run / "log.csv").open() as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_killed_training_job_resumes_and_a_diverged_run_is_evaluated(tmp_path):
+    cwd = workdir(tmp_path)
+    steps, every = 1500, 100
+    study = {
+        "study": "resume-check",
+        "tracking": {"enabled": False},
+        "experiments": {
+            name: {"enabled": False} for name in ("fashion_mnist", "stacked_mnist", "cats")
+        }
+        | {
+            "mixtures": {
+                "datasets": ["ring8"], "losses": ["gan"], "bn": ["both"], "seeds": 2,
+                "seeds_per_job": 2,
+                "train": {"steps": steps, "epochs": None, "batch_size": 32, "log_every": 50,
+                          "checkpoint_every": every, "sample_every": steps},
+            },
+            # D's target for real samples is 1e20: its squared error overflows at the first step
+            "diverging": {
+                "datasets": ["ring8"], "archs": ["mlp2d"], "losses": ["lsgan"], "bn": ["none"],
+                "loss": {"b": 1e20}, "train": {"steps": 200, "log_every": 50},
+            },
+        },
+    }  # fmt: skip
+    write_config(cwd / "resume.yaml", study)
+    runs = [cwd / f"results/runs/ring8/mlp2d/gan/bn-g1-d1/seed{s}" for s in (0, 1)]
+    targets = [str(run.relative_to(cwd) / "final.pt") for run in runs]
+    args = [*targets, "--cores", "1", "--configfile", "resume.yaml"]
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), *args]
+    first = subprocess.Popen(command, cwd=cwd, env=job_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    checkpoints = runs[0] / "checkpoints"
+    deadline = time.monotonic() + 300
+    while not (checkpoints.is_dir() and list(checkpoints.glob("step_*.pt"))):
+        assert first.poll() is None, first.stdout.read()
+        assert time.monotonic() < deadline, "no checkpoint within 300 s"
+        time.sleep(0.2)
+    # the training process itself: the job's shell line also names the launcher
+    trainers = [
+        p
+        for p in descendants(first.pid)
+        if "ganstudy train" in cmdline(p) and "gpu_slots" not in cmdline(p)
+    ]
+    assert len(trainers) == 1, [cmdline(p) for p in descendants(first.pid)]
+    os.kill(trainers[0], signal.SIGKILL)
+    output = first.communicate(timeout=120)[0]
+    assert first.returncode != 0
+    assert "Error in rule train__ring8__mlp2d__gan__bn_g1_d1__seeds_0_2" in output
+
+    saved = {int(p.stem.split("_")[1]) for p in checkpoints.glob("step_*.pt")}
+    resume_step = max(saved)
+    assert 0 < resume_step < steps
+    before = [r for r in read_log(runs[0]) if int(r["step"]) <= resume_step]
+    assert before and not (runs[0] / "final.pt").exists()
+
+    # the rerun also trains and evaluates a run that diverges: an outcome, not a failure
+    diverging = cwd / "results/runs/ring8/mlp2d/lsgan/bn-g0-d0/seed0"
+    second = snakemake(cwd, str(diverging.relative_to(cwd) / "eval.json"), *args, timeout=500)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert json.loads((diverging / "metrics.json").read_text())["status"] == "diverged"
+    assert json.loads((diverging / "eval.json").read_text())["stability"]["diverged"] is True
+    for run in runs:
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert metrics["status"] == "completed" and metrics["steps"] == steps
+    rows = read_log(runs[0])
+    # the rows up to the checkpoint are the ones written before the kill (same wall clock):
+    # training went on from the checkpoint instead of starting over
+    assert rows[: len(before)] == before
+    assert [int(r["step"]) for r in rows] == list(range(50, steps + 1, 50))
+    log = (cwd / "logs/train/ring8/mlp2d/gan/bn-g1-d1/seeds-0-1.log").read_text()
+    first_step = int(re.search(rf"step (\d+)/{steps}", log).group(1))
+    assert first_step > resume_step, log[:2000]

@@ -1,0 +1,103 @@
+"""Multi-seed ensembles: member s follows the trajectory of a solo run with seed s.
+
+Tolerance: zero. Every member's arithmetic is the solo network's (batched products per member,
+grouped convolutions, per-(member, channel) batch norm, layouts kept identical), so on the CPU
+the trajectories are bitwise equal. The one exception is oneDNN's grouped convolution, which
+picks other kernels than for one group and rounds differently (about 1e-7 relative); GAN training
+amplifies such differences (Adam normalises near-zero gradients to steps of size lr), so the
+convolutional test runs with oneDNN off, where PyTorch computes a grouped convolution group by
+group with the solo kernel.
+"""
+
+import csv
+
+import pytest
+import torch
+from helpers import write_fake_prepared
+
+from ganstudy import checkpoint as ckpt
+from ganstudy import config
+from ganstudy.train.trainer import Trainer
+
+
+def run_config(arch, dataset, data_root, steps, batch_size, loss="gan"):
+    return config.from_dict(
+        {
+            "dataset": {"name": dataset, "data_root": str(data_root)},
+            "arch": {"name": arch, "z_dim": 32},
+            "loss": {"name": loss},
+            "train": {
+                "steps": steps,
+                "batch_size": batch_size,
+                "log_every": 20,
+                "checkpoint_every": 100,
+                "sample_every": 10_000,
+            },
+            "tracking": {"enabled": False},
+        }
+    )
+
+
+def assert_same_trajectory(solo_dir, member_dir):
+    a = ckpt.load(solo_dir / "final.pt")
+    b = ckpt.load(member_dir / "final.pt")
+    assert a["seed"] == b["seed"] and a["step"] == b["step"]
+    for part in ("generator", "discriminator"):
+        for name, tensor in a[part].items():
+            assert torch.equal(tensor, b[part][name]), (part, name)
+    for part in ("opt_g", "opt_d"):
+        for idx, state in a[part]["state"].items():
+            for key, value in state.items():
+                assert torch.equal(value, b[part]["state"][idx][key]), (part, idx, key)
+    rows_a = list(csv.DictReader((solo_dir / "log.csv").open()))
+    rows_b = list(csv.DictReader((member_dir / "log.csv").open()))
+    keys = ["step", "loss_d", "loss_g", "d_real", "d_fake", "grad_norm_g", "grad_norm_d"]
+    assert [[r[k] for k in keys] for r in rows_a] == [[r[k] for k in keys] for r in rows_b]
+
+
+@pytest.mark.parametrize("loss", ["gan", "lsgan"])
+def test_mlp2d_member_equals_solo_run(tmp_path, loss):
+    cfg = run_config("mlp2d", "ring8", tmp_path, steps=300, batch_size=64, loss=loss)
+    Trainer(cfg, [5], [tmp_path / "solo"], progress=False).run()
+    dirs = [tmp_path / f"ens{s}" for s in (2, 5, 9)]
+    Trainer(cfg, [2, 5, 9], dirs, progress=False).run()
+    assert_same_trajectory(tmp_path / "solo", dirs[1])
+
+
+@pytest.mark.slow
+def test_dcgan28_member_equals_solo_run(tmp_path):
+    write_fake_prepared(tmp_path, "fashion_mnist", 256, (1, 28, 28))
+    cfg = run_config("dcgan28", "fashion_mnist", tmp_path, steps=200, batch_size=8)
+    with torch.backends.mkldnn.flags(enabled=False):
+        Trainer(cfg, [4], [tmp_path / "solo"], progress=False).run()
+        dirs = [tmp_path / "ens1", tmp_path / "ens4"]
+        Trainer(cfg, [1, 4], dirs, progress=False).run()
+    assert_same_trajectory(tmp_path / "solo", dirs[1])
+
+
+def test_ensemble_resumes_from_its_members_checkpoints(tmp_path):
+    cfg = run_config("mlp2d", "ring8", tmp_path, steps=200, batch_size=32)
+    straight = [tmp_path / f"a{s}" for s in (0, 1, 2)]
+    Trainer(cfg, [0, 1, 2], straight, progress=False).run()
+    # Interrupt a second ensemble after its first checkpoint by training only 100 steps...
+    short = config.from_dict({**cfg.to_dict(), "train": {**cfg.to_dict()["train"], "steps": 100}})
+    resumed = [tmp_path / f"b{s}" for s in (0, 1, 2)]
+    Trainer(short, [0, 1, 2], resumed, progress=False).run()
+    for d in resumed:  # ...and turning those directories into unfinished 200-step runs.
+        (d / "final.pt").unlink()
+        (d / "config.yaml").write_text(cfg.with_seed(int(d.name[1:])).to_yaml())
+    trainer = Trainer(cfg, [0, 1, 2], resumed, progress=False)
+    assert trainer._resume_step() == 100
+    trainer.run()
+    for a, b in zip(straight, resumed):
+        assert_same_trajectory(a, b)
+
+
+def test_member_checkpoint_is_a_solo_checkpoint(tmp_path):
+    from ganstudy.sample import generate, load_generator
+
+    cfg = run_config("mlp2d", "ring8", tmp_path, steps=20, batch_size=16)
+    Trainer(cfg, [3, 4], [tmp_path / "m3", tmp_path / "m4"], progress=False).run()
+    generator, loaded = load_generator(tmp_path / "m4")
+    assert loaded.seed == 4 and generator.members == 1
+    assert generate(generator, loaded, 10).shape == (10, 2)

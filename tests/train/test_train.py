@@ -1,0 +1,173 @@
+"""The training engine: learning, outputs, divergence, kill-and-resume."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+import yaml
+from helpers import ring_config, train_command
+
+from ganstudy import checkpoint as ckpt
+from ganstudy import losses
+from ganstudy.data.streams import mixture_means
+from ganstudy.sample import generate, load_generator
+from ganstudy.train.trainer import Trainer, train
+
+
+def ring_distance(points: torch.Tensor) -> torch.Tensor:
+    return (points.norm(dim=1) - 1).abs()
+
+
+def test_short_ring8_run_learns_and_writes_its_outputs(tmp_path):
+    cfg = ring_config(steps=1000)
+    run = tmp_path / "run"
+    trainer = Trainer(cfg, [0], [run], progress=False)
+    before = ring_distance(trainer.generate_all(2000)[0])
+    (metrics,) = trainer.run()
+    assert metrics["status"] == "completed" and metrics["steps"] == 1000
+    generator, loaded_cfg = load_generator(run)
+    samples = generate(generator, loaded_cfg, 2000, seed=1)
+    after = ring_distance(samples)
+    # samples move onto the circle: half the median distance, three times the share near it
+    assert after.median() < 0.5 * before.median(), (before.median(), after.median())
+    near_before, near_after = (before < 0.25).float().mean(), (after < 0.25).float().mean()
+    assert near_after > max(3 * near_before, 0.4), (near_before, near_after)
+    # and spread over several modes, not one point
+    nearest = torch.cdist(samples, mixture_means("ring8")).argmin(1)
+    assert len(torch.unique(nearest)) >= 3
+    for name in ("config.yaml", "final.pt", "log.csv", "metrics.json"):
+        assert (run / name).is_file()
+    assert list((run / "samples").glob("step_*.png"))
+    rows = list(csv.DictReader((run / "log.csv").open()))
+    assert [int(r["step"]) for r in rows] == list(range(25, 1001, 25))
+    for key in ("loss_d", "loss_g", "d_real", "d_fake", "grad_norm_g", "grad_norm_d"):
+        assert all(torch.isfinite(torch.tensor(float(r[key]))) for r in rows)
+    assert metrics["versions"]["torch"] == torch.__version__
+    assert metrics["grad_norm_g"]["max"] >= metrics["grad_norm_g"]["mean"] > 0
+    assert yaml.safe_load((run / "config.yaml").read_text()) == cfg.to_dict()
+    state = torch.load(run / "final.pt", weights_only=True)
+    assert state["step"] == 1000 and state["config"] == cfg.to_dict()
+
+
+def test_rerun_of_a_finished_run_does_nothing(tmp_path):
+    cfg = ring_config(steps=50)
+    run = tmp_path / "run"
+    train(cfg, [0], [run], progress=False)
+    stamp = (run / "final.pt").stat().st_mtime_ns
+    (metrics,) = train(cfg, [0], [run], progress=False)
+    assert metrics["status"] == "completed"
+    assert (run / "final.pt").stat().st_mtime_ns == stamp
+
+
+def test_other_config_in_same_dir_is_refused(tmp_path):
+    from ganstudy.errors import ConfigError
+
+    run = tmp_path / "run"
+    train(ring_config(steps=50), [0], [run], progress=False)
+    with pytest.raises(ConfigError, match="different config.*train.steps"):
+        Trainer(ring_config(steps=60), [0], [run], progress=False)
+
+
+def _poisoned_loss(monkeypatch, member: int | None, after_calls: int):
+    """Register a loss whose G loss turns NaN for one member (or all) after some calls."""
+    calls = {"n": 0}
+    base = losses.LOSSES["lsgan"]
+    base_g_loss = base.functions()[1]
+
+    def g_loss(d_fake, c):
+        calls["n"] += 1
+        out = base_g_loss(d_fake, c)
+        if calls["n"] > after_calls:
+            # Multiplying by NaN poisons the gradients as well as the loss value.
+            factor = torch.ones_like(out)
+            if member is None:
+                factor.fill_(float("nan"))
+            else:
+                factor[member] = float("nan")
+            out = out * factor
+        return out
+
+    monkeypatch.setitem(
+        losses.LOSSES,
+        "poisoned",
+        losses.Loss("poisoned", base.d_loss, g_loss, "test", coding=(0.0, 1.0, 1.0)),
+    )
+
+
+def test_diverged_run_is_an_outcome(tmp_path, monkeypatch):
+    _poisoned_loss(monkeypatch, None, after_calls=30)
+    from ganstudy import config
+
+    cfg = config.from_dict({**ring_config().to_dict(), "loss": {"name": "poisoned"}})
+    run = tmp_path / "run"
+    (metrics,) = train(cfg, [0], [run], progress=False)
+    assert metrics["status"] == "diverged"
+    assert metrics["diverged_step"] == 31
+    assert metrics["steps"] == 50  # stopped at the first check after divergence, not at 200
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["status"] == "diverged"
+    assert torch.load(run / "final.pt", weights_only=True)["status"] == "diverged"
+
+
+def test_diverged_member_is_frozen_while_others_continue(tmp_path, monkeypatch):
+    _poisoned_loss(monkeypatch, member=1, after_calls=30)
+    from ganstudy import config
+
+    cfg = config.from_dict({**ring_config(steps=150).to_dict(), "loss": {"name": "poisoned"}})
+    dirs = [tmp_path / f"s{s}" for s in (0, 1, 2)]
+    trainer = Trainer(cfg, [0, 1, 2], dirs, progress=False)
+    results = trainer.run()
+    assert [r["status"] for r in results] == ["completed", "diverged", "completed"]
+    assert results[1]["diverged_step"] == 31
+    assert all(r["steps"] == 150 for r in results)
+    # the frozen member's weights keep their last finite values: those of step 30
+    # (batch-norm running statistics, which neither training nor sampling uses, still track)
+    g50 = ckpt.load(ckpt.checkpoint_path(dirs[1], 100))["generator"]
+    g_final = ckpt.load(dirs[1] / "final.pt")["generator"]
+    weights = [name for name in g50 if "running_" not in name]
+    assert len(weights) == 18
+    for name in weights:
+        assert torch.isfinite(g_final[name]).all()
+        assert torch.equal(g50[name], g_final[name]), name
+    # its log stops at the check that found it
+    steps = [int(r["step"]) for r in csv.DictReader((dirs[1] / "log.csv").open())]
+    assert steps[-1] == 50
+
+
+def test_sigkill_and_resume_gives_bitwise_identical_weights(tmp_path):
+    cfg = ring_config(steps=1500, checkpoint_every=100, log_every=50)
+    path = tmp_path / "run.yaml"
+    path.write_text(cfg.to_yaml())
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    subprocess.run(train_command(path, straight), check=True, env=env)
+
+    proc = subprocess.Popen(train_command(path, killed), env=env)
+    deadline = time.monotonic() + 120
+    while not any(s >= 300 for s in ckpt.available_steps(killed)):
+        assert proc.poll() is None, "training ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "final.pt").exists()
+    resumed_from = max(ckpt.available_steps(killed))
+    assert resumed_from < 1500
+    subprocess.run(train_command(path, killed), check=True, env=env)
+
+    a = torch.load(straight / "final.pt", weights_only=True)
+    b = torch.load(killed / "final.pt", weights_only=True)
+    for part in ("generator", "discriminator"):
+        for name in a[part]:
+            assert torch.equal(a[part][name], b[part][name]), (part, name)
+    for part in ("opt_g", "opt_d"):
+        for idx, state in a[part]["state"].items():
+            for key in state:
+                assert torch.equal(state[key], b[part]["state"][idx][key])
+    rows = list(csv.DictReader((killed / "log.csv").open()))
+    assert [int(r["step"]) for r in rows] == list(range(50, 1501, 50))  # no duplicate rows
