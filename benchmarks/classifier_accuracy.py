@@ -16,14 +16,17 @@ import time
 
 import torch
 
-from ganstudy.classifiers import SPECS, train_classifier
+from ganstudy.data.registry import classifier_datasets
+from ganstudy.metrics.classifiers import train_classifier
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default=None, help="default: a temporary directory")
     parser.add_argument("--mirror", default=None, help="dataset mirror (default: $GANSTUDY_MIRROR)")
-    parser.add_argument("--datasets", nargs="+", default=list(SPECS), choices=list(SPECS))
+    parser.add_argument(
+        "--datasets", nargs="+", default=classifier_datasets(), choices=classifier_datasets()
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")

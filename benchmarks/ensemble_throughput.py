@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from _common import median_time, table, variant_config
 
-from ganstudy.train import Trainer
+from ganstudy.train.trainer import Trainer
 
 
 class GpuBusy:

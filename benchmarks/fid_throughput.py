@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 from pytorch_fid.fid_score import calculate_activation_statistics
 
-from ganstudy import fid
+from ganstudy.metrics import fid, fid_protocol
 
 
 def make_images(n: int, channels: int, size: int, seed: int) -> torch.Tensor:
@@ -58,9 +58,11 @@ def timed(fn) -> tuple[float, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--weights", help=f"FID Inception weights (default ${fid.WEIGHTS_ENV})")
+    parser.add_argument(
+        "--weights", help=f"FID Inception weights (default ${fid_protocol.WEIGHTS_ENV})"
+    )
     parser.add_argument("--n", type=int, default=200, help="images per timing (default 200)")
-    parser.add_argument("--dims", type=int, default=2048, choices=list(fid.DIMS))
+    parser.add_argument("--dims", type=int, default=2048, choices=list(fid_protocol.DIMS))
     parser.add_argument("--size", type=int, default=28, help="image side (default 28)")
     parser.add_argument("--channels", type=int, default=1, choices=[1, 3])
     parser.add_argument("--batch-size", type=int, default=50)

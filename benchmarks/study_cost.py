@@ -3,7 +3,7 @@
 For each distinct (arch, dataset, batch size, width) the study configs train, a solo run (K = 1) of that
 variant (with the block's BN setting that has most batch norm) is built with the training engine
 and its step is timed after a warm-up, ``--repeats`` times; the median seconds per generator step
-is what ``ganstudy.study_cost.STEP_SECONDS`` records for this machine (one thread,
+is what ``ganstudy.study.cost.STEP_SECONDS`` records for this machine (one thread,
 as a workflow job with ``threads.train: 1``). Image datasets use random
 uint8 images in the prepared layout (the step time does not depend on the pixels).
 
@@ -28,9 +28,11 @@ import torch
 from _common import table
 
 from ganstudy import config as run_config
-from ganstudy import study
-from ganstudy.data import DATASETS
-from ganstudy.train import Trainer
+from ganstudy.data.registry import DATASETS
+from ganstudy.study import files as study_files
+from ganstudy.study import grid as study
+from ganstudy.study.schema import default_schema_path
+from ganstudy.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -42,8 +44,8 @@ def representatives(configs: list[str]) -> dict[tuple[str, str, int, int], study
     """One variant per (arch, dataset, batch size, width), the one with the most batch norm."""
     reps: dict[tuple[str, str, int, int], study.Variant] = {}
     for path in configs:
-        merged = study.load_configs([ROOT / "config" / "config.yaml", path])
-        s = study.Study.from_config(merged, ROOT / "workflow" / "schemas" / "config.schema.yaml")
+        merged = study_files.load_configs([ROOT / "config" / "config.yaml", path])
+        s = study.Study.from_config(merged, default_schema_path())
         for v in s.variants:
             key = (
                 v.arch,

@@ -20,9 +20,10 @@ import torch
 from _common import median_time, table, variant_config
 from torch import nn
 
-from ganstudy.data import make_stream
+from ganstudy.data.streams import make_stream
 from ganstudy.losses import build_loss
-from ganstudy.train import MemberSeeds, Trainer
+from ganstudy.train.step import MemberSeeds
+from ganstudy.train.trainer import Trainer
 
 
 def plain_networks(variant: str, z_dim: int) -> tuple[nn.Module, nn.Module]:

@@ -64,6 +64,38 @@ def stack_optimizer_states(states: list[dict]) -> dict:
     return {"state": stacked, "param_groups": first["param_groups"]}
 
 
+def member_checkpoint(
+    k: int, modules: dict[str, torch.nn.Module], optimizers: dict[str, Any], **fields: Any
+) -> dict:
+    """Member k's checkpoint: ``fields`` (config, seed, step, ...) with the member's slice of
+    every module and optimizer state, under their names."""
+    state = {"format": FORMAT, **fields}
+    state.update({name: member_module_state(m, k) for name, m in modules.items()})
+    state.update({name: member_optimizer_state(o, k) for name, o in optimizers.items()})
+    return state
+
+
+def load_members(
+    paths: list[Path], modules: dict[str, torch.nn.Module], optimizers: dict[str, Any]
+) -> list[dict]:
+    """Load the member checkpoints ``paths`` into an ensemble's modules and optimizers (by name);
+    returns the checkpoints for their other fields."""
+    members = [load(p) for p in paths]
+    for name, module in modules.items():
+        module.load_state_dict(stack_module_states([m[name] for m in members]))
+    for name, optimizer in optimizers.items():
+        optimizer.load_state_dict(stack_optimizer_states([m[name] for m in members]))
+    return members
+
+
+def common_steps(run_dirs: list[Path]) -> list[int]:
+    """The periodic checkpoint steps every one of ``run_dirs`` holds, ascending."""
+    common = set(available_steps(run_dirs[0]))
+    for run_dir in run_dirs[1:]:
+        common &= set(available_steps(run_dir))
+    return sorted(common)
+
+
 def checkpoint_path(run_dir: Path, step: int) -> Path:
     return run_dir / "checkpoints" / f"step_{step:08d}.pt"
 

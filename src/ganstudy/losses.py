@@ -69,6 +69,46 @@ def with_role(role: str) -> list[str]:
     return [name for name, loss in LOSSES.items() if loss.role == role]
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """Which losses the report compares: every candidate against the baseline.
+
+    The default takes the roles of the loss registry (``gan`` against every LSGAN loss); a
+    study config's ``compare`` key names others.
+    """
+
+    baseline: str
+    candidates: tuple[str, ...]
+
+    @classmethod
+    def from_config(cls, config: dict | None = None) -> Comparison:
+        """The ``compare`` settings of a study config (None or absent keys: the roles)."""
+        settings = (config or {}).get("compare") or {}
+        baseline = settings.get("baseline") or with_role("baseline")[0]
+        candidates = settings.get("candidates") or with_role("candidate")
+        for key, names in (("baseline", [baseline]), ("candidates", candidates)):
+            unknown = [n for n in names if n not in LOSSES]
+            if unknown:
+                raise ConfigError(
+                    f"key 'compare.{key}': {unknown[0]!r} is not a loss; allowed: "
+                    f"{', '.join(LOSSES)}"
+                )
+        if baseline in candidates:
+            raise ConfigError(
+                f"key 'compare.candidates': {baseline!r} is the baseline; allowed: other losses"
+            )
+        return cls(baseline, tuple(candidates))
+
+    def is_candidate(self, runs):
+        """Rows of a runs table (columns ``loss``, ``loss_label``) that are candidate runs, by loss
+        name, so every coding of a candidate counts."""
+        return runs["loss"].isin(self.candidates) & (runs["loss_label"] != self.baseline)
+
+    def is_compared(self, runs):
+        """Rows of the baseline or of a candidate."""
+        return (runs["loss_label"] == self.baseline) | self.is_candidate(runs)
+
+
 def resolve_coding(loss_cfg) -> tuple[float | None, float | None, float | None]:
     """The (a, b, c) coding of an LSGAN loss config: explicit values override the preset.
 

@@ -109,3 +109,17 @@ def generate(
             draw_noise(z, [gen], cfg.arch.z_dist)
             out.append(generator(z)[0, : n - start].float().cpu())
     return torch.cat(out) if out else torch.empty(0)
+
+
+def generate_members(generator, cfg, seeds: list[int], n: int, device) -> Tensor:
+    """n samples of every member of an ensemble generator, (K, n, *sample_shape) on the CPU;
+    member k's noise comes from a generator seeded with ``seeds[k]``."""
+    gens = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+    batch = cfg.train.batch_size
+    out = []
+    with sampling(generator):
+        for start in range(0, n, batch):
+            z = torch.empty(len(seeds), batch, cfg.arch.z_dim, device=device)
+            draw_noise(z, gens, cfg.arch.z_dist)
+            out.append(generator(z)[:, : n - start].float().cpu())
+    return torch.cat(out, dim=1)

@@ -7,13 +7,11 @@ import sys
 from pathlib import Path
 
 from ganstudy import layout
-
-# The states of aggregate.STATES, repeated here so that --help needs no pandas (a test checks).
-STATES = ("completed", "diverged", "not evaluated", "missing")
+from ganstudy.summary_columns import STATES
 
 
 def _cli(args) -> int:
-    from ganstudy.aggregate import STATES, collect, write_summary
+    from ganstudy.aggregate import collect, write_summary
 
     results = Path(args.results)
     out = Path(args.out) if args.out else results / layout.SUMMARY

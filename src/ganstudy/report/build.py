@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from ganstudy import aggregate
+from ganstudy import aggregate, summary_columns
 from ganstudy.errors import ConfigError
 from ganstudy.report.compare import statistics_section
 from ganstudy.report.html import Html, fmt, join, table, tag
@@ -72,11 +72,19 @@ def _design(study: ReportInputs) -> Html:
                 ", ".join(sorted(d["bn"].unique())),
                 ", ".join(str(int(s)) for s in sorted(d["seed"].unique())),
                 len(d),
-                *(counts.get(s, 0) for s in aggregate.STATES),
+                *(counts.get(s, 0) for s in summary_columns.STATES),
             ]
         )
     grid = table(
-        ["dataset", "architectures", "losses", "batch norm", "seeds", "runs", *aggregate.STATES],
+        [
+            "dataset",
+            "architectures",
+            "losses",
+            "batch norm",
+            "seeds",
+            "runs",
+            *summary_columns.STATES,
+        ],
         rows,
     )
     incomplete = runs[runs["state"] != "completed"]

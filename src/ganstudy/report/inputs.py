@@ -17,55 +17,17 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ganstudy import aggregate
+from ganstudy import summary_columns
 from ganstudy.data.registry import DATASETS
 from ganstudy.errors import ConfigError
-from ganstudy.losses import LOSSES, with_role
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Which losses the report compares: every candidate against the baseline.
-
-    The default takes the roles of the loss registry (``gan`` against every LSGAN loss); a
-    study config's ``compare`` key names others.
-    """
-
-    baseline: str
-    candidates: tuple[str, ...]
-
-    @classmethod
-    def from_config(cls, config: dict | None = None) -> Comparison:
-        """The ``compare`` settings of a study config (None or absent keys: the roles)."""
-        settings = (config or {}).get("compare") or {}
-        baseline = settings.get("baseline") or with_role("baseline")[0]
-        candidates = settings.get("candidates") or with_role("candidate")
-        for key, names in (("baseline", [baseline]), ("candidates", candidates)):
-            unknown = [n for n in names if n not in LOSSES]
-            if unknown:
-                raise ConfigError(
-                    f"key 'compare.{key}': {unknown[0]!r} is not a loss; allowed: "
-                    f"{', '.join(LOSSES)}"
-                )
-        if baseline in candidates:
-            raise ConfigError(
-                f"key 'compare.candidates': {baseline!r} is the baseline; allowed: other losses"
-            )
-        return cls(baseline, tuple(candidates))
-
-    def is_candidate(self, runs: pd.DataFrame) -> pd.Series:
-        """Rows of candidate runs (by loss name, so every coding of a candidate counts)."""
-        return runs["loss"].isin(self.candidates) & (runs["loss_label"] != self.baseline)
-
-    def is_compared(self, runs: pd.DataFrame) -> pd.Series:
-        return (runs["loss_label"] == self.baseline) | self.is_candidate(runs)
+from ganstudy.losses import Comparison
 
 
 def plain(summary: pd.DataFrame) -> pd.DataFrame:
     """The summary with numpy-friendly types (floats with NaN, objects with None) and the labels
     the report groups by: ``bn`` (bn-g1-d0) and ``variant`` (architecture and batch norm)."""
     out = pd.DataFrame(index=summary.index)
-    for col in aggregate.COLUMNS:
+    for col in summary_columns.COLUMNS:
         s = summary[col.name]
         if col.kind in ("int", "float"):
             out[col.name] = s.astype("Float64").to_numpy(dtype=float, na_value=np.nan)

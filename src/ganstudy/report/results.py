@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from ganstudy import aggregate
+from ganstudy import summary_columns
 from ganstudy.data.registry import DATASETS
 from ganstudy.report import figures as report_figures
 from ganstudy.report.compare import fid_settings
@@ -45,7 +45,7 @@ def _metric_table(d: pd.DataFrame) -> Html:
     rows = []
     for (arch, bn, loss), g in d.groupby(["arch", "bn", "loss_label"], sort=True):
         counts = g["state"].value_counts()
-        state = ", ".join(f"{counts[s]} {s}" for s in aggregate.STATES if s in counts)
+        state = ", ".join(f"{counts[s]} {s}" for s in summary_columns.STATES if s in counts)
         rows.append([arch, bn, loss, state, *(summarize(g[c].astype(float)) for c in present)])
     return table(["arch", "batch norm", "loss", "runs", *present.values()], rows)
 

@@ -27,6 +27,7 @@ from ganstudy import config as run_config
 from ganstudy import layout
 from ganstudy.data import registry
 from ganstudy.errors import ConfigError
+from ganstudy.losses import Comparison
 from ganstudy.metrics import fid_protocol
 from ganstudy.study import gpu_slots
 from ganstudy.study import schema as schema_mod
@@ -218,6 +219,8 @@ class Study:
 
     config: dict
     variants: list[Variant]
+    # The losses the report compares (the config's ``compare`` key, else the loss roles).
+    comparison: Comparison = field(default_factory=Comparison.from_config)
 
     @classmethod
     def from_config(cls, config: dict, schema: dict | str | Path | None = None) -> Study:
@@ -226,6 +229,7 @@ class Study:
             schema_mod.validate(config, schema)
         study = cls(config, expand(config))
         study._check_data_settings()
+        study.comparison = Comparison.from_config(config)
         return study
 
     # -- names and paths ---------------------------------------------------------------------

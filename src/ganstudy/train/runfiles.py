@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from pathlib import Path
 from typing import IO
@@ -25,6 +26,8 @@ LOG_FIELDS = [
     "member_images_per_s", "wall_s",
 ]  # fmt: skip
 FID_CURVE_HEADER = "step,fid,n_samples,dims\n"
+# What a finished run copies to its MLflow run.
+ARTIFACTS = (layout.CONFIG, layout.METRICS, layout.LOG, layout.SAMPLES)
 
 
 def config_diff(stored: dict, wanted: dict) -> list[str]:
@@ -62,6 +65,18 @@ def open_log(run_dir: Path, resumed_step: int) -> tuple[IO[str], csv.DictWriter]
     os.replace(tmp, path)
     handle = path.open("a", newline="")
     return handle, csv.DictWriter(handle, LOG_FIELDS)
+
+
+def write_log_row(writer, handle, tracker, step: int, stats: list[float], rate: float, wall):
+    """One row of log.csv (``stats``: the six values after ``step`` in LOG_FIELDS), flushed,
+    and its finite values as MLflow metrics."""
+    row = dict(zip(LOG_FIELDS[1:7], stats))
+    row.update(step=step, member_images_per_s=round(rate, 2), wall_s=wall)
+    writer.writerow(row)
+    handle.flush()
+    if tracker is not None:
+        metrics = {key: row[key] for key in LOG_FIELDS[1:8]}
+        tracker.log_metrics(step, {m: v for m, v in metrics.items() if math.isfinite(v)})
 
 
 def summary_of_log(path: Path) -> dict:

@@ -16,6 +16,7 @@ from torch import Tensor
 from ganstudy.config import RunConfig
 from ganstudy.data import registry
 from ganstudy.errors import ConfigError
+from ganstudy.loss_functions import gradient_penalty
 from ganstudy.nets.bodies import build_pair
 from ganstudy.nets.layers import init_members
 
@@ -75,3 +76,15 @@ def apply_update(params: list[Tensor], grads: tuple[Tensor, ...], optimizer, fro
             if state:
                 state["exp_avg"].mul_(alive)
     optimizer.step()
+
+
+def penalty(D, real: Tensor, fake: Tensor, noise_gens: list[torch.Generator], weight: float):
+    """``weight`` x the gradient penalty of D at x_hat = eps x + (1 - eps) G(z), eps ~ U(0, 1) per
+    sample from member k's noise stream (see :func:`ganstudy.loss_functions.gradient_penalty`)."""
+    shape = real.shape[:2] + (1,) * (real.dim() - 2)
+    eps = torch.empty(shape, device=real.device)
+    for k, gen in enumerate(noise_gens):
+        eps[k].uniform_(generator=gen)
+    x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(x_hat).sum(), x_hat, create_graph=True)
+    return weight * gradient_penalty(grad, real.dim() - 2)

@@ -29,13 +29,11 @@ from ganstudy.config import RunConfig
 from ganstudy.data import registry
 from ganstudy.data.streams import make_stream
 from ganstudy.errors import ConfigError
-from ganstudy.loss_functions import gradient_penalty
 from ganstudy.losses import build_loss
-from ganstudy.sample import draw_noise, sampling, save_samples
+from ganstudy.sample import draw_noise, generate_members, sampling, save_samples
 from ganstudy.train import runfiles
 from ganstudy.train import step as step_maths
 from ganstudy.train.progress import Progress
-from ganstudy.train.runfiles import LOG_FIELDS
 
 SAMPLE_GRID = 64
 
@@ -117,26 +115,21 @@ class Trainer:
             runfiles.check_same_run(run_dir, member_cfg.to_dict())
 
     def _member_checkpoint(self, k: int, status: str) -> dict:
-        return {
-            "format": ckpt.FORMAT,
-            "config": self.member_cfgs[k].to_dict(),
-            "seed": self.seeds[k],
-            "step": self.step,
-            "status": status,
-            "diverged_step": self.diverged_step[k],
-            "wall_time_s": self.wall_before + (time.monotonic() - self._t_start),
-            "generator": ckpt.member_module_state(self.G, k),
-            "discriminator": ckpt.member_module_state(self.D, k),
-            "opt_g": ckpt.member_optimizer_state(self.opt_g, k),
-            "opt_d": ckpt.member_optimizer_state(self.opt_d, k),
+        return ckpt.member_checkpoint(
+            k,
+            {"generator": self.G, "discriminator": self.D},
+            {"opt_g": self.opt_g, "opt_d": self.opt_d},
+            config=self.member_cfgs[k].to_dict(),
+            seed=self.seeds[k],
+            step=self.step,
+            status=status,
+            diverged_step=self.diverged_step[k],
+            wall_time_s=self.wall_before + (time.monotonic() - self._t_start),
             # The run's MLflow identity travels with its state: a resumed run continues the same
             # MLflow run even where metrics.json was removed (e.g. by a workflow rerun).
-            "mlflow": {"run_id": self.mlflow_ids[k], "tracking_uri": self.tracking_uri},
-            "rng": {
-                "noise": self.noise_gens[k].get_state(),
-                "data": self.stream.state_dict(k),
-            },
-        }
+            mlflow={"run_id": self.mlflow_ids[k], "tracking_uri": self.tracking_uri},
+            rng={"noise": self.noise_gens[k].get_state(), "data": self.stream.state_dict(k)},
+        )
 
     def save_checkpoint(self) -> None:
         for k, run_dir in enumerate(self.run_dirs):
@@ -147,17 +140,16 @@ class Trainer:
             ckpt.prune(run_dir)
 
     def _resume_step(self) -> int | None:
-        common = set(ckpt.available_steps(self.run_dirs[0]))
-        for run_dir in self.run_dirs[1:]:
-            common &= set(ckpt.available_steps(run_dir))
-        return max(common) if common else None
+        """The newest checkpoint step that every member holds (None: start from scratch)."""
+        steps = ckpt.common_steps(self.run_dirs)
+        return steps[-1] if steps else None
 
     def load_checkpoint(self, step: int) -> None:
-        members = [ckpt.load(ckpt.checkpoint_path(d, step)) for d in self.run_dirs]
-        self.G.load_state_dict(ckpt.stack_module_states([m["generator"] for m in members]))
-        self.D.load_state_dict(ckpt.stack_module_states([m["discriminator"] for m in members]))
-        self.opt_g.load_state_dict(ckpt.stack_optimizer_states([m["opt_g"] for m in members]))
-        self.opt_d.load_state_dict(ckpt.stack_optimizer_states([m["opt_d"] for m in members]))
+        members = ckpt.load_members(
+            [ckpt.checkpoint_path(d, step) for d in self.run_dirs],
+            {"generator": self.G, "discriminator": self.D},
+            {"opt_g": self.opt_g, "opt_d": self.opt_d},
+        )
         for k, m in enumerate(members):
             self.noise_gens[k].set_state(m["rng"]["noise"])
             self.stream.load_state_dict(k, m["rng"]["data"])
@@ -171,15 +163,6 @@ class Trainer:
     def _noise(self) -> Tensor:
         z = torch.empty(self.K, self.cfg.train.batch_size, self.cfg.arch.z_dim, device=self.device)
         return draw_noise(z, self.noise_gens, self.cfg.arch.z_dist)
-
-    def _penalty(self, real: Tensor, fake: Tensor) -> Tensor:
-        shape = real.shape[:2] + (1,) * (real.dim() - 2)
-        eps = torch.empty(shape, device=self.device)
-        for k, gen in enumerate(self.noise_gens):
-            eps[k].uniform_(generator=gen)
-        x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
-        (grad,) = torch.autograd.grad(self.D(x_hat).sum(), x_hat, create_graph=True)
-        return self.cfg.loss.gp_lambda * gradient_penalty(grad, real.dim() - 2)
 
     def train_step(self, batch_index: int, frozen: Tensor | None, want_stats: bool):
         """One generator step (after ``d_steps`` discriminator steps).
@@ -197,7 +180,9 @@ class Trainer:
             d_real, d_fake = self.D(real), self.D(fake)
             loss_d = self.d_loss(d_real, d_fake)
             if self.needs_gp:
-                loss_d = loss_d + self._penalty(real, fake)
+                loss_d = loss_d + step_maths.penalty(
+                    self.D, real, fake, self.noise_gens, self.cfg.loss.gp_lambda
+                )
             grads_d = torch.autograd.grad(loss_d.sum(), self.d_params)
             d_total = d_total + loss_d.detach()
             if frozen is not None:
@@ -279,20 +264,8 @@ class Trainer:
 
     def generate_all(self, n: int) -> Tensor:
         """n samples of every member, (K, n, *sample_shape) on the CPU, from fixed noise."""
-        gens = [
-            torch.Generator(device=self.device).manual_seed(
-                step_maths.MemberSeeds.from_seed(s).sample + 1
-            )
-            for s in self.seeds
-        ]
-        batch = self.cfg.train.batch_size
-        out = []
-        with sampling(self.G):
-            for start in range(0, n, batch):
-                z = torch.empty(self.K, batch, self.cfg.arch.z_dim, device=self.device)
-                draw_noise(z, gens, self.cfg.arch.z_dist)
-                out.append(self.G(z)[:, : n - start].float().cpu())
-        return torch.cat(out, dim=1)
+        seeds = [step_maths.MemberSeeds.from_seed(s).sample + 1 for s in self.seeds]
+        return generate_members(self.G, self.cfg, seeds, n, self.device)
 
     def _track_fid(self) -> None:
         samples = self.generate_all(self.cfg.train.fid_samples)
@@ -412,15 +385,15 @@ class Trainer:
             if len(bad):
                 self.diverged_step[k] = first_step + int(bad[0]) + 1
                 frozen_host[k] = True
-            row = dict(zip(LOG_FIELDS[1:7], stats[k].tolist()))
-            row.update(step=self.step, member_images_per_s=round(rate, 2), wall_s=wall)
-            self.log_writers[k].writerow(row)
-            self.log_files[k].flush()
-            if self.trackers[k] is not None:
-                metrics = {key: row[key] for key in LOG_FIELDS[1:8]}
-                self.trackers[k].log_metrics(
-                    self.step, {m: v for m, v in metrics.items() if math.isfinite(v)}
-                )
+            runfiles.write_log_row(
+                self.log_writers[k],
+                self.log_files[k],
+                self.trackers[k],
+                self.step,
+                stats[k].tolist(),
+                rate,
+                wall,
+            )
 
     def _finish(self) -> list[dict]:
         if not ckpt.checkpoint_path(self.run_dirs[0], self.step).is_file():
@@ -436,14 +409,7 @@ class Trainer:
             tracker = self.trackers[k]
             if tracker is not None:
                 tracker.set_tags({"status": status})
-                tracker.log_artifacts(
-                    [
-                        run_dir / layout.CONFIG,
-                        run_dir / layout.METRICS,
-                        run_dir / layout.LOG,
-                        run_dir / layout.SAMPLES,
-                    ]
-                )
+                tracker.log_artifacts([run_dir / name for name in runfiles.ARTIFACTS])
                 tracker.finish("FINISHED")
             results.append(metrics)
         return results

@@ -1,0 +1,243 @@
+"""The columns of summary.csv: one :class:`Column` per column, with its type, where its value
+comes from in a run's files (design row, config.yaml, metrics.json, eval.json) and what it means.
+
+A run is in one of ``STATES``: ``completed`` (evaluated, training finished), ``diverged``
+(training stopped on a non-finite loss, evaluated or not), ``not evaluated`` (training finished
+but there is no eval.json yet) or ``missing`` (no run directory, no metrics.json, or training has
+not finished).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ganstudy.losses import LOSSES
+
+STATES = ("completed", "diverged", "not evaluated", "missing")
+
+
+@dataclass
+class RunRecord:
+    """What is known about one design row: its factors and the parsed files of its run dir."""
+
+    design: dict[str, Any]
+    config: dict[str, Any] | None
+    metrics: dict[str, Any] | None
+    evaluation: dict[str, Any] | None
+
+
+def _get(doc: dict | None, *path: str) -> Any:
+    """doc[path[0]][path[1]]... or None where any level is absent or not a mapping."""
+    node: Any = doc
+    for key in path:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(key)
+    return node
+
+
+def _source(doc: str, *path: str) -> Callable[[RunRecord], Any]:
+    return lambda rec: _get(getattr(rec, doc), *path)
+
+
+def _first(*sources: Callable[[RunRecord], Any]) -> Callable[[RunRecord], Any]:
+    """The first source that gives a value (e.g. eval.json, then metrics.json as a fallback)."""
+
+    def pick(rec: RunRecord) -> Any:
+        for src in sources:
+            value = src(rec)
+            if value is not None:
+                return value
+        return None
+
+    return pick
+
+
+def _loss_label(rec: RunRecord) -> str:
+    """The loss name, with its (a, b, c) coding appended where it is not the named preset."""
+    name = rec.design["loss"]
+    coding = tuple(_get(rec.config, "loss", k) for k in ("a", "b", "c"))
+    preset = LOSSES[name].coding if name in LOSSES else None
+    if preset is None or None in coding or tuple(map(float, coding)) == preset:
+        return name
+    return f"{name}({coding[0]:g},{coding[1]:g},{coding[2]:g})"
+
+
+def _diverged(rec: RunRecord) -> bool | None:
+    from_eval = _get(rec.evaluation, "stability", "diverged")
+    if from_eval is not None:
+        return bool(from_eval)
+    status = _get(rec.metrics, "status")
+    return None if status is None else status == "diverged"
+
+
+def _fid_settings_json(rec: RunRecord) -> str | None:
+    settings = _get(rec.evaluation, "fid", "settings")
+    return None if settings is None else json.dumps(settings, sort_keys=True)
+
+
+def _diverged_step(rec: RunRecord) -> Any:
+    step = _get(rec.evaluation, "stability", "diverged_step")
+    return step if step is not None else _get(rec.metrics, "diverged_step")
+
+
+def _state_and_note(rec: RunRecord) -> tuple[str, str]:
+    if rec.metrics is None:
+        if rec.config is None:
+            return "missing", "no run directory (or no config.yaml / metrics.json in it)"
+        return "missing", "training has not written metrics.json"
+    status = rec.metrics.get("status")
+    if rec.evaluation is not None:
+        state = rec.evaluation.get("status") or status
+        notes = {"completed": "", "diverged": f"diverged at step {_diverged_step(rec)}"}
+        return state, notes.get(state, f"evaluation status {state!r}")
+    if status == "diverged":
+        return "diverged", f"diverged at step {_diverged_step(rec)}; not evaluated"
+    if status == "completed":
+        return "not evaluated", "training completed; no eval.json"
+    done, planned = rec.metrics.get("steps"), rec.metrics.get("steps_planned")
+    return "missing", f"training not finished (status {status!r}, {done} of {planned} steps)"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str  # "str", "int", "float", "bool"
+    value: Callable[[RunRecord], Any]
+    description: str
+
+
+def _design(key: str) -> Callable[[RunRecord], Any]:
+    return lambda rec: rec.design[key]
+
+
+def _config_source(*path: str) -> Callable[[RunRecord], Any]:
+    return _source("config", *path)
+
+
+def _eval(*path: str) -> Callable[[RunRecord], Any]:
+    return _source("evaluation", *path)
+
+
+def _metrics(*path: str) -> Callable[[RunRecord], Any]:
+    return _source("metrics", *path)
+
+
+COLUMNS: tuple[Column, ...] = (
+    # factors of the design
+    Column("dataset", "str", _design("dataset"), "dataset name"),
+    Column("arch", "str", _design("arch"), "architecture name"),
+    Column("loss", "str", _design("loss"), "loss name"),
+    Column("loss_label", "str", _loss_label, "loss name, with (a,b,c) where not its preset"),
+    Column("loss_a", "float", _config_source("loss", "a"), "LSGAN target of D on fakes"),
+    Column("loss_b", "float", _config_source("loss", "b"), "LSGAN target of D on reals"),
+    Column("loss_c", "float", _config_source("loss", "c"), "LSGAN value G wants D to output"),
+    Column("gp_lambda", "float", _config_source("loss", "gp_lambda"), "gradient-penalty weight"),
+    Column("bn_g", "bool", _design("bn_g"), "batch norm in G"),
+    Column("bn_d", "bool", _design("bn_d"), "batch norm in D"),
+    Column("seed", "int", _design("seed"), "run seed"),
+    Column("run_dir", "str", _design("run_dir"), "run directory, relative to the results dir"),
+    # training settings
+    Column("width", "int", _config_source("arch", "width"), "network width"),
+    Column("z_dim", "int", _config_source("arch", "z_dim"), "latent dimension"),
+    Column("z_dist", "str", _config_source("arch", "z_dist"), "latent distribution"),
+    Column("steps", "int", _config_source("train", "steps"), "configured steps (or empty)"),
+    Column("epochs", "float", _config_source("train", "epochs"), "configured epochs (or empty)"),
+    Column("batch_size", "int", _config_source("train", "batch_size"), "batch size"),
+    Column("lr_g", "float", _config_source("train", "lr_g"), "Adam learning rate of G"),
+    Column("lr_d", "float", _config_source("train", "lr_d"), "Adam learning rate of D"),
+    Column("beta1", "float", _config_source("train", "beta1"), "Adam beta1"),
+    Column("beta2", "float", _config_source("train", "beta2"), "Adam beta2"),
+    Column("d_steps", "int", _config_source("train", "d_steps"), "D steps per G step"),
+    # state of the run
+    Column("state", "str", lambda rec: _state_and_note(rec)[0], "; ".join(STATES)),
+    Column("note", "str", lambda rec: _state_and_note(rec)[1], "why a run is not complete"),
+    Column("evaluated", "bool", lambda rec: rec.evaluation is not None, "eval.json present"),
+    Column("train_status", "str", _metrics("status"), "status in metrics.json"),
+    Column("steps_done", "int", _metrics("steps"), "steps trained"),
+    Column("steps_planned", "int", _metrics("steps_planned"), "steps planned"),
+    Column("wall_time_s", "float", _metrics("wall_time_s"), "training wall time (s)"),
+    Column("device", "str", _metrics("device"), "training device"),
+    Column(
+        "mlflow_run_id",
+        "str",
+        _first(_metrics("mlflow_run_id"), _eval("mlflow_run_id")),
+        "MLflow run id",
+    ),
+    Column("mlflow_experiment_id", "str", _metrics("mlflow_experiment_id"), "MLflow experiment"),
+    Column("ganstudy_version", "str", _metrics("versions", "ganstudy"), "package version"),
+    Column("git_revision", "str", _metrics("versions", "git_revision"), "git revision"),
+    Column("torch_version", "str", _metrics("versions", "torch"), "torch version"),
+    # FID with its settings
+    Column("fid", "float", _eval("fid", "value"), "final FID"),
+    Column("fid_flag", "str", _eval("fid", "flag"), "why the FID is absent or doubtful"),
+    Column("fid_protocol", "str", _eval("fid", "settings", "protocol"), "named FID protocol"),
+    Column(
+        "fid_pytorch_fid_version",
+        "str",
+        _eval("fid", "settings", "pytorch_fid_version"),
+        "pytorch-fid version",
+    ),
+    Column("fid_dims", "int", _eval("fid", "settings", "dims"), "Inception feature dims"),
+    Column("fid_n_generated", "int", _eval("fid", "settings", "n_generated"), "generated images"),
+    Column("fid_n_reference", "int", _eval("fid", "settings", "n_reference"), "reference images"),
+    Column(
+        "fid_reference_split", "str", _eval("fid", "settings", "reference_split"), "reference split"
+    ),
+    Column("fid_resize", "str", _eval("fid", "settings", "resize"), "how images were resized"),
+    Column("fid_input", "str", _eval("fid", "settings", "input"), "how images enter Inception"),
+    Column("fid_weights", "str", _eval("fid", "settings", "weights"), "Inception weights"),
+    Column(
+        "fid_settings",
+        "str",
+        _fid_settings_json,
+        "every FID setting as sorted JSON: FIDs are comparable only where this is equal",
+    ),
+    # mode coverage
+    Column("modes_kind", "str", _eval("modes", "kind"), "stacked_mnist, mixture2d or classes"),
+    Column("modes_n_samples", "int", _eval("modes", "n_samples"), "samples classified"),
+    Column("modes_total", "int", _eval("modes", "modes_total"), "modes of the data"),
+    Column("modes_covered", "int", _eval("modes", "modes_covered"), "modes covered"),
+    Column("kl_to_uniform", "float", _eval("modes", "kl_to_uniform"), "KL(mode histogram || U)"),
+    Column(
+        "high_quality_fraction",
+        "float",
+        _eval("modes", "high_quality_fraction"),
+        "fraction of high-quality samples (2D)",
+    ),
+    Column("success", "bool", _eval("modes", "success"), "2D success (see modes_rule)"),
+    Column("failure", "bool", _eval("modes", "failure"), "2D failure (see modes_rule)"),
+    Column("modes_rule", "str", _eval("modes", "rule"), "definition of the mode metrics"),
+    Column(
+        "classifier_test_accuracy",
+        "float",
+        _eval("modes", "classifier", "test_accuracy"),
+        "accuracy of the mode classifier",
+    ),
+    # stability
+    Column("diverged", "bool", _diverged, "training diverged"),
+    Column(
+        "diverged_step",
+        "int",
+        _diverged_step,
+        "step of divergence",
+    ),
+    Column("collapsed", "bool", _eval("stability", "collapsed"), "mode collapse detected"),
+    Column("collapse_rule", "str", _eval("stability", "collapse_rule"), "definition of collapse"),
+    Column("best_fid", "float", _eval("stability", "best_fid"), "best FID over training"),
+    Column("best_fid_step", "int", _eval("stability", "best_fid_step"), "step of the best FID"),
+    Column("final_fid", "float", _eval("stability", "final_fid"), "FID at the end of training"),
+    *(
+        Column(
+            f"grad_norm_g_{stat}",
+            "float",
+            _first(_eval("stability", "grad_norm_g", stat), _metrics("grad_norm_g", stat)),
+            f"{stat} gradient norm of G",
+        )
+        for stat in ("mean", "median", "max", "final")
+    ),
+)
+COLUMN_NAMES = tuple(c.name for c in COLUMNS)

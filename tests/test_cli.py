@@ -1,0 +1,68 @@
+"""The command line starts at once: help never imports torch, commands come from one table."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+from ganstudy import cli
+
+PROBE = (
+    "import sys\n"
+    "from ganstudy.cli import main\n"
+    "try:\n"
+    "    main(sys.argv[1:])\n"
+    "except SystemExit:\n"
+    "    pass\n"
+    "print('\\nHEAVY:' + ','.join(m for m in ('torch', 'pytorch_fid', 'seaborn', 'scipy')\n"
+    "                          if m in sys.modules))\n"
+)
+
+
+def _help(*args: str) -> tuple[str, list[str]]:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True
+    ).stdout
+    text, _, heavy = out.rpartition("\nHEAVY:")
+    return text, [m for m in heavy.strip().split(",") if m]
+
+
+def test_top_level_help_lists_every_command_without_importing_torch():
+    text, heavy = _help("--help")
+    assert heavy == []
+    for name, command in cli.COMMANDS.items():
+        assert name in text and command.help[:30] in " ".join(text.split())
+
+
+@pytest.mark.parametrize("name", sorted(cli.COMMANDS))
+def test_command_help_imports_no_heavy_library(name):
+    text, heavy = _help(name, "--help")
+    assert heavy == [], f"`ganstudy {name} --help` imported {heavy}"
+    assert f"ganstudy {name}" in text
+
+
+def test_every_command_module_configures_its_parser():
+    for name, command in cli.COMMANDS.items():
+        module = importlib.import_module(command.module)
+        assert callable(module.configure), name
+    parser = cli.build_parser()  # every command's options, as documentation shows them
+    args = parser.parse_args(["train", "--out", "run", "--set", "train.steps=5"])
+    assert args.command == "train" and callable(args.func)
+
+
+def test_only_the_chosen_command_is_configured():
+    parser = cli.build_parser(["aggregate", "--results", "r"])
+    args = parser.parse_args(["aggregate", "--results", "r"])
+    assert args.results == "r"
+    with pytest.raises(SystemExit):  # train's options were not added
+        parser.parse_args(["train", "--out", "x"])
+
+
+def test_python_dash_m_ganstudy_runs_the_cli():
+    out = subprocess.run(
+        [sys.executable, "-m", "ganstudy", "--version"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.startswith("ganstudy ")
