@@ -16,6 +16,7 @@ from torch import Tensor
 
 from ganstudy import checkpoint as ckpt
 from ganstudy import config as config_mod
+from ganstudy import layout
 from ganstudy.data import registry, streams
 from ganstudy.nets.bodies import build_pair
 from ganstudy.nets.layers import BatchNorm
@@ -79,8 +80,8 @@ def checkpoint_file(path: str | Path) -> Path:
     path = Path(path)
     if path.is_file():
         return path
-    if (path / "final.pt").is_file():
-        return path / "final.pt"
+    if (path / layout.FINAL).is_file():
+        return path / layout.FINAL
     steps = ckpt.available_steps(path)
     if steps:
         return ckpt.checkpoint_path(path, steps[-1])

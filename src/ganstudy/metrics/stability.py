@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ganstudy import layout
+
 COLLAPSE_FRACTION = 0.5
 COLLAPSE_RULE = f"collapsed when modes covered < {COLLAPSE_FRACTION:g} x modes total"
 
@@ -100,15 +102,15 @@ def collapsed(modes: dict | None) -> bool | None:
 def stability(run_dir: str | Path, modes: dict | None = None) -> dict:
     """The stability block of eval.json for a run directory and its mode metrics (if any)."""
     run_dir = Path(run_dir)
-    metrics_path = run_dir / "metrics.json"
+    metrics_path = run_dir / layout.METRICS
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    log = read_csv(run_dir / "log.csv")
+    log = read_csv(run_dir / layout.LOG)
     diverged, step = divergence(metrics, log)
     return {
         "diverged": diverged,
         "diverged_step": step,
         "collapsed": collapsed(modes),
         "collapse_rule": COLLAPSE_RULE,
-        **fid_curve_summary(read_csv(run_dir / "fid_curve.csv")),
+        **fid_curve_summary(read_csv(run_dir / layout.FID_CURVE)),
         "grad_norm_g": grad_norm_summary(log),
     }

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import pandas as pd
 
-from ganstudy import stats
+from ganstudy import layout, stats
 from ganstudy.report.html import LEVEL, Html, fmt, join, table, tag
 from ganstudy.report.inputs import Comparison, ReportInputs
 
@@ -72,7 +72,7 @@ def compare_losses(
                         {
                             "dataset": dataset,
                             "arch": arch,
-                            "bn": f"bn-g{int(bn_g)}-d{int(bn_d)}",
+                            "bn": layout.bn_label(bn_g, bn_d),
                             "candidate": cand_label,
                             "metric": label,
                             "cmp": cmp,

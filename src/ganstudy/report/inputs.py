@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ganstudy import summary_columns
+from ganstudy import layout, summary_columns
 from ganstudy.data.registry import DATASETS
 from ganstudy.errors import ConfigError
 from ganstudy.losses import Comparison
@@ -33,7 +33,7 @@ def plain(summary: pd.DataFrame) -> pd.DataFrame:
             out[col.name] = s.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
         else:
             out[col.name] = s.astype(object).where(s.notna(), None)
-    out["bn"] = [f"bn-g{int(g)}-d{int(d)}" for g, d in zip(out["bn_g"], out["bn_d"])]
+    out["bn"] = [layout.bn_label(g, d) for g, d in zip(out["bn_g"], out["bn_d"])]
     out["variant"] = out["arch"] + " " + out["bn"]
     return out
 
@@ -66,9 +66,9 @@ def load_references() -> dict[str, Any]:
 
 RUN_CSVS = {
     # file -> columns the report reads from it
-    "log.csv": ["step", "grad_norm_g"],
-    "fid_curve.csv": ["step", "fid"],
-    "samples2d.csv": ["x", "y"],
+    layout.LOG: ["step", "grad_norm_g"],
+    layout.FID_CURVE: ["step", "fid"],
+    layout.SAMPLES_2D: ["x", "y"],
 }
 
 

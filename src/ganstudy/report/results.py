@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from ganstudy import summary_columns
+from ganstudy import layout, summary_columns
 from ganstudy.data.registry import DATASETS
 from ganstudy.report import figures as report_figures
 from ganstudy.report.compare import fid_settings
@@ -92,7 +92,7 @@ def _fig_fid_box(study: ReportInputs, d: pd.DataFrame) -> Html:
 
 
 def _fig_fid_curves(study: ReportInputs, d: pd.DataFrame) -> Html:
-    curves = read_run_csvs(study, d, "fid_curve.csv", ["step", "fid"]).dropna(subset=["fid"])
+    curves = read_run_csvs(study, d, layout.FID_CURVE, ["step", "fid"]).dropna(subset=["fid"])
     if curves.empty:
         return Html("")
     png = report_figures.curves(curves, y="fid", ylabel="FID")
@@ -148,11 +148,11 @@ def _fig_scatter2d(study: ReportInputs, d: pd.DataFrame) -> Html:
     points, titles, used = {}, {}, []
     for (variant, loss), g in d.groupby(["variant", "loss_label"], sort=True):
         row = representative(
-            g, "modes_covered", lambda r: study.run_path(r, "samples2d.csv").exists()
+            g, "modes_covered", lambda r: study.run_path(r, layout.SAMPLES_2D).exists()
         )
         if row is None:
             continue
-        pts = read_run_csvs(study, g[g["run_dir"] == row.run_dir], "samples2d.csv", ["x", "y"])
+        pts = read_run_csvs(study, g[g["run_dir"] == row.run_dir], layout.SAMPLES_2D, ["x", "y"])
         points[(variant, loss)] = pts
         titles[(variant, loss)] = (
             f"{loss}, {variant}\nseed {int(row.seed)}, {fmt(row.modes_covered)} modes"
@@ -178,12 +178,12 @@ def _sample_grids(study: ReportInputs, d: pd.DataFrame) -> Html:
             row = representative(
                 g[g["loss_label"] == loss],
                 metric,
-                lambda r: study.run_path(r, "samples.png").exists(),
+                lambda r: study.run_path(r, layout.SAMPLE_GRID).exists(),
             )
             if row is None:
                 cells.append("no samples.png")
                 continue
-            data = study.run_path(row, "samples.png").read_bytes()
+            data = study.run_path(row, layout.SAMPLE_GRID).read_bytes()
             if not data.startswith(PNG_SIGNATURE):
                 cells.append(f"{row.run_dir}/samples.png is not a PNG file")
                 continue
@@ -292,7 +292,7 @@ def stability_section(study: ReportInputs) -> Html:
 
     for dataset, d in study.runs.groupby("dataset", sort=True):
         compared = d[study.comparison.is_compared(d)]
-        logs = read_run_csvs(study, compared, "log.csv", ["step", "grad_norm_g"])
+        logs = read_run_csvs(study, compared, layout.LOG, ["step", "grad_norm_g"])
         logs = logs[np.isfinite(logs["grad_norm_g"].astype(float)) & (logs["grad_norm_g"] > 0)]
         if logs.empty:
             continue
