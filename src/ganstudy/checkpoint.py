@@ -3,10 +3,17 @@
 Every tensor of a model or of Adam's state has a leading member dimension, so member k's state
 is the slice ``[k:k+1]`` of each tensor: a member checkpoint is exactly the checkpoint of a solo
 run, and an ensemble is resumed by concatenating its members' checkpoints.
+
+Each checkpoint ``X.pt`` has its sha256 recorded beside it in ``X.pt.sha256`` (written first), so
+a truncated or altered file is recognised before it is used; :func:`load` raises
+:class:`~ganstudy.errors.CheckpointError` for any file that cannot be used, and
+:func:`move_aside` keeps such a file as ``X.pt.corrupt`` for inspection.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import re
 from pathlib import Path
 from typing import Any
@@ -14,20 +21,84 @@ from typing import Any
 import torch
 
 from ganstudy import atomic
+from ganstudy.errors import CheckpointError
 
 FORMAT = "ganstudy-ckpt-1"
 _STEP_FILE = re.compile(r"step_(\d{8})\.pt$")
+CHECKSUM_SUFFIX = ".sha256"
+CORRUPT_SUFFIX = ".corrupt"
+
+
+def checksum_path(path: Path) -> Path:
+    return path.with_name(path.name + CHECKSUM_SUFFIX)
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    atomic.save_torch(obj, path)
+    """Write the checkpoint and, before it, its checksum record."""
+    data = atomic.torch_bytes(obj)
+    digest = hashlib.sha256(data).hexdigest()
+    record = checksum_path(path)
+    previous = record.read_text() if record.is_file() else None
+    atomic.write_text(record, f"{digest}  {path.name}\n")
+    try:
+        atomic.write_bytes(path, data)
+    except BaseException:
+        # The record must keep describing what is on disk: the old file, or none.
+        if path.exists() and previous is not None:
+            atomic.write_text(record, previous)
+        else:
+            record.unlink(missing_ok=True)
+        raise
+
+
+def recorded_sha256(path: Path) -> str | None:
+    """The sha256 recorded when ``path`` was written (None: no record, e.g. an older run)."""
+    record = checksum_path(Path(path))
+    if not record.is_file():
+        return None
+    digest, _, name = record.read_text().strip().partition("  ")
+    return digest if name == Path(path).name else None
 
 
 def load(path: str | Path, map_location="cpu") -> dict:
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    """A checkpoint, verified against its recorded checksum; CheckpointError if unusable."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise CheckpointError(f"{path} cannot be read: {err.strerror or err}", path) from err
+    expected = recorded_sha256(path)
+    if expected is not None:
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != expected:
+            raise CheckpointError(
+                f"{path} is corrupt: its sha256 {actual[:16]}... differs from the "
+                f"{expected[:16]}... recorded when it was written ({len(data):,} bytes now)",
+                path,
+            )
+    try:
+        ckpt = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - every unreadable file means the same to a user
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path} is not a readable checkpoint ({reason})", path) from err
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a ganstudy checkpoint (format {FORMAT})")
+        raise CheckpointError(f"{path} is not a ganstudy checkpoint (format {FORMAT})", path)
     return ckpt
+
+
+def move_aside(path: Path) -> Path:
+    """Rename an unusable checkpoint (and its checksum record) to ``*.corrupt``; returns the new
+    name. Nothing is deleted: the file stays for inspection."""
+    target = path.with_name(path.name + CORRUPT_SUFFIX)
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}{CORRUPT_SUFFIX}{n}")
+    path.replace(target)
+    record = checksum_path(path)
+    if record.exists():
+        record.replace(target.with_name(target.name + CHECKSUM_SUFFIX))
+    return target
 
 
 def member_module_state(module: torch.nn.Module, k: int) -> dict[str, torch.Tensor]:
@@ -111,4 +182,6 @@ def prune(run_dir: Path, keep: int = 2) -> None:
     """Keep the newest ``keep`` periodic checkpoints: two, so that a kill during a write of
     one member's file still leaves a step that every member has."""
     for step in available_steps(run_dir)[:-keep]:
-        checkpoint_path(run_dir, step).unlink(missing_ok=True)
+        path = checkpoint_path(run_dir, step)
+        path.unlink(missing_ok=True)
+        checksum_path(path).unlink(missing_ok=True)

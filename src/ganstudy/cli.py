@@ -14,6 +14,7 @@ import importlib
 import sys
 from dataclasses import dataclass
 
+from ganstudy.atomic import STORAGE_ERRNOS, storage_message
 from ganstudy.errors import ConfigError
 
 
@@ -92,7 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ConfigError as err:
-        print(f"ganstudy: configuration error: {err}", file=sys.stderr)
+        print(f"ganstudy: {err.label}: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno not in STORAGE_ERRNOS:
+            raise
+        print(f"ganstudy: storage error: {storage_message(err)}", file=sys.stderr)
         return 2
 
 

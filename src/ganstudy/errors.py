@@ -11,6 +11,9 @@ from __future__ import annotations
 class ConfigError(ValueError):
     """A configuration value is unknown, of the wrong type or not allowed."""
 
+    # How the command line introduces the message.
+    label = "configuration error"
+
 
 class FetchError(ConfigError):
     """A raw file could not be obtained or failed verification."""
@@ -22,3 +25,19 @@ class FIDError(ConfigError):
 
 class SlotError(ConfigError):
     """A GPU slot setting is not allowed, or no slot can be claimed."""
+
+
+class StorageError(ConfigError):
+    """A file cannot be written: no space left, no permission, a read-only filesystem."""
+
+    label = "storage error"
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint cannot be read, or fails the checksum recorded when it was written."""
+
+    label = "checkpoint error"
+
+    def __init__(self, message: str, path=None):
+        super().__init__(message)
+        self.path = path

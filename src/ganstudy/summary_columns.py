@@ -3,20 +3,24 @@ comes from in a run's files (design row, config.yaml, metrics.json, eval.json) a
 
 A run is in one of ``STATES``: ``completed`` (evaluated, training finished), ``diverged``
 (training stopped on a non-finite loss, evaluated or not), ``not evaluated`` (training finished
-but there is no eval.json yet) or ``missing`` (no run directory, no metrics.json, or training has
-not finished).
+but there is no eval.json yet), ``missing`` (no run directory, no metrics.json, or training has
+not finished and its process cannot be checked), ``interrupted`` (stopped by a signal with a
+checkpoint, or left "running" by a process on this host that no longer exists: rerun its
+training job to resume) or ``running`` (its process is alive on this host).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ganstudy.losses import LOSSES
 
-STATES = ("completed", "diverged", "not evaluated", "missing")
+STATES = ("completed", "diverged", "not evaluated", "missing", "interrupted", "running")
 
 
 @dataclass
@@ -99,7 +103,37 @@ def _state_and_note(rec: RunRecord) -> tuple[str, str]:
     if status == "completed":
         return "not evaluated", "training completed; no eval.json"
     done, planned = rec.metrics.get("steps"), rec.metrics.get("steps_planned")
+    if status == "interrupted":
+        signal = rec.metrics.get("signal") or "a signal"
+        return "interrupted", (
+            f"stopped by {signal} at step {done} of {planned} with a checkpoint; rerun its "
+            "training job to resume"
+        )
+    if status == "running":
+        alive = process_alive(rec.metrics.get("host"), rec.metrics.get("pid"))
+        if alive is False:
+            return "interrupted", (
+                f"left 'running' at step {done} of {planned} by a process that no longer exists "
+                f"(pid {rec.metrics.get('pid')} on {rec.metrics.get('host')}); rerun its "
+                "training job to resume from its last checkpoint"
+            )
+        if alive:
+            return "running", f"training (pid {rec.metrics.get('pid')}), {done} of {planned} steps"
     return "missing", f"training not finished (status {status!r}, {done} of {planned} steps)"
+
+
+def process_alive(host: str | None, pid: int | None) -> bool | None:
+    """Whether the process ``pid`` of ``host`` is alive: None where it cannot be told (another
+    host, or no pid recorded)."""
+    if not host or not isinstance(pid, int) or host != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by another user
+    return True
 
 
 @dataclass(frozen=True)

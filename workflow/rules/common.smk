@@ -83,13 +83,17 @@ onstart:
         shell(
             f"ganstudy study init-tracking --uri {TRACKING_URI!r} --experiment {STUDY.name!r}"
         )
+    trained = {
+        run.run_dir for run in STUDY.runs if os.path.isfile(STUDY.run_path(run, layout.FINAL))
+    }
+    # Imported here, not at the top: it loads torch, which parsing the workflow does not need.
+    from ganstudy.study import disk
+
+    disk_warning = disk.warning(disk.estimate(STUDY, skip=trained), RESULTS)
+    if disk_warning:
+        logger.warning(disk_warning)
     # The CPU-time estimate is for local runs; an executor (e.g. SLURM) leaves workflow.cores unset.
     if not GPUS and workflow.local_exec:
-        trained = {
-            run.run_dir
-            for run in STUDY.runs
-            if os.path.isfile(STUDY.run_path(run, layout.FINAL))
-        }
         costs = cost.estimate(STUDY, data_root=DATA, skip=trained)
         if costs:
             logger.warning(cost.cpu_warning(costs, workflow.cores // THREADS["train"]))

@@ -9,6 +9,7 @@ import yaml
 
 from ganstudy import config as config_mod
 from ganstudy.errors import ConfigError
+from ganstudy.train.signals import EXIT_INTERRUPTED
 
 
 def _parse_seeds(text: str) -> list[int]:
@@ -37,10 +38,10 @@ def _cli(args) -> int:
         )
     run_dirs = [Path(args.out.format(seed=s)) for s in seeds]
     results = train(cfg, seeds, run_dirs, device=args.device, progress=not args.quiet)
-    for seed, res in zip(seeds, results):
-        print(
-            f"seed {seed}: {res['status']} after {res['steps']} steps -> {run_dirs[seeds.index(seed)]}"
-        )
+    for seed, res, run_dir in zip(seeds, results, run_dirs):
+        print(f"seed {seed}: {res['status']} after {res['steps']} steps -> {run_dir}")
+    if any(res["status"] == "interrupted" for res in results):
+        return EXIT_INTERRUPTED
     return 0
 
 

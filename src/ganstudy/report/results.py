@@ -242,12 +242,17 @@ def results_section(study: ReportInputs) -> Html:
     return join(parts)
 
 
+# States of a run whose training has ended (see ganstudy.summary_columns.STATES).
+FINISHED_STATES = ("completed", "diverged", "not evaluated")
+
+
 def stability_section(study: ReportInputs) -> Html:
     rows = []
     for (dataset, arch, bn, loss), g in study.runs.groupby(
         ["dataset", "arch", "bn", "loss_label"], sort=True
     ):
-        trained = g[g["state"] != "missing"]
+        trained = g[g["state"].isin(FINISHED_STATES)]
+        unfinished = g[g["state"].isin(("interrupted", "running"))]
         diverged = trained["diverged"].map(lambda v: v is True)
         evaluated = g[g["collapsed"].notna()]
         collapsed = evaluated["collapsed"].map(lambda v: v is True)
@@ -260,6 +265,7 @@ def stability_section(study: ReportInputs) -> Html:
                 loss,
                 len(g),
                 len(trained),
+                len(unfinished),
                 f"{int(diverged.sum())} ({_pct(diverged.sum(), len(trained))})",
                 f"{int(collapsed.sum())} of {len(evaluated)} ({_pct(collapsed.sum(), len(evaluated))})",
                 fmt(float(steps.median())) if len(steps) else "-",
@@ -269,6 +275,9 @@ def stability_section(study: ReportInputs) -> Html:
     parts = [
         tag(
             "p",
+            "Trained: training finished (completed or diverged). Interrupted: stopped by a signal "
+            "or by the death of its process, to be resumed by rerunning its job; never counted "
+            "as trained. "
             "Divergence: training stopped on a non-finite loss (rate over trained runs). Collapse: "
             "as decided by the evaluation (rate over evaluated runs). Collapse rule(s): "
             + ("; ".join(rules) if rules else "none recorded")
@@ -282,6 +291,7 @@ def stability_section(study: ReportInputs) -> Html:
                 "loss",
                 "runs",
                 "trained",
+                "interrupted or running",
                 "diverged",
                 "collapsed",
                 "median divergence step",

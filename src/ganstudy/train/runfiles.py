@@ -12,6 +12,7 @@ import csv
 import json
 import math
 import os
+import socket
 from pathlib import Path
 from typing import IO
 
@@ -150,8 +151,11 @@ def metrics_record(
     experiment: str | None,
     experiment_id: str | None,
     versions: dict,
+    **extra,
 ) -> dict:
-    """The content of a member's ``metrics.json``, with the summary of its log.csv."""
+    """The content of a member's ``metrics.json``, with the summary of its log.csv. ``host`` and
+    ``pid`` name the training process, so that a run left "running" by a process that died can
+    be told from one still training (see :mod:`ganstudy.summary_columns`)."""
     data = {
         "status": status,
         "steps": steps,
@@ -169,6 +173,9 @@ def metrics_record(
         "mlflow_experiment": experiment,
         "mlflow_experiment_id": experiment_id,
         "versions": versions,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        **extra,
     }
     data.update(summary_of_log(run_dir / layout.LOG))
     return data

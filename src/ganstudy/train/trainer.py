@@ -28,12 +28,13 @@ from ganstudy import checkpoint as ckpt
 from ganstudy.config import RunConfig
 from ganstudy.data import registry
 from ganstudy.data.streams import make_stream
-from ganstudy.errors import ConfigError
+from ganstudy.errors import CheckpointError, ConfigError
 from ganstudy.losses import build_loss
 from ganstudy.sample import draw_noise, generate_members, sampling, save_samples
 from ganstudy.train import runfiles
 from ganstudy.train import step as step_maths
 from ganstudy.train.progress import Progress
+from ganstudy.train.signals import StopRequest
 
 SAMPLE_GRID = 64
 
@@ -108,6 +109,10 @@ class Trainer:
                 mirror=cfg.dataset.mirror,
             )
 
+    @property
+    def _name(self) -> str:
+        return layout.RunKey.of_config(self.cfg).name
+
     # -- state -------------------------------------------------------------------------------
 
     def _check_existing(self) -> None:
@@ -143,6 +148,32 @@ class Trainer:
         """The newest checkpoint step that every member holds (None: start from scratch)."""
         steps = ckpt.common_steps(self.run_dirs)
         return steps[-1] if steps else None
+
+    def _resume(self) -> int | None:
+        """Load the newest step that every member has a good checkpoint of; an unusable file
+        is moved aside (``*.corrupt``) with a warning and the previous step is tried. Returns
+        the step (None: no checkpoint, start from scratch)."""
+        skipped = []
+        for step in reversed(ckpt.common_steps(self.run_dirs)):
+            try:
+                self.load_checkpoint(step)
+                return step
+            except CheckpointError as err:
+                moved = ckpt.move_aside(err.path)
+                skipped.append(f"{err} (moved to {moved.name})")
+                print(
+                    f"[{self._name}] warning: skipping the checkpoint of step {step}: {err}; "
+                    f"moved to {moved}; trying the previous one",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        if skipped:
+            raise CheckpointError(
+                "no checkpoint of this run can be used: "
+                + "; ".join(skipped)
+                + ". Remove the run directories to train from scratch."
+            )
+        return None
 
     def load_checkpoint(self, step: int) -> None:
         members = ckpt.load_members(
@@ -212,15 +243,20 @@ class Trainer:
     def _metrics_path(self, k: int) -> Path:
         return self.run_dirs[k] / layout.METRICS
 
-    def _status(self, k: int, finished: bool) -> str:
+    def _status(self, k: int, finished: bool, interrupted: bool = False) -> str:
         if self.diverged_step[k] is not None:
             return "diverged"
-        return "completed" if finished else "running"
+        if finished:
+            return "completed"
+        return "interrupted" if interrupted else "running"
 
-    def _metrics(self, k: int, finished: bool) -> dict:
+    def _metrics(self, k: int, finished: bool, stop: StopRequest | None = None) -> dict:
+        extra = {}
+        if stop is not None:
+            extra = {"interrupted_step": self.step, "signal": stop.name}
         return runfiles.metrics_record(
             self.run_dirs[k],
-            status=self._status(k, finished),
+            status=self._status(k, finished, interrupted=stop is not None),
             steps=self.step,
             steps_planned=self.total_steps,
             diverged_step=self.diverged_step[k],
@@ -234,6 +270,7 @@ class Trainer:
             experiment=self.cfg.tracking.experiment if self.cfg.tracking.enabled else None,
             experiment_id=self.experiment_id,
             versions=self.versions,
+            **extra,
         )
 
     def _open_logs(self) -> None:
@@ -288,14 +325,9 @@ class Trainer:
             run_dir.mkdir(parents=True, exist_ok=True)
             atomic.write_text(run_dir / layout.CONFIG, member_cfg.to_yaml())
         self._resumed_mlflow = [{} for _ in range(self.K)]
-        resume = self._resume_step()
+        resume = self._resume()
         if resume is not None:
-            self.load_checkpoint(resume)
-            print(
-                f"[{layout.RunKey.of_config(self.cfg).name}] resuming from step {resume}",
-                file=sys.stderr,
-                flush=True,
-            )
+            print(f"[{self._name}] resuming from step {resume}", file=sys.stderr, flush=True)
         self.versions = provenance.versions()
         self._start_tracking()
         self._open_logs()
@@ -308,47 +340,16 @@ class Trainer:
         frozen = torch.tensor(frozen_host, device=self.device) if self.K > 1 else None
         history = torch.zeros(t.log_every, self.K, 2, device=self.device)
         progress = (
-            Progress(self.total_steps, self.step, layout.RunKey.of_config(self.cfg).name)
-            if self.progress_enabled
-            else None
+            Progress(self.total_steps, self.step, self._name) if self.progress_enabled else None
         )
         last_log_step, last_log_time = self.step, time.monotonic()
         status = "FAILED"
+        stop = StopRequest(self._name)
         try:
-            while self.step < self.total_steps and not all(frozen_host):
-                log_now = (self.step + 1) % t.log_every == 0 or self.step + 1 == self.total_steps
-                losses, stats, frozen = self.train_step(self.step * t.d_steps, frozen, log_now)
-                history[self.step - last_log_step].copy_(losses)
-                self.step += 1
-                if log_now:
-                    now = time.monotonic()
-                    rate = (
-                        (self.step - last_log_step) * t.batch_size * self.K / (now - last_log_time)
-                    )
-                    self._log(
-                        history[: self.step - last_log_step],
-                        last_log_step,
-                        stats,
-                        rate,
-                        frozen_host,
-                    )
-                    if progress is not None:
-                        alive = [k for k in range(self.K) if not frozen_host[k]]
-                        shown = stats[alive[0] if alive else 0].tolist()
-                        progress.update(
-                            self.step,
-                            self.step - last_log_step,
-                            {"loss_d": shown[0], "loss_g": shown[1]},
-                        )
-                    last_log_step, last_log_time = self.step, now
-                if self.step % t.sample_every == 0:
-                    self._save_samples()
-                if self.fid is not None and self.step % t.fid_every == 0:
-                    self._track_fid()
-                if self.step % t.checkpoint_every == 0 and self.step < self.total_steps:
-                    self.save_checkpoint()
-                    for k in range(self.K):
-                        atomic.write_json(self._metrics_path(k), self._metrics(k, finished=False))
+            with stop:
+                self._loop(
+                    stop, progress, frozen, frozen_host, history, last_log_step, last_log_time
+                )
             status = "FINISHED"
         except KeyboardInterrupt:
             status = "KILLED"
@@ -362,7 +363,68 @@ class Trainer:
                 for tracker in self.trackers:
                     if tracker is not None:
                         tracker.finish(status)
+        if stop.signal is not None and self.step < self.total_steps and not all(frozen_host):
+            return self._interrupt(stop)
         return self._finish()
+
+    def _loop(self, stop, progress, frozen, frozen_host, history, last_log_step, last_log_time):
+        """Train until the planned step, until every member diverged, or until a stop signal
+        (then the steps since the last log row are checked for divergence too)."""
+        t = self.cfg.train
+        while self.step < self.total_steps and not all(frozen_host):
+            log_now = (self.step + 1) % t.log_every == 0 or self.step + 1 == self.total_steps
+            losses, stats, frozen = self.train_step(self.step * t.d_steps, frozen, log_now)
+            history[self.step - last_log_step].copy_(losses)
+            self.step += 1
+            if log_now:
+                now = time.monotonic()
+                rate = (self.step - last_log_step) * t.batch_size * self.K / (now - last_log_time)
+                self._log(
+                    history[: self.step - last_log_step], last_log_step, stats, rate, frozen_host
+                )
+                if progress is not None:
+                    alive = [k for k in range(self.K) if not frozen_host[k]]
+                    shown = stats[alive[0] if alive else 0].tolist()
+                    progress.update(
+                        self.step,
+                        self.step - last_log_step,
+                        {"loss_d": shown[0], "loss_g": shown[1]},
+                    )
+                last_log_step, last_log_time = self.step, now
+            if self.step % t.sample_every == 0:
+                self._save_samples()
+            if self.fid is not None and self.step % t.fid_every == 0:
+                self._track_fid()
+            if self.step % t.checkpoint_every == 0 and self.step < self.total_steps:
+                self.save_checkpoint()
+                for k in range(self.K):
+                    atomic.write_json(self._metrics_path(k), self._metrics(k, finished=False))
+            if stop.signal is not None:
+                self._record_divergence(
+                    history[: self.step - last_log_step], last_log_step, frozen_host
+                )
+                return
+
+    def _interrupt(self, stop: StopRequest) -> list[dict]:
+        """After a stop signal: a checkpoint of every member at this step, metrics.json with
+        ``"status": "interrupted"``, the MLflow runs ended as KILLED. The rerun resumes here."""
+        if not ckpt.checkpoint_path(self.run_dirs[0], self.step).is_file():
+            self.save_checkpoint()
+        results = []
+        for k in range(self.K):
+            metrics = self._metrics(k, finished=False, stop=stop)
+            atomic.write_json(self._metrics_path(k), metrics)
+            if self.trackers[k] is not None:
+                self.trackers[k].set_tags({"status": metrics["status"]})
+                self.trackers[k].finish("KILLED")
+            results.append(metrics)
+        print(
+            f"[{self._name}] stopped by {stop.name} at step {self.step} of {self.total_steps}: "
+            "checkpoint written; run the same command again to resume from it",
+            file=sys.stderr,
+            flush=True,
+        )
+        return results
 
     def _finished(self, k: int) -> bool:
         path = self._metrics_path(k)
@@ -370,14 +432,10 @@ class Trainer:
             return False
         return json.loads(path.read_text()).get("status") in ("completed", "diverged")
 
-    def _log(
-        self, history: Tensor, first_step: int, stats: Tensor, rate: float, frozen_host: list[bool]
-    ):
-        """Record divergence (the first non-finite step of each member) and write log rows."""
-        history = history.cpu()
-        stats = stats.cpu()
-        finite = torch.isfinite(history).all(dim=-1)  # (steps, K)
-        wall = round(self.wall_before + time.monotonic() - self._t_start, 3)
+    def _record_divergence(self, history: Tensor, first_step: int, frozen_host: list[bool]):
+        """Record the first non-finite step of each member in ``history`` (losses of the steps
+        after ``first_step``) and mark it frozen."""
+        finite = torch.isfinite(history.cpu()).all(dim=-1)  # (steps, K)
         for k in range(self.K):
             if frozen_host[k]:
                 continue
@@ -385,15 +443,26 @@ class Trainer:
             if len(bad):
                 self.diverged_step[k] = first_step + int(bad[0]) + 1
                 frozen_host[k] = True
-            runfiles.write_log_row(
-                self.log_writers[k],
-                self.log_files[k],
-                self.trackers[k],
-                self.step,
-                stats[k].tolist(),
-                rate,
-                wall,
-            )
+
+    def _log(
+        self, history: Tensor, first_step: int, stats: Tensor, rate: float, frozen_host: list[bool]
+    ):
+        """Record divergence (the first non-finite step of each member) and write log rows."""
+        logged = [not frozen for frozen in frozen_host]
+        self._record_divergence(history, first_step, frozen_host)
+        stats = stats.cpu()
+        wall = round(self.wall_before + time.monotonic() - self._t_start, 3)
+        for k in range(self.K):
+            if logged[k]:
+                runfiles.write_log_row(
+                    self.log_writers[k],
+                    self.log_files[k],
+                    self.trackers[k],
+                    self.step,
+                    stats[k].tolist(),
+                    rate,
+                    wall,
+                )
 
     def _finish(self) -> list[dict]:
         if not ckpt.checkpoint_path(self.run_dirs[0], self.step).is_file():
