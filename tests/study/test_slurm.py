@@ -407,6 +407,96 @@ def test_quick_study_slice_runs_on_a_localhost_slurm_cluster_logging_to_one_serv
     assert "slurm-slice" in report.read_text()
 
 
+# A training job that SLURM stops (scancel --signal=TERM, as at a time limit or on preemption):
+# it checkpoints the step it reached and fails with code 75; Snakemake's retry resumes it there.
+PREEMPT = {
+    "study": "slurm-preempt",
+    "results": "results-preempt",
+    "report": "reports/report-preempt.html",
+    "logs": "logs-preempt",
+    "experiments": {
+        "mixtures": {
+            "datasets": ["ring8"],
+            "losses": ["lsgan"],
+            "bn": ["both"],
+            "seeds": 1,
+            "train": {
+                "steps": 4000, "log_every": 50, "checkpoint_every": 2000, "sample_every": 4000,
+            },
+        },
+        "fashion_mnist": {"enabled": False},
+        "stacked_mnist": {"enabled": False},
+        "cats": {"enabled": False},
+    },
+}  # fmt: skip
+PREEMPT_LIMIT_S = 300
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(PREEMPT_LIMIT_S + 120)
+def test_a_training_job_stopped_by_slurm_resumes_from_the_step_it_reached(tmp_path):
+    reason = cluster_missing()
+    if reason:
+        pytest.skip(reason)
+    p = profile()
+    work = tmp_path / "work"
+    shutil.copytree(REPO / "config", work / "config")
+    (work / "preempt.yaml").write_text(yaml.safe_dump(PREEMPT, sort_keys=False))
+    key = "ring8/mlp2d/lsgan/bn-g1-d1"
+    run = work / PREEMPT["results"] / "runs" / key / "seed0"
+    snakemake = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE),
+        "--workflow-profile", str(PROFILE_DIR),
+        "--configfile", "config/quick.yaml", "preempt.yaml",
+        *cpu_overrides(p),
+        "--slurm-status-command", "squeue",
+        "--slurm-init-seconds-before-status-checks", "3",
+    ]  # fmt: skip
+    # Once the job has logged a few rows (long before its first checkpoint at step 2000), SLURM
+    # sends it SIGTERM, as it does at a time limit or when it preempts a job.
+    inner = f"""
+{shlex.join(snakemake)} > snakemake.log 2>&1 &
+workflow=$!
+log={shlex.quote(str(run / "log.csv"))}
+for _ in $(seq 1500); do
+    if [ -f "$log" ] && [ "$(wc -l < "$log")" -ge 5 ]; then break; fi
+    sleep 0.2
+done
+job=$(squeue -h -o "%i %k" | awk '$2 ~ /^rule_train__/ {{print $1; exit}}')
+scancel --signal=TERM "$job"
+wait $workflow; status=$?
+squeue -h -t all -o "%i|%T|%k" > jobs.txt
+exit $status
+"""
+    command = [
+        "timeout", "-k", "30", str(PREEMPT_LIMIT_S),
+        str(SCRIPTS / "with-cluster.sh"), str(tmp_path / "cluster"),
+        "--cpus", "4", "--memory-mb", str(4 * profile_max_mem_mb(p)),
+        "--", "bash", "-c", inner,
+    ]  # fmt: skip
+    result = run_bounded(
+        command, PREEMPT_LIMIT_S + 60, cwd=work, env=job_env(OMP_NUM_THREADS="1"),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    assert not processes_mentioning(tmp_path), processes_mentioning(tmp_path)
+    workflow_log = (work / "snakemake.log").read_text() if (work / "snakemake.log").exists() else ""
+    assert result.returncode == 0, result.stdout[-3000:] + workflow_log[-6000:]
+
+    jobs = [line.split("|") for line in (work / "jobs.txt").read_text().splitlines()]
+    train = sorted(
+        (int(i), state) for i, state, comment in jobs if comment.startswith("rule_train")
+    )
+    assert [state for _, state in train] == ["FAILED", "COMPLETED"], jobs
+    # The retry resumed from the checkpoint the stopped job wrote at the step it had reached.
+    train_log = (work / PREEMPT["logs"] / "train" / key / "seeds-0.log").read_text()
+    resumed = [line for line in train_log.splitlines() if "resuming from step" in line]
+    assert len(resumed) == 1, train_log
+    step = int(resumed[0].rsplit(" ", 1)[1])
+    assert 0 < step < 2000, resumed
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert (metrics["status"], metrics["steps"]) == ("completed", 4000)
+
+
 if __name__ == "__main__":
     # `python tests/test_slurm.py collect EXPERIMENT OUT`: run by the cluster test inside the
     # cluster, while its MLflow server is still up.

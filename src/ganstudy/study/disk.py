@@ -102,4 +102,3 @@ def warning(estimate: DiskEstimate, results: str | Path) -> str | None:
         "larger filesystem; a job that meets a full disk stops with a storage error and keeps "
         "its earlier checkpoints."
     )
-
