@@ -68,13 +68,15 @@ def test_bootstrap_ci_contains_true_difference_and_is_reproducible():
 
 
 def test_bootstrap_ci_mean_coverage_close_to_nominal():
-    # 200 samples of size 30 from N(5, 1): a 95% interval should cover 5 in about 95% of them.
+    # 1000 samples of size 30 from N(5, 1): a 95% interval should cover 5 in about 95% of them
+    # (bootstrap intervals run a little narrow at n = 30: about 92-93%). 1000 trials keep the
+    # binomial noise of the estimate near 0.008.
     rng = np.random.default_rng(7)
     covered = 0
-    for i in range(200):
+    for i in range(1000):
         lo, hi = stats.bootstrap_ci_mean(rng.normal(5.0, 1.0, size=30), n_boot=2000, seed=i)
         covered += lo <= 5.0 <= hi
-    assert 0.88 <= covered / 200 <= 0.99
+    assert 0.88 <= covered / 1000 <= 0.99
 
 
 def test_bootstrap_needs_two_values_and_a_valid_level():

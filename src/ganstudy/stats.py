@@ -7,10 +7,13 @@ rendered twice from the same results prints the same numbers.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as sps
+
+from ganstudy import power
 
 ALPHA = 0.05
 N_BOOTSTRAP = 10_000
@@ -35,52 +38,79 @@ def mean_sd(values) -> tuple[float, float, int]:
     return float(np.mean(x)), sd, n
 
 
-def _percentile_interval(boot: np.ndarray, level: float) -> tuple[float, float]:
-    tail = (1.0 - level) / 2.0
-    lo, hi = np.quantile(boot, [tail, 1.0 - tail])
-    return float(lo), float(hi)
-
-
 def _check_level(level: float) -> None:
     if not 0.0 < level < 1.0:
         raise ValueError(f"confidence level {level!r} is not allowed; allowed: a number in (0, 1)")
 
 
+def bootstrap_ci(
+    statistic, samples, level: float = 0.95, n_boot: int = N_BOOTSTRAP, seed: int = 0
+) -> tuple[float, float]:
+    """Bootstrap confidence interval of ``statistic(*samples)`` with scipy.stats.bootstrap.
+
+    The samples are resampled independently (each with replacement, keeping its size). The
+    interval is BCa (bias-corrected and accelerated); where BCa is undefined (a degenerate
+    bootstrap distribution, e.g. all resamples equal) it falls back to the percentile interval:
+    the (1 - level)/2 and (1 + level)/2 quantiles of the resampled statistic.
+    """
+    _check_level(level)
+    for method in ("BCa", "percentile"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # degenerate distributions: handled below
+            res = sps.bootstrap(
+                samples,
+                statistic,
+                n_resamples=n_boot,
+                confidence_level=level,
+                method=method,
+                vectorized=True,
+                rng=np.random.default_rng(seed),
+            )
+        lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+        if math.isfinite(lo) and math.isfinite(hi):
+            return lo, hi
+    return lo, hi
+
+
+def _mean(x, axis=-1):
+    return np.mean(x, axis=axis)
+
+
+def _diff_means(x, y, axis=-1):
+    return np.mean(y, axis=axis) - np.mean(x, axis=axis)
+
+
 def bootstrap_ci_mean(
     values, level: float = 0.95, n_boot: int = N_BOOTSTRAP, seed: int = 0
 ) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of the mean.
-
-    Draw B resamples x*_b of size n with replacement from x, compute m_b = mean(x*_b), and return
-    the (1 - level)/2 and (1 + level)/2 quantiles of {m_b}. NaN bounds for fewer than 2 values: one
-    value says nothing about the spread.
-    """
+    """Bootstrap confidence interval of the mean (:func:`bootstrap_ci`). NaN bounds for fewer
+    than 2 values: one value says nothing about the spread."""
     _check_level(level)
     x = _finite(values)
     if len(x) < 2:
         return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(x), size=(n_boot, len(x)))
-    return _percentile_interval(x[idx].mean(axis=1), level)
+    return bootstrap_ci(_mean, (x,), level, n_boot, seed)
 
 
 def bootstrap_ci_diff_means(
     x, y, level: float = 0.95, n_boot: int = N_BOOTSTRAP, seed: int = 0
 ) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of mean(y) - mean(x).
-
-    The two samples are resampled independently (each with replacement, keeping its own size n_x,
-    n_y): d_b = mean(y*_b) - mean(x*_b); the interval is the (1 - level)/2 and (1 + level)/2
-    quantiles of {d_b}. NaN bounds when either sample has fewer than 2 values.
-    """
+    """Bootstrap confidence interval of mean(y) - mean(x), the two samples resampled
+    independently (:func:`bootstrap_ci`). NaN bounds when either has fewer than 2 values."""
     _check_level(level)
     a, b = _finite(x), _finite(y)
     if len(a) < 2 or len(b) < 2:
         return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    boot_a = a[rng.integers(0, len(a), size=(n_boot, len(a)))].mean(axis=1)
-    boot_b = b[rng.integers(0, len(b), size=(n_boot, len(b)))].mean(axis=1)
-    return _percentile_interval(boot_b - boot_a, level)
+    return bootstrap_ci(_diff_means, (a, b), level, n_boot, seed)
+
+
+def cliffs_delta(x, y, axis=-1):
+    """Cliff's delta of y against x: (#{(i, j): y_j > x_i} - #{(i, j): y_j < x_i}) / (n_x n_y),
+    in [-1, 1]; without ties 2 P(Y > X) - 1. Positive: y tends to be higher. Vectorised over the
+    other dimensions (the bootstrap's resamples)."""
+    x = np.moveaxis(np.asarray(x, dtype=float), axis, -1)
+    y = np.moveaxis(np.asarray(y, dtype=float), axis, -1)
+    return np.sign(y[..., None, :] - x[..., :, None]).mean(axis=(-2, -1))
 
 
 def holm(pvalues) -> list[float]:
@@ -105,14 +135,9 @@ def holm(pvalues) -> list[float]:
 
 
 def min_two_sided_p(n_x: int, n_y: int) -> float:
-    """The smallest two-sided p-value an exact Mann-Whitney U test can give for sizes n_x, n_y.
-
-    It occurs at complete separation: p_min = 2 / C(n_x + n_y, n_x) (capped at 1). If p_min is above
-    alpha, no outcome of the experiment can be significant: there are too few seeds for a test.
-    """
-    if n_x < 1 or n_y < 1:
-        return 1.0
-    return min(1.0, 2.0 / math.comb(n_x + n_y, n_x))
+    """The smallest two-sided p-value an exact Mann-Whitney U test can give for sizes n_x, n_y
+    (:func:`ganstudy.power.min_p_mann_whitney`): 2 / C(n_x + n_y, n_x), capped at 1."""
+    return power.min_p_mann_whitney(n_x, n_y)
 
 
 @dataclass(frozen=True)
@@ -143,7 +168,12 @@ def mann_whitney(x, y) -> MannWhitney:
 
 @dataclass(frozen=True)
 class Comparison:
-    """A baseline-vs-candidate comparison on one metric (difference = candidate - baseline)."""
+    """A baseline-vs-candidate comparison on one metric (difference = candidate - baseline).
+
+    ``kind`` "continuous": Mann-Whitney U (``u``, ``p``) and Cliff's delta as the effect size;
+    "rate": Fisher's exact test on the counts of true values (``u`` is NaN) and the difference
+    of rates as the effect size. ``min_p`` is the smallest p the test can reach at these n.
+    """
 
     metric: str
     higher_is_better: bool
@@ -158,6 +188,24 @@ class Comparison:
     p: float
     testable: bool
     reason: str = ""
+    kind: str = power.CONTINUOUS
+    effect: float = math.nan
+    effect_low: float = math.nan
+    effect_high: float = math.nan
+    min_p: float = math.nan
+
+    @property
+    def effect_name(self) -> str:
+        return "Cliff's delta" if self.kind == power.CONTINUOUS else "rate difference"
+
+
+def fisher_rates(x, y) -> float:
+    """Two-sided Fisher exact p of the rates of true values in x and y (0/1 or booleans)."""
+    a, b = _finite(x), _finite(y)
+    if len(a) == 0 or len(b) == 0:
+        return math.nan
+    table = [[int(a.sum()), len(a) - int(a.sum())], [int(b.sum()), len(b) - int(b.sum())]]
+    return float(sps.fisher_exact(table, alternative="two-sided").pvalue)
 
 
 def compare(
@@ -168,26 +216,41 @@ def compare(
     alpha: float = ALPHA,
     level: float = 0.95,
     seed: int = 0,
+    kind: str = power.CONTINUOUS,
 ) -> Comparison:
     """Compare per-seed values of a candidate against a baseline.
 
-    difference = mean(candidate) - mean(baseline) with its percentile bootstrap CI
-    (:func:`bootstrap_ci_diff_means`) and the two-sided Mann-Whitney p (:func:`mann_whitney`).
-    ``testable`` is False, with the reason, when a side has fewer than 2 values or when even
-    complete separation could not reach ``alpha`` (:func:`min_two_sided_p`); p is still reported.
+    difference = mean(candidate) - mean(baseline) (for rates, the difference of rates) with its
+    bootstrap CI (:func:`bootstrap_ci_diff_means`); the p of the kind's test; the effect size
+    with its bootstrap CI (Cliff's delta, BCa; for rates the rate difference). ``testable`` is
+    False, with the reason, when a side has fewer than 2 values or when even the most extreme
+    outcome could not reach ``alpha`` (:func:`ganstudy.power.min_p`); p is still reported.
     """
     a, b = _finite(baseline), _finite(candidate)
-    test = mann_whitney(a, b)
+    if kind == power.RATE:
+        u, p = math.nan, fisher_rates(a, b)
+    else:
+        test = mann_whitney(a, b)
+        u, p = test.u, test.p
     lo, hi = bootstrap_ci_diff_means(a, b, level=level, seed=seed)
     mean_a = float(np.mean(a)) if len(a) else math.nan
     mean_b = float(np.mean(b)) if len(b) else math.nan
+    effect = effect_lo = effect_hi = math.nan
+    if len(a) and len(b):
+        if kind == power.RATE:
+            effect, effect_lo, effect_hi = mean_b - mean_a, lo, hi
+        else:
+            effect = float(cliffs_delta(a, b))
+            if len(a) >= 2 and len(b) >= 2:
+                effect_lo, effect_hi = bootstrap_ci(cliffs_delta, (a, b), level, seed=seed)
+    smallest = power.min_p(kind, len(a), len(b))
     reason = ""
     if len(a) < 2 or len(b) < 2:
         reason = f"too few seeds for a test (n = {len(a)} vs {len(b)}; at least 2 each needed)"
-    elif min_two_sided_p(len(a), len(b)) >= alpha:
+    elif smallest >= alpha:
         reason = (
             f"too few seeds for a test at the {alpha:g} level (n = {len(a)} vs {len(b)}: the "
-            f"smallest possible two-sided p is {min_two_sided_p(len(a), len(b)):.3g})"
+            f"smallest possible two-sided p is {smallest:.3g})"
         )
     return Comparison(
         metric=metric,
@@ -199,10 +262,15 @@ def compare(
         difference=mean_b - mean_a,
         ci_low=lo,
         ci_high=hi,
-        u=test.u,
-        p=test.p,
+        u=u,
+        p=p,
         testable=not reason,
         reason=reason,
+        kind=kind,
+        effect=effect,
+        effect_low=effect_lo,
+        effect_high=effect_hi,
+        min_p=smallest,
     )
 
 
@@ -213,6 +281,7 @@ def verdict(
     candidate: str,
     alpha: float = ALPHA,
     level: float = 0.95,
+    detectable: str | None = None,
 ) -> str:
     """One plain-language sentence for a comparison whose Holm-adjusted p is ``p_adjusted``.
 
@@ -223,13 +292,16 @@ def verdict(
     if not cmp.testable:
         return f"{cmp.reason}."
     if math.isnan(p_adjusted):
-        return "no test possible (the Mann-Whitney p-value is undefined)."
+        return "no test possible (the p-value is undefined)."
     ci = f"{level:.0%} CI of the difference [{cmp.ci_low:.3g}, {cmp.ci_high:.3g}]"
     if p_adjusted >= alpha:
-        return (
+        text = (
             f"no significant difference on {cmp.metric} between {candidate} and {baseline} "
             f"(Holm-adjusted p = {p_adjusted:.3g}; {ci})."
         )
+        if detectable:
+            text += f" With these seeds the test detects {detectable} with 80% power."
+        return text
     better = candidate if (cmp.difference > 0) == cmp.higher_is_better else baseline
     direction = "higher" if cmp.difference > 0 else "lower"
     return (

@@ -98,10 +98,15 @@ def test_comparisons_holm_over_testable(rendered):
     cmp = report_compare.compare_losses(runs)
     fashion = cmp[(cmp["dataset"] == "fashion_mnist") & (cmp["bn"] == "bn-g1-d1")].iloc[0]
     assert fashion["cmp"].p == pytest.approx(2 / 252)
-    assert fashion["p_holm"] == pytest.approx(2 * 2 / 252)  # two testable comparisons
+    # Four testable comparisons: FID and the rate of diverged runs (Fisher, 5 vs 5 runs reach
+    # 2/252 too) in each of the two Fashion-MNIST groups with 5 seeds per arm.
+    assert fashion["p_holm"] == pytest.approx(4 * 2 / 252)
     assert fashion["cmp"].difference == pytest.approx(-10.0)
+    assert fashion["cmp"].effect == -1.0 and fashion["cmp"].kind == "continuous"
     testable = [c.testable for c in cmp["cmp"]]
-    assert sum(testable) == 2 and len(testable) == 5
+    diverged = cmp[cmp["metric"] == "diverged rate"]
+    assert sum(testable) == 4 and len(testable) == 5 + len(diverged)
+    assert all(c.kind == "rate" for c in diverged["cmp"])
 
 
 def test_published_numbers_and_protocol_differences(rendered):

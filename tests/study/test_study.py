@@ -22,7 +22,7 @@ from ganstudy.cli import main as cli_main
 from ganstudy.errors import ConfigError
 from ganstudy.study import cost as study_cost
 from ganstudy.study import files as study_files
-from ganstudy.study import gpu_slots
+from ganstudy.study import gpu_slots, plan
 from ganstudy.study import grid as study
 from ganstudy.study import schema as study_schema
 
@@ -152,13 +152,16 @@ def test_default_study_grid():
     by_block = {}
     for run in s.runs:
         by_block.setdefault(run.variant.block, []).append(run)
-    # 2 datasets x 3 losses x 2 bn x 24 seeds; 2 archs x 2 losses x 3 bn x 3; 2 x 2 x 5; 2 x 2 x 3
+    # 2 datasets x 3 losses x 2 bn x 24 seeds; 2 archs x 2 losses x 3 bn x 8; 2 x 2 x 8; 2 x 2 x 8
+    # (8 seeds per arm: the fewest with which every planned comparison can reach significance)
     assert {k: len(v) for k, v in by_block.items()} == {
         "mixtures": 288,
-        "fashion_mnist": 36,
-        "stacked_mnist": 20,
-        "cats": 12,
+        "fashion_mnist": 96,
+        "stacked_mnist": 32,
+        "cats": 32,
     }
+    comparisons = plan.plan(s)
+    assert len(comparisons) == 44 and plan.unreachable(comparisons) == []
     assert len(s.variants) == 32 and len(s.jobs) == 32  # every variant's seeds in one ensemble
     assert len({r.run_dir for r in s.runs}) == len(s.runs)
     assert s.datasets == ["ring8", "grid25", "fashion_mnist", "stacked_mnist", "cat64"]
@@ -175,7 +178,7 @@ def test_default_study_grid():
     assert rc["tracking"]["experiment"] == "lsgan-vs-gan"
     assert rc["tracking"]["tags"]["study"] == "lsgan-vs-gan"
     fmnist = s.variant("fashion_mnist/dcgan28_small/gan/bn-g0-d1")
-    assert fmnist.bn_name == "d_only" and fmnist.seeds == (0, 1, 2)
+    assert fmnist.bn_name == "d_only" and fmnist.seeds == tuple(range(8))
 
 
 def test_quick_study_covers_every_dataset_family_and_metric():

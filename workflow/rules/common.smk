@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from ganstudy import layout
-from ganstudy.study import cost, gpu_slots
+from ganstudy.study import cost, gpu_slots, plan
 from ganstudy.study.schema import default_schema_path
 
 RESULTS = STUDY.results
@@ -89,6 +89,9 @@ onstart:
     # Imported here, not at the top: it loads torch, which parsing the workflow does not need.
     from ganstudy.study import disk
 
+    power_warning = plan.warning(plan.plan(STUDY))
+    if power_warning:
+        logger.warning(power_warning)
     disk_warning = disk.warning(disk.estimate(STUDY, skip=trained), RESULTS)
     if disk_warning:
         logger.warning(disk_warning)

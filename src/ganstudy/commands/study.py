@@ -55,10 +55,12 @@ def _cmd_init_tracking(args) -> int:
 
 
 def _cmd_cost(args) -> int:
-    from ganstudy.study import cost
+    from ganstudy.study import cost, plan
 
     study = Study.from_config(load_configs(args.config), _schema_path(args.schema))
     print(cost.table(cost.estimate(study, data_root=args.data_root)))
+    print()
+    print(plan.table(plan.plan(study)))
     return 0
 
 
@@ -90,7 +92,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser(
         "cost",
-        help="runs, steps and estimated compute of a study config",
+        help="runs, steps and estimated compute of a study config, and its planned comparisons",
         description="Estimate a study's training compute from the CPU throughput measured per "
         "architecture (ganstudy.study.cost.STEP_SECONDS).",
     )

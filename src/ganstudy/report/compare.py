@@ -13,26 +13,25 @@ from dataclasses import replace
 
 import pandas as pd
 
-from ganstudy import layout, stats
+from ganstudy import layout, power, stats
+from ganstudy.comparisons import DIVERGED, FID, MODE_TESTS, MetricTest, metric_tests
+from ganstudy.data.registry import DATASETS
 from ganstudy.report.html import LEVEL, Html, fmt, join, table, tag
 from ganstudy.report.inputs import Comparison, ReportInputs
 
 GROUP = ["dataset", "arch", "bn_g", "bn_d"]
 
 
-MODE_COMPARISONS = {
-    "stacked_mnist": (("modes_covered", "modes covered", True),),
-    "classes": (("modes_covered", "modes covered", True),),
-    "mixture2d": (("modes_covered", "modes covered", True), ("success", "success", True)),
-}
-
-
-def comparison_metrics(dataset_runs: pd.DataFrame) -> tuple[tuple[str, str, bool], ...]:
-    """FID (lower is better) where the dataset has one, else its mode metric(s)."""
-    if dataset_runs["fid"].notna().any():
-        return (("fid", "FID", False),)
-    kinds = dataset_runs["modes_kind"].dropna().unique()
-    return MODE_COMPARISONS.get(kinds[0], ()) if len(kinds) else ()
+def comparison_metrics(dataset_runs: pd.DataFrame) -> tuple[MetricTest, ...]:
+    """The tests of a dataset (:func:`ganstudy.comparisons.metric_tests`): FID where its runs
+    have FID values, else its mode metric(s); and the rate of diverged runs."""
+    dataset = dataset_runs["dataset"].iloc[0]
+    has_fid = bool(dataset_runs["fid"].notna().any())
+    if dataset not in DATASETS:  # results of a dataset this version does not know
+        kinds = dataset_runs["modes_kind"].dropna().unique()
+        tests = MODE_TESTS.get(kinds[0], ()) if len(kinds) else ()
+        return (*((FID,) if has_fid else tests), DIVERGED)
+    return metric_tests(dataset, has_fid=has_fid)
 
 
 def fid_settings(runs: pd.DataFrame) -> set[str]:
@@ -52,15 +51,20 @@ def compare_losses(
     for dataset, dataset_runs in runs.groupby("dataset", sort=True):
         # Without any metric value yet (runs missing or not evaluated) the groups are still
         # listed, each with the reason no test was made.
-        metrics = comparison_metrics(dataset_runs) or (("fid", "no metric recorded yet", False),)
+        metrics = comparison_metrics(dataset_runs)
         for (_, arch, bn_g, bn_d), group in dataset_runs.groupby(GROUP, sort=True):
             base = group[group["loss_label"] == baseline]
             candidates = sorted(group.loc[comparison.is_candidate(group), "loss_label"].unique())
             for cand_label in candidates:
                 cand = group[group["loss_label"] == cand_label]
-                for metric, label, higher in metrics:
+                for test in metrics:
+                    metric = test.column
                     cmp = stats.compare(
-                        base[metric].astype(float), cand[metric].astype(float), label, higher
+                        base[metric].astype(float),
+                        cand[metric].astype(float),
+                        test.label,
+                        test.higher_is_better,
+                        kind=test.kind,
                     )
                     if metric == "fid" and len(fid_settings(pd.concat([base, cand]))) > 1:
                         cmp = _untestable(
@@ -74,7 +78,7 @@ def compare_losses(
                             "arch": arch,
                             "bn": layout.bn_label(bn_g, bn_d),
                             "candidate": cand_label,
-                            "metric": label,
+                            "metric": test.label,
                             "cmp": cmp,
                             "no_value": _no_value_note({baseline: base, cand_label: cand}, metric),
                         }
@@ -86,11 +90,32 @@ def compare_losses(
     df = pd.DataFrame(rows)
     p = [c.p if c.testable else math.nan for c in df["cmp"]]
     df["p_holm"] = stats.holm(p)
+    # Holm's first step, the level the smallest p must reach for any rejection: the detectable
+    # effects are stated at it (the most demanding step of the procedure).
+    threshold = power.holm_threshold(int(sum(c.testable for c in df["cmp"])), alpha)
+    df["detectable"] = [_detectable(c, threshold) for c in df["cmp"]]
     df["verdict"] = [
-        stats.verdict(c, ph, baseline, cand, alpha=alpha, level=LEVEL)
-        for c, ph, cand in zip(df["cmp"], df["p_holm"], df["candidate"])
+        stats.verdict(
+            c,
+            ph,
+            baseline,
+            cand,
+            alpha=alpha,
+            level=LEVEL,
+            detectable=power.describe_effect(c.kind, d) if c.testable else None,
+        )
+        for c, ph, cand, d in zip(df["cmp"], df["p_holm"], df["candidate"], df["detectable"])
     ]
     return df
+
+
+def _detectable(cmp: stats.Comparison, threshold: float) -> float | None:
+    """The smallest effect this comparison's test detects with 80% power at the threshold, with
+    its arm sizes (rates from the baseline's observed rate)."""
+    base_rate = cmp.mean_baseline if math.isfinite(cmp.mean_baseline) else 0.5
+    return power.detectable_effect(
+        cmp.kind, cmp.n_baseline, cmp.n_candidate, threshold, base_rate=base_rate
+    )
 
 
 def _untestable(cmp: stats.Comparison, reason: str) -> stats.Comparison:
@@ -112,15 +137,23 @@ def statistics_section(study: ReportInputs) -> Html:
     comparison = study.comparison
     baseline, candidates = comparison.baseline, ", ".join(comparison.candidates)
     cmp = compare_losses(study.runs, comparison=comparison)
+    n_testable = int(sum(c.testable for c in cmp["cmp"])) if not cmp.empty else 0
     intro = tag(
         "p",
         f"For each dataset, architecture and batch-norm setting, {baseline} is compared with each "
         f"candidate loss present ({candidates}), on the FID where the dataset has one and on its mode "
-        "metric otherwise. Test: two-sided Mann-Whitney U over seeds (scipy.stats.mannwhitneyu); "
-        f"Holm correction over the {int(sum(c.testable for c in cmp['cmp']))} comparisons that "
-        "can reach significance (comparisons with too few seeds cannot and are not counted); "
-        f"difference = mean(candidate) - mean({baseline}) with its 95% percentile "
-        f"bootstrap CI ({stats.N_BOOTSTRAP} resamples, seed 0). Significance level "
+        "metric(s) otherwise, and on the rate of diverged runs. Continuous metrics: two-sided "
+        "Mann-Whitney U over seeds (scipy.stats.mannwhitneyu), effect size Cliff's delta "
+        "(P(candidate > baseline) - P(candidate < baseline)); rates (success, diverged): "
+        "two-sided Fisher exact test (scipy.stats.fisher_exact), effect size the difference of "
+        f"rates. Holm correction over the {n_testable} comparisons that can reach significance "
+        "(comparisons with too few seeds cannot and are not counted). Difference = "
+        f"mean(candidate) - mean({baseline}); every CI is a 95% bootstrap interval "
+        f"(scipy.stats.bootstrap, BCa, else percentile; {stats.N_BOOTSTRAP} resamples, seed 0). "
+        "Smallest reachable p: what the most extreme outcome would give at these n. Detectable "
+        "with 80% power: the smallest effect the test finds 4 times in 5 at Holm's first "
+        f"threshold {stats.ALPHA:g}/{max(1, n_testable)} (Noether's approximation for Cliff's "
+        "delta; exact binomial power from the baseline's rate for rates). Significance level "
         f"{stats.ALPHA}. Runs without a value (diverged, not evaluated, missing) are left out of "
         "a test and listed in the last column; the stability section counts them.",
     )
@@ -142,9 +175,12 @@ def statistics_section(study: ReportInputs) -> Html:
                 fmt(c.mean_baseline),
                 fmt(c.mean_candidate),
                 f"{fmt(c.difference)} [{fmt(c.ci_low)}, {fmt(c.ci_high)}]",
-                fmt(c.u),
+                f"{c.effect_name} {fmt(c.effect)} [{fmt(c.effect_low)}, {fmt(c.effect_high)}]",
+                "Fisher" if c.kind == power.RATE else f"U = {fmt(c.u)}",
                 fmt(c.p),
+                fmt(c.min_p),
                 fmt(r.p_holm),
+                power.describe_effect(c.kind, r.detectable) if c.testable else "-",
                 r.verdict,
                 r.no_value,
             ]
@@ -163,9 +199,12 @@ def statistics_section(study: ReportInputs) -> Html:
                     f"mean {baseline}",
                     "mean other",
                     "difference [95% CI]",
-                    "U",
+                    "effect size [95% CI]",
+                    "test",
                     "p",
+                    "smallest reachable p",
                     "p (Holm)",
+                    "detectable with 80% power",
                     "verdict",
                     "runs without a value",
                 ],

@@ -137,7 +137,7 @@ def table(costs: list[VariantCost]) -> str:
     total = sum(c.cpu_seconds for c in costs if c.cpu_seconds is not None)
     gpu = ", ".join(f"{_hours(total / s)} at {s}x" for s in ASSUMED_GPU_SPEEDUPS)
     lines.append(
-        f"CPU-hours from step times measured on a 2-core CPU (ganstudy.study_cost); "
+        f"CPU-hours from step times measured on a 2-core CPU (ganstudy.study.cost); "
         f"GPU-hours, not measured, for an assumed GPU speed-up: {gpu}."
     )
     return "\n".join(lines)

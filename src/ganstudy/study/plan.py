@@ -1,0 +1,130 @@
+"""The study's comparisons, planned before any run: for every dataset x arch x bn group, every
+candidate loss against the baseline on each metric test of the dataset
+(:func:`ganstudy.comparisons.metric_tests`), with the seeds each arm will have.
+
+For each planned comparison: the smallest p its test can reach, whether that clears Holm's first
+threshold alpha / m over the whole planned family (if not, no outcome can be significant after
+the correction), and the smallest effect it detects with 80% power at that threshold.
+``ganstudy study cost`` prints the table; the workflow warns at start about every comparison that
+can never reach significance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ganstudy import layout, power
+from ganstudy.comparisons import metric_tests
+
+# Rates are planned from a baseline rate of one half, where a difference is hardest to detect.
+PLANNING_BASE_RATE = 0.5
+
+
+@dataclass(frozen=True)
+class PlannedComparison:
+    dataset: str
+    arch: str
+    bn: str
+    baseline: str
+    candidate: str
+    metric: str
+    kind: str
+    n_baseline: int
+    n_candidate: int
+
+    @property
+    def min_p(self) -> float:
+        return power.min_p(self.kind, self.n_baseline, self.n_candidate)
+
+    def detectable(self, level: float) -> float | None:
+        return power.detectable_effect(
+            self.kind, self.n_baseline, self.n_candidate, level, base_rate=PLANNING_BASE_RATE
+        )
+
+
+def plan(study) -> list[PlannedComparison]:
+    """Every comparison the report will make once all runs of ``study`` are in."""
+    comparison = study.comparison
+    variants = {(v.dataset, v.arch, v.bn_g, v.bn_d, v.loss): v for v in study.variants}
+    groups = sorted({(v.dataset, v.arch, v.bn_g, v.bn_d) for v in study.variants})
+    out = []
+    for dataset, arch, bn_g, bn_d in groups:
+        base = variants.get((dataset, arch, bn_g, bn_d, comparison.baseline))
+        if base is None:
+            continue
+        for candidate in comparison.candidates:
+            cand = variants.get((dataset, arch, bn_g, bn_d, candidate))
+            if cand is None:
+                continue
+            for test in metric_tests(dataset):
+                out.append(
+                    PlannedComparison(
+                        dataset, arch, layout.bn_label(bn_g, bn_d), comparison.baseline,
+                        candidate, test.label, test.kind, len(base.seeds), len(cand.seeds),
+                    )
+                )  # fmt: skip
+    return out
+
+
+def threshold(comparisons: list[PlannedComparison], alpha: float = power.ALPHA) -> float:
+    """Holm's first threshold over the family of comparisons that can reach ``alpha`` at all."""
+    family = sum(c.min_p < alpha for c in comparisons)
+    return power.holm_threshold(family, alpha)
+
+
+def unreachable(comparisons: list[PlannedComparison], alpha: float = power.ALPHA):
+    level = threshold(comparisons, alpha)
+    return [c for c in comparisons if c.min_p > level]
+
+
+def table(comparisons: list[PlannedComparison], alpha: float = power.ALPHA) -> str:
+    """The planned comparisons as a text table, with the family's Holm threshold."""
+    if not comparisons:
+        return "No planned comparison: no group has both the baseline and a candidate loss."
+    level = threshold(comparisons, alpha)
+    header = ["dataset", "arch", "bn", "comparison", "metric", "n", "min p", "reachable",
+              "detectable with 80% power"]  # fmt: skip
+    rows = [
+        [
+            c.dataset, c.arch, c.bn, f"{c.baseline} vs {c.candidate}", c.metric,
+            f"{c.n_baseline}/{c.n_candidate}", f"{c.min_p:.2g}",
+            "yes" if c.min_p <= level else "NO",
+            power.describe_effect(c.kind, c.detectable(level)),
+        ]
+        for c in comparisons
+    ]  # fmt: skip
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    bad = unreachable(comparisons, alpha)
+    family = max(1, sum(c.min_p < alpha for c in comparisons))
+    lines.append(
+        f"{len(comparisons)} planned comparisons; Holm's first threshold {alpha:g}/{family} = "
+        f"{level:.2g}; "
+        + (
+            f"{len(bad)} can never reach significance: give their arms more seeds."
+            if bad
+            else "every one can reach significance."
+        )
+    )
+    return "\n".join(lines)
+
+
+def warning(comparisons: list[PlannedComparison], alpha: float = power.ALPHA) -> str | None:
+    """The start-of-study warning about comparisons that can never be significant."""
+    bad = unreachable(comparisons, alpha)
+    if not bad:
+        return None
+    level = threshold(comparisons, alpha)
+    shown = "; ".join(
+        f"{c.dataset}/{c.arch}/{c.bn} {c.baseline} vs {c.candidate} on {c.metric} "
+        f"(n = {c.n_baseline}/{c.n_candidate}, smallest p {c.min_p:.2g})"
+        for c in bad[:5]
+    )
+    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    return (
+        f"Power: {len(bad)} of {len(comparisons)} planned comparisons can never reach "
+        f"significance after Holm's correction (first threshold {level:.2g}): {shown}{more}. "
+        "Their verdicts will read 'no significant difference' whatever the truth; give their "
+        "arms more seeds (`ganstudy study cost` lists every comparison)."
+    )
