@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
+from ganstudy import checkpoint as ckpt
 from ganstudy import config, evaluate
 from ganstudy.cli import main
 from ganstudy.data.registry import DATASETS
@@ -29,7 +30,8 @@ MODES_KEYS = {
     "high_quality_fraction", "success", "failure", "rule", "classifier",
 }  # fmt: skip
 STABILITY_KEYS = {
-    "diverged", "diverged_step", "collapsed", "collapse_rule", "best_fid", "best_fid_step",
+    "diverged", "diverged_step", "collapsed", "not_converged", "collapse_rule", "best_fid",
+    "best_fid_step",
     "final_fid", "grad_norm_g",
 }  # fmt: skip
 
@@ -93,7 +95,9 @@ def test_ring8_run_is_evaluated_into_eval_json_and_mlflow(ring_run, tmp_path):
     )
     assert result["stability"]["diverged"] is False
     covered = result["modes"]["modes_covered"]
-    assert result["stability"]["collapsed"] == (covered < 4)
+    not_converged = result["modes"]["high_quality_fraction"] < 0.5
+    assert result["stability"]["not_converged"] == not_converged
+    assert result["stability"]["collapsed"] == (covered < 4 and not not_converged)
 
     run_id = json.loads((run / "metrics.json").read_text())["mlflow_run_id"]
     assert result["mlflow_run_id"] == run_id
@@ -134,7 +138,7 @@ def test_generator_with_non_finite_output_gets_nulls(ring_run, tmp_path):
     state = torch.load(run / "final.pt", weights_only=True)
     for tensor in state["generator"].values():
         tensor.fill_(float("nan"))
-    torch.save(state, run / "final.pt")
+    ckpt.atomic_save(state, run / "final.pt")  # with its checksum record, as training writes it
     evaluate.evaluate(evaluate.plan(run, device="cpu"), log_mlflow=False)
     result = _read(run)
     assert result["modes"] is None and "not finite" in result["notes"][0]
@@ -225,6 +229,11 @@ def test_image_run_gets_fid_modes_and_a_sample_grid(tmp_path, monkeypatch):
     curve = pd.read_csv(run / "fid_curve.csv")
     assert curve["step"].tolist() == [2, 4] and set(curve["dims"]) == {64}
     args = ["--run", str(run), "--device", "cpu", "--fid-samples", "70", "--fid-dims", "64"]
+    # The classifier (test accuracy 0.5) is below Fashion-MNIST's target (0.9): refused by
+    # default, used and flagged when allowed.
+    assert main(["evaluate", *args, "--mode-samples", "300"]) == 2
+    assert not (run / "eval.json").exists()
+    args.append("--allow-weak-classifier")
     assert main(["evaluate", *args, "--mode-samples", "300"]) == 0
     result = _read(run)
     fid_block = result["fid"]
@@ -237,7 +246,11 @@ def test_image_run_gets_fid_modes_and_a_sample_grid(tmp_path, monkeypatch):
     assert (data_root / "fid_stats").is_dir()
     m = result["modes"]
     assert (m["kind"], m["n_samples"], m["modes_total"]) == ("classes", 300, 10)
-    assert m["classifier"] == {"dataset": "fashion_mnist", "test_accuracy": 0.5}
+    assert m["classifier"] == {
+        "dataset": "fashion_mnist", "test_accuracy": 0.5, "target_accuracy": 0.9,
+        "below_target": True,
+    }  # fmt: skip
+    assert any("below its target" in note for note in result["notes"])
     assert sum(m["counts"]) == 300
     assert Image.open(run / "samples.png").size == (242, 242)  # 8 x 8 tiles of 28 + 2 padding
     best = curve["fid"].min()

@@ -124,8 +124,12 @@ def plan(
     fid_preset: str = "full",
     allow_singular_fid: bool = False,
     mode_samples: int | None = None,
+    allow_weak_classifier: bool = False,
 ) -> Plan:
-    """Check the run and every option, resolve the FID weights and load the classifier."""
+    """Check the run and every option, resolve the FID weights and load the classifier.
+
+    A classifier whose test accuracy is below its dataset's target is refused unless
+    ``allow_weak_classifier``; then it is used and every metric it measures is flagged."""
     run_dir = Path(run_dir)
     for name in (layout.CONFIG, layout.METRICS):
         if not (run_dir / name).is_file():
@@ -164,10 +168,30 @@ def plan(
                 model, info = classifiers.load_classifier(p.data_root, spec.name, p.device)
             except FileNotFoundError as err:
                 raise ConfigError(str(err)) from err
+            name = classifiers.classifier_name(spec.name)
+            target = classifiers.training_spec(name).target_accuracy
+            accuracy = info.get("test_accuracy")
+            below = accuracy is not None and accuracy < target
+            if below and not allow_weak_classifier:
+                raise ConfigError(
+                    f"the {name} classifier in {p.data_root} has test accuracy {accuracy:.3f}, "
+                    f"below its target {target:.3f}: its mode counts would not be trustworthy. "
+                    "Retrain it with more epochs (`ganstudy classifier train --dataset "
+                    f"{name} --epochs N`, or the study key classifiers.epochs), or pass "
+                    "--allow-weak-classifier (study key classifiers.below_target: flag) to use "
+                    "it with every metric it measures flagged"
+                )
+            if below:
+                p.notes.append(
+                    f"the {name} classifier's test accuracy {accuracy:.3f} is below its target "
+                    f"{target:.3f}: the mode metrics are flagged"
+                )
             p.context["classifier"] = model
             p.context["classifier_info"] = {
-                "dataset": classifiers.classifier_name(spec.name),
-                "test_accuracy": info.get("test_accuracy"),
+                "dataset": name,
+                "test_accuracy": accuracy,
+                "target_accuracy": target,
+                "below_target": below,
             }
     return p
 

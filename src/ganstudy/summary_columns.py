@@ -251,6 +251,12 @@ COLUMNS: tuple[Column, ...] = (
         _eval("modes", "classifier", "test_accuracy"),
         "accuracy of the mode classifier",
     ),
+    Column(
+        "classifier_below_target",
+        "bool",
+        _eval("modes", "classifier", "below_target"),
+        "the mode classifier missed its target accuracy: its metrics are flagged",
+    ),
     # stability
     Column("diverged", "bool", _diverged, "training diverged"),
     Column(
@@ -259,7 +265,13 @@ COLUMNS: tuple[Column, ...] = (
         _diverged_step,
         "step of divergence",
     ),
-    Column("collapsed", "bool", _eval("stability", "collapsed"), "mode collapse detected"),
+    Column("collapsed", "bool", _eval("stability", "collapsed"), "converged onto too few modes"),
+    Column(
+        "not_converged",
+        "bool",
+        _eval("stability", "not_converged"),
+        "too few high-quality samples (2D mixtures)",
+    ),
     Column("collapse_rule", "str", _eval("stability", "collapse_rule"), "definition of collapse"),
     Column("best_fid", "float", _eval("stability", "best_fid"), "best FID over training"),
     Column("best_fid_step", "int", _eval("stability", "best_fid_step"), "step of the best FID"),

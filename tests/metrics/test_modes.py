@@ -155,3 +155,46 @@ def test_real_stacked_mnist_through_the_classifier_gives_about_1000_modes(tmp_pa
     )
     assert result.modes_covered >= 990
     assert result.kl_to_uniform < 0.1
+
+
+# -- collapsed vs not converged, KL's minimum count --------------------------------------------
+
+
+def _ring_points(mode_index: np.ndarray, spread: float, seed: int = 0) -> np.ndarray:
+    means = mixture_means("ring8").numpy()
+    rng = np.random.default_rng(seed)
+    return means[mode_index] + rng.normal(size=(len(mode_index), 2)) * spread
+
+
+def test_all_samples_on_one_mode_is_collapsed_not_unconverged():
+    from ganstudy.metrics import stability
+
+    sigma = DATASETS["ring8"].mixture.sigma
+    points = _ring_points(np.zeros(2500, dtype=int), sigma / 2)
+    coverage = modes.mixture_modes(points, mixture_means("ring8").numpy(), sigma).to_dict()
+    assert coverage["modes_covered"] == 1 and coverage["high_quality_fraction"] > 0.99
+    assert stability.collapsed(coverage) is True and stability.not_converged(coverage) is False
+
+
+def test_samples_far_from_every_mode_are_not_converged_not_collapsed():
+    from ganstudy.metrics import stability
+
+    sigma = DATASETS["ring8"].mixture.sigma
+    rng = np.random.default_rng(1)
+    angles = rng.uniform(0, 2 * np.pi, 2500)
+    points = np.stack([np.cos(angles), np.sin(angles)], axis=1) * 0.5  # a circle of radius 0.5
+    coverage = modes.mixture_modes(points, mixture_means("ring8").numpy(), sigma).to_dict()
+    assert coverage["modes_covered"] == 0 and coverage["high_quality_fraction"] < 0.01
+    assert stability.not_converged(coverage) is True and stability.collapsed(coverage) is False
+    assert stability.not_converged({"modes_covered": 3, "modes_total": 1000}) is None  # no quality
+
+
+def test_kl_is_undefined_below_its_minimum_count():
+    sigma = DATASETS["ring8"].mixture.sigma
+    far = np.full((2496, 2), 5.0)  # nowhere near a mode
+    near = _ring_points(np.array([0, 1, 2, 3]), sigma / 10)
+    coverage = modes.mixture_modes(np.vstack([far, near]), mixture_means("ring8").numpy(), sigma)
+    assert sum(coverage.counts) == 4 and coverage.kl_to_uniform is None  # ln 8 before
+    assert "KL undefined (null) below 40 counted samples" in coverage.rule
+    assert modes.kl_to_uniform([5, 5, 5, 5, 5, 5, 5, 5], min_total=40) == pytest.approx(0.0)
+    assert modes.kl_to_uniform([39, 0, 0, 0, 0, 0, 0, 0], min_total=40) is None

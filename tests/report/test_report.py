@@ -235,3 +235,18 @@ def test_bad_run_csv_is_named(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"log.csv lacks column\(s\) grad_norm_g"):
         report.build_report(results, tmp_path / "r.html")
     assert calls == []  # refused before any figure was drawn
+
+
+def test_every_comparison_states_n_reachable_p_effect_size_and_detectable_effect(rendered):
+    _, page = rendered
+    for header in (
+        "<th>n</th>",
+        "<th>smallest reachable p</th>",
+        "<th>effect size [95% CI]</th>",
+        "<th>detectable with 80% power</th>",
+    ):
+        assert header in page
+    assert "Cliff&#x27;s delta" in page or "Cliff's delta" in page
+    assert "rate difference" in page and "Fisher" in page
+    # a verdict of no significant difference says what the design could have detected
+    assert "With these seeds the test detects" in page

@@ -550,3 +550,12 @@ def test_cli_init_tracking_creates_the_experiment_once(tmp_path):
         assert cli_main(["study", "init-tracking", "--uri", uri, "--experiment", "toy"]) == 0
     names = [e.name for e in MlflowClient(tracking_uri=uri).search_experiments()]
     assert names.count("toy") == 1
+
+
+def test_the_study_decides_whether_a_weak_classifier_is_refused_or_flagged():
+    assert "--allow-weak-classifier" not in expanded().mode_args()  # the default study refuses
+    quick = expanded(files=(DEFAULT, QUICK))
+    assert quick.config["classifiers"]["below_target"] == "flag"
+    assert "--allow-weak-classifier" in quick.mode_args()
+    with pytest.raises(ConfigError, match="classifiers.below_target"):
+        expanded({"classifiers": {"below_target": "ignore"}})

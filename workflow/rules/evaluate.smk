@@ -12,11 +12,7 @@ rule evaluate:
     params:
         run=run_dir,
         fid=lambda wildcards: STUDY.fid_args() if STUDY.fid_protocol(wildcards.dataset) else "",
-        modes=(
-            ""
-            if STUDY.config["modes"]["samples"] is None
-            else f"--mode-samples {STUDY.config['modes']['samples']}"
-        ),
+        modes=STUDY.mode_args(),
     threads: THREADS["evaluate"]
     resources:
         gpu_slot=GPU_RESOURCE,

@@ -39,6 +39,7 @@ def _cli(args) -> int:
         fid_preset=args.fid_preset,
         allow_singular_fid=args.allow_singular_fid,
         mode_samples=args.mode_samples,
+        allow_weak_classifier=args.allow_weak_classifier,
     )
     result = evaluate(p, log_mlflow=not args.no_mlflow)
     print(f"{p.run_dir / layout.EVAL}: {_summary(result)}")
@@ -82,5 +83,11 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="compute FID with fewer samples than dims (flagged) instead of refusing",
     )
     p.add_argument("--mode-samples", type=int, metavar="N", help="samples for the mode metrics")
+    p.add_argument(
+        "--allow-weak-classifier",
+        action="store_true",
+        help="use a classifier below its target accuracy, flagging the mode metrics (default: "
+        "refuse it)",
+    )
     p.add_argument("--no-mlflow", action="store_true", help="do not log to the run's MLflow run")
     p.set_defaults(func=_cli)

@@ -24,6 +24,9 @@ STACKED_MNIST_MODES = 1000
 STACKED_MNIST_SAMPLES = 26_000
 MIXTURE_SAMPLES = 2_500
 CLASS_SAMPLES = 10_000
+# KL to uniform needs samples to spread: below this many counted samples per mode it is
+# undefined (null), e.g. 40 high-quality samples for 8 modes.
+KL_MIN_PER_MODE = 5
 
 
 @dataclass(frozen=True)
@@ -43,11 +46,12 @@ class ModeCoverage:
         return asdict(self)
 
 
-def kl_to_uniform(counts: np.ndarray) -> float | None:
-    """KL(p || U) = sum_{p_m > 0} p_m log(p_m M) of a histogram; None for an empty one."""
+def kl_to_uniform(counts: np.ndarray, min_total: int = 1) -> float | None:
+    """KL(p || U) = sum_{p_m > 0} p_m log(p_m M) of a histogram; None for a histogram of fewer
+    than ``min_total`` samples (4 samples of 8 modes would give ln 8 however they fall)."""
     counts = np.asarray(counts, dtype=np.float64)
     total = counts.sum()
-    if total == 0:
+    if total == 0 or total < min_total:
         return None
     p = counts[counts > 0] / total
     return float(np.sum(p * np.log(p * len(counts))))
@@ -56,12 +60,14 @@ def kl_to_uniform(counts: np.ndarray) -> float | None:
 def _coverage(kind, counts, n_samples, min_count, rule, hq_fraction=None, verdicts=False):
     counts = np.asarray(counts, dtype=np.int64)
     covered = int((counts >= min_count).sum())
+    kl_min = KL_MIN_PER_MODE * len(counts)
+    rule += f"; KL undefined (null) below {kl_min} counted samples ({KL_MIN_PER_MODE} per mode)"
     return ModeCoverage(
         kind=kind,
         n_samples=int(n_samples),
         modes_total=len(counts),
         modes_covered=covered,
-        kl_to_uniform=kl_to_uniform(counts),
+        kl_to_uniform=kl_to_uniform(counts, kl_min),
         high_quality_fraction=hq_fraction,
         success=covered == len(counts) if verdicts else None,
         failure=covered == 0 if verdicts else None,

@@ -2,7 +2,11 @@
 
 - diverged: ``status == "diverged"`` in metrics.json, or a non-finite ``loss_d``/``loss_g`` in
   log.csv; the step is metrics.json's ``diverged_step``, else the first non-finite row's step.
-- collapsed: modes covered < ``COLLAPSE_FRACTION`` x modes total (null without a mode metric).
+- not converged: (2D mixtures) fewer than ``CONVERGED_QUALITY`` of the samples are high quality:
+  the generator has not learned the data, whatever its mode count (null without that measure).
+- collapsed: modes covered < ``COLLAPSE_FRACTION`` x modes total, for a run that has converged
+  (many good samples on few modes); a run that has not converged is not called collapsed
+  (null without a mode metric).
 - FID curve (fid_curve.csv, one setting): best = min over finite values, its step, and the
   final (last) value.
 - gradient norm of G (log.csv ``grad_norm_g``): mean, median and max over finite values, the
@@ -21,7 +25,11 @@ import pandas as pd
 from ganstudy import layout
 
 COLLAPSE_FRACTION = 0.5
-COLLAPSE_RULE = f"collapsed when modes covered < {COLLAPSE_FRACTION:g} x modes total"
+CONVERGED_QUALITY = 0.5
+COLLAPSE_RULE = (
+    f"not converged when fewer than {CONVERGED_QUALITY:g} of the samples are high quality (2D "
+    f"mixtures); collapsed when a converged run covers < {COLLAPSE_FRACTION:g} x modes total"
+)
 
 
 def _finite_or_none(value) -> float | None:
@@ -93,9 +101,18 @@ def fid_curve_summary(curve: pd.DataFrame | None) -> dict:
     }
 
 
+def not_converged(modes: dict | None) -> bool | None:
+    """Few high-quality samples (2D mixtures); None where quality is not measured."""
+    quality = (modes or {}).get("high_quality_fraction")
+    return None if quality is None else quality < CONVERGED_QUALITY
+
+
 def collapsed(modes: dict | None) -> bool | None:
+    """Good samples on too few modes; False for a run that has not converged at all."""
     if not modes or not modes.get("modes_total"):
         return None
+    if not_converged(modes):
+        return False
     return modes["modes_covered"] < COLLAPSE_FRACTION * modes["modes_total"]
 
 
@@ -110,6 +127,7 @@ def stability(run_dir: str | Path, modes: dict | None = None) -> dict:
         "diverged": diverged,
         "diverged_step": step,
         "collapsed": collapsed(modes),
+        "not_converged": not_converged(modes),
         "collapse_rule": COLLAPSE_RULE,
         **fid_curve_summary(read_csv(run_dir / layout.FID_CURVE)),
         "grad_norm_g": grad_norm_summary(log),

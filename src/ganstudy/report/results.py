@@ -56,6 +56,22 @@ def _describe_settings(settings_json: str, runs: pd.DataFrame) -> str:
     return ", ".join(f"{k}={v}" for k, v in settings.items()) + f" ({n} runs)"
 
 
+def _weak_classifier_note(d: pd.DataFrame) -> Html:
+    """A warning where mode metrics were measured by a classifier below its target accuracy."""
+    weak = d[d["classifier_below_target"].map(lambda v: v is True)]
+    if weak.empty:
+        return Html("")
+    accuracies = sorted({fmt(a) for a in weak["classifier_test_accuracy"].dropna()})
+    return tag(
+        "p",
+        f"Warning: the mode metrics of {len(weak)} of {len(d)} runs here were measured by an "
+        f"evaluation classifier below its target accuracy (test accuracy "
+        f"{', '.join(accuracies)}): treat their mode counts, KL and the tests on them with "
+        "caution.",
+        class_="note",
+    )
+
+
 def _fid_settings_note(d: pd.DataFrame) -> Html:
     settings = sorted(fid_settings(d))
     if not settings:
@@ -237,6 +253,7 @@ def results_section(study: ReportInputs) -> Html:
                 )
             )
         parts.append(_fid_settings_note(d))
+        parts.append(_weak_classifier_note(d))
         parts.append(_metric_table(d))
         parts.extend(part(study, d) for part in DATASET_PARTS)
     return join(parts)
@@ -256,6 +273,8 @@ def stability_section(study: ReportInputs) -> Html:
         diverged = trained["diverged"].map(lambda v: v is True)
         evaluated = g[g["collapsed"].notna()]
         collapsed = evaluated["collapsed"].map(lambda v: v is True)
+        judged = g[g["not_converged"].notna()]
+        not_converged = judged["not_converged"].map(lambda v: v is True)
         steps = trained.loc[diverged, "diverged_step"]
         rows.append(
             [
@@ -268,6 +287,10 @@ def stability_section(study: ReportInputs) -> Html:
                 len(unfinished),
                 f"{int(diverged.sum())} ({_pct(diverged.sum(), len(trained))})",
                 f"{int(collapsed.sum())} of {len(evaluated)} ({_pct(collapsed.sum(), len(evaluated))})",
+                f"{int(not_converged.sum())} of {len(judged)} "
+                f"({_pct(not_converged.sum(), len(judged))})"
+                if len(judged)
+                else "-",
                 fmt(float(steps.median())) if len(steps) else "-",
             ]
         )
@@ -278,8 +301,10 @@ def stability_section(study: ReportInputs) -> Html:
             "Trained: training finished (completed or diverged). Interrupted: stopped by a signal "
             "or by the death of its process, to be resumed by rerunning its job; never counted "
             "as trained. "
-            "Divergence: training stopped on a non-finite loss (rate over trained runs). Collapse: "
-            "as decided by the evaluation (rate over evaluated runs). Collapse rule(s): "
+            "Divergence: training stopped on a non-finite loss (rate over trained runs). Collapse "
+            "(good samples on too few modes) and not converged (too few good samples at all, "
+            "2D mixtures; such a run is not counted as collapsed): as decided by the evaluation "
+            "(rates over evaluated runs). Rule(s): "
             + ("; ".join(rules) if rules else "none recorded")
             + ".",
         ),
@@ -294,6 +319,7 @@ def stability_section(study: ReportInputs) -> Html:
                 "interrupted or running",
                 "diverged",
                 "collapsed",
+                "not converged",
                 "median divergence step",
             ],
             rows,

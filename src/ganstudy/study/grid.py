@@ -330,6 +330,15 @@ class Study:
             return None
         return f"{self.data_root}/fid_stats/{dataset}-{protocol.name}.json"
 
+    def mode_args(self) -> str:
+        """The mode-metric options of ``ganstudy evaluate``."""
+        args = []
+        if self.config["modes"]["samples"] is not None:
+            args.append(f"--mode-samples {self.config['modes']['samples']}")
+        if self.config["classifiers"]["below_target"] == "flag":
+            args.append("--allow-weak-classifier")
+        return " ".join(args)
+
     def fid_args(self) -> str:
         """The FID options of ``ganstudy evaluate`` and ``ganstudy study fid-reference``."""
         f = self.config["fid"]
