@@ -1,0 +1,60 @@
+"""Every benchmark runs: each is smoke-run at a tiny size (its numbers are not checked here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import env_without_tracking_uri
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+WEIGHTS = SHARED / "fid-inception" / "pt_inception-2015-12-05-6726825d.pth"
+
+
+def _run(tmp_path: Path, script: str, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        cwd=tmp_path,  # the benchmarks' MLflow stores and outputs stay in the test's directory
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env_without_tracking_uri() | {"OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_train_throughput(tmp_path):
+    out = _run(tmp_path, "train_throughput.py", "--steps", "5", "--repeats", "1",
+               "--variants", "mlp2d/ring8")  # fmt: skip
+    assert "engine/plain" in out and "mlp2d/ring8" in out
+
+
+def test_ensemble_throughput(tmp_path):
+    out = _run(tmp_path, "ensemble_throughput.py", "--members", "2", "--steps", "3",
+               "--repeats", "1", "--variants", "mlp2d/ring8")  # fmt: skip
+    assert "mlp2d/ring8" in out
+
+
+def test_study_cost(tmp_path):
+    mixtures_only = tmp_path / "mixtures.yaml"
+    mixtures_only.write_text(
+        "experiments:\n"
+        "  fashion_mnist: {enabled: false}\n"
+        "  stacked_mnist: {enabled: false}\n"
+        "  cats: {enabled: false}\n"
+    )
+    out = _run(tmp_path, "study_cost.py", str(mixtures_only), "--members", "2", "--steps", "2",
+               "--warmup", "1", "--repeats", "1")  # fmt: skip
+    assert "STEP_SECONDS = {" in out and "('mlp2d', 'ring8', 256, 64)" in out
+
+
+def test_fid_throughput(tmp_path):
+    if not WEIGHTS.is_file():
+        pytest.skip(f"FID Inception weights not found at {WEIGHTS}")
+    out = _run(tmp_path, "fid_throughput.py", "--weights", str(WEIGHTS), "--n", "20",
+               "--dims", "64", "--repeats", "1", "--batch-size", "10")  # fmt: skip
+    assert "same statistics" in out
