@@ -48,6 +48,10 @@ COMMANDS: dict[str, Command] = {
         "render the self-contained HTML comparison report of a results dir",
         "ganstudy.commands.report",
     ),
+    "track": Command(
+        "MLflow from the run directories: `track sync` backfills a store",
+        "ganstudy.commands.track",
+    ),
     "study": Command(
         "study-level steps of the workflow: design, run configs, tracking store, cost",
         "ganstudy.commands.study",

@@ -24,7 +24,7 @@ from ganstudy.data import registry, streams
 from ganstudy.errors import ConfigError
 from ganstudy.metrics import classifiers, fid, modes, stability
 from ganstudy.sample import checkpoint_file, generate, load_generator, save_samples
-from ganstudy.tracking import log_metrics_to_run
+from ganstudy.tracking import eval_metrics, log_metrics_to_run
 
 FORMAT = layout.EVAL_FORMAT
 SAMPLE_SEED = 0
@@ -259,35 +259,12 @@ def _write_sample_files(p: Plan, samples: Tensor) -> list[str]:
     return [layout.SAMPLES_2D]
 
 
-def mlflow_metrics(result: dict) -> dict[str, float]:
-    """The numbers of eval.json as flat MLflow metric names (``eval.<block>.<key>``)."""
-    out: dict[str, float] = {}
-    blocks = {
-        "fid": {"value": (result["fid"] or {}).get("value")},
-        "modes": {
-            k: (result["modes"] or {}).get(k)
-            for k in ("modes_covered", "modes_total", "kl_to_uniform", "high_quality_fraction")
-        },
-        "stability": {
-            "diverged": result["stability"]["diverged"],
-            "collapsed": result["stability"]["collapsed"],
-            "best_fid": result["stability"]["best_fid"],
-            "final_fid": result["stability"]["final_fid"],
-        },
-    }
-    for block, values in blocks.items():
-        for key, value in values.items():
-            if value is not None and np.isfinite(float(value)):
-                out[f"eval.{block}.{key}"] = float(value)
-    return out
-
-
 def _log_to_mlflow(p: Plan, result: dict) -> tuple[str | None, str | None]:
     run_id, uri = p.metrics.get("mlflow_run_id"), p.metrics.get("mlflow_tracking_uri")
     if not run_id or not uri:
         return None, None
     try:
-        log_metrics_to_run(uri, run_id, mlflow_metrics(result))
+        log_metrics_to_run(uri, run_id, eval_metrics(result))
     except Exception as err:  # noqa: BLE001 - eval.json stays the record; say why MLflow lacks it
         return None, f"not logged to MLflow run {run_id} at {uri}: {err}"
     return run_id, None

@@ -7,19 +7,46 @@ race in MLflow's schema migration; writes that meet a locked database are retrie
 
 Metrics are buffered and sent with ``log_batch`` at most every ``flush_seconds``, so tracking
 costs a bounded share of training time whatever the step rate.
+
+Tracking is best effort: the run directory is the record and MLflow mirrors it. A store that
+cannot be reached (at the start or later) never stops or stalls training: the
+:class:`RunTracker` prints one warning, records why, and ignores MLflow for the rest of the run;
+HTTP requests to a server give up after a bounded wait (:data:`HTTP_LIMITS`, unless the user set
+MLflow's variables). ``ganstudy track sync`` copies the run directories into a store afterwards.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
 import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 DEFAULT_URI = "sqlite:///mlflow.db"
+# MLflow's defaults retry an unreachable server 7 times with exponential backoff and wait up to
+# 120 s per request (minutes in all); training waits about 10 s at most before going on alone.
+HTTP_LIMITS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+}
+
+
+def bound_http_waits() -> None:
+    """Apply :data:`HTTP_LIMITS` where the user has not set MLflow's own variables."""
+    for name, value in HTTP_LIMITS.items():
+        os.environ.setdefault(name, value)
+
+
+def describe_error(err: BaseException) -> str:
+    """One line for an MLflow error (its first line, without MLflow's long retry trail)."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return f"{type(err).__name__}: {text[:300]}"
 
 
 def resolve_uri(configured: str | None = None) -> str:
@@ -91,20 +118,47 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 class RunTracker:
-    """The MLflow run of one training run (one ensemble member)."""
+    """The MLflow run of one training run (one ensemble member), best effort.
 
-    def __init__(self, uri: str, experiment_id: str, flush_seconds: float = 30.0):
-        self.uri, self.experiment_id = uri, experiment_id
-        self.client = client(uri)
+    The first failing call (an unreachable server, a locked or broken store) sets
+    :attr:`failure`, prints one warning naming the run and the error, and turns every later
+    call into a no-op: training goes on, its files are written as always.
+    """
+
+    def __init__(
+        self, uri: str, experiment_id: str, flush_seconds: float = 30.0, label: str = "run"
+    ):
+        self.uri, self.experiment_id, self.label = uri, experiment_id, label
         self.flush_seconds = flush_seconds
         self.run_id: str | None = None
+        self.failure: str | None = None
         self._buffer: list = []
         self._last_flush = time.monotonic()
+        self.client = self._guard("connecting", lambda: client(uri))
+
+    def _guard(self, what: str, call):
+        if self.failure is not None:
+            return None
+        try:
+            return call()
+        except Exception as err:  # noqa: BLE001 - any MLflow failure means the same: go on alone
+            self.failure = f"{what}: {describe_error(err)}"
+            print(
+                f"[{self.label}] warning: MLflow tracking at {self.uri} failed ({self.failure}); "
+                "training goes on without it and its files are complete; "
+                "`ganstudy track sync` copies them into MLflow later",
+                file=sys.stderr,
+                flush=True,
+            )
+            return None
 
     def start(
         self, run_id: str | None, run_name: str, params: dict[str, Any], tags: dict[str, str]
     ) -> str:
-        """Open a new run, or reopen ``run_id`` when a run is resumed."""
+        """Open a new run, or reopen ``run_id`` when a run is resumed; None if MLflow failed."""
+        return self._guard("starting the run", lambda: self._start(run_id, run_name, params, tags))
+
+    def _start(self, run_id, run_name, params, tags) -> str:
         from mlflow.entities import Param
 
         if run_id is not None:
@@ -122,37 +176,80 @@ class RunTracker:
     def set_tags(self, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
 
-        _retry(
-            self.client.log_batch, self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()]
-        )
+        if self.failure is not None:
+            return
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        self._guard("setting tags", lambda: _retry(self.client.log_batch, self.run_id, tags=items))
 
-    def log_metrics(self, step: int, metrics: dict[str, float], force_flush: bool = False) -> None:
+    def log_metrics(
+        self,
+        step: int,
+        metrics: dict[str, float],
+        force_flush: bool = False,
+        timestamp: float | None = None,
+    ) -> None:
+        """Buffer metrics of ``step`` (``timestamp``: unix seconds, default now)."""
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
+        if self.failure is not None:
+            return
+        ms = int((time.time() if timestamp is None else timestamp) * 1000)
         self._buffer.extend(
-            Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None
+            Metric(k, float(v), ms, step) for k, v in metrics.items() if v is not None
         )
         if force_flush or time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()
 
     def flush(self) -> None:
-        while self._buffer:
-            chunk, self._buffer = self._buffer[:1000], self._buffer[1000:]
-            _retry(self.client.log_batch, self.run_id, metrics=chunk)
+        def send():
+            while self._buffer:
+                chunk = self._buffer[:1000]
+                _retry(self.client.log_batch, self.run_id, metrics=chunk)
+                del self._buffer[: len(chunk)]
+
+        self._guard("logging metrics", send)
         self._last_flush = time.monotonic()
 
     def log_artifacts(self, paths: list[Path]) -> None:
-        for path in paths:
-            if path.is_dir():
-                _retry(self.client.log_artifacts, self.run_id, str(path), path.name)
-            elif path.is_file():
-                _retry(self.client.log_artifact, self.run_id, str(path))
+        def send():
+            for path in paths:
+                if path.is_dir():
+                    _retry(self.client.log_artifacts, self.run_id, str(path), path.name)
+                elif path.is_file():
+                    _retry(self.client.log_artifact, self.run_id, str(path))
+
+        self._guard("logging artifacts", send)
 
     def finish(self, status: str) -> None:
         """Flush and close the run. ``status``: FINISHED, FAILED or KILLED."""
         self.flush()
-        _retry(self.client.set_terminated, self.run_id, status=status)
+        self._guard(
+            "closing the run",
+            lambda: _retry(self.client.set_terminated, self.run_id, status=status),
+        )
+
+
+def eval_metrics(result: dict) -> dict[str, float]:
+    """The numbers of eval.json as flat MLflow metric names (``eval.<block>.<key>``)."""
+    out: dict[str, float] = {}
+    blocks = {
+        "fid": {"value": (result["fid"] or {}).get("value")},
+        "modes": {
+            k: (result["modes"] or {}).get(k)
+            for k in ("modes_covered", "modes_total", "kl_to_uniform", "high_quality_fraction")
+        },
+        "stability": {
+            "diverged": result["stability"]["diverged"],
+            "collapsed": result["stability"]["collapsed"],
+            "best_fid": result["stability"]["best_fid"],
+            "final_fid": result["stability"]["final_fid"],
+        },
+    }
+    for block, values in blocks.items():
+        for key, value in values.items():
+            if value is not None and math.isfinite(float(value)):
+                out[f"eval.{block}.{key}"] = float(value)
+    return out
 
 
 def log_metrics_to_run(uri: str, run_id: str, metrics: dict[str, float], step: int = 0) -> None:

@@ -13,6 +13,8 @@ import json
 import math
 import os
 import socket
+import sys
+import time
 from pathlib import Path
 from typing import IO
 
@@ -24,8 +26,10 @@ from ganstudy.errors import ConfigError
 
 LOG_FIELDS = [
     "step", "loss_d", "loss_g", "d_real", "d_fake", "grad_norm_g", "grad_norm_d",
-    "member_images_per_s", "wall_s",
+    "member_images_per_s", "wall_s", "time",
 ]  # fmt: skip
+# The columns of log.csv that are MLflow metrics (time is their timestamp).
+LOGGED_METRICS = LOG_FIELDS[1:8]
 FID_CURVE_HEADER = "step,fid,n_samples,dims\n"
 # What a finished run copies to its MLflow run.
 ARTIFACTS = (layout.CONFIG, layout.METRICS, layout.LOG, layout.SAMPLES)
@@ -69,15 +73,19 @@ def open_log(run_dir: Path, resumed_step: int) -> tuple[IO[str], csv.DictWriter]
 
 
 def write_log_row(writer, handle, tracker, step: int, stats: list[float], rate: float, wall):
-    """One row of log.csv (``stats``: the six values after ``step`` in LOG_FIELDS), flushed,
-    and its finite values as MLflow metrics."""
+    """One row of log.csv (``stats``: the six values after ``step`` in LOG_FIELDS; ``time`` the
+    unix time of the row), flushed, and its finite values as MLflow metrics stamped with that
+    same time, so that ``ganstudy track sync`` rebuilds the same history from the file."""
     row = dict(zip(LOG_FIELDS[1:7], stats))
-    row.update(step=step, member_images_per_s=round(rate, 2), wall_s=wall)
+    now = round(time.time(), 3)
+    row.update(step=step, member_images_per_s=round(rate, 2), wall_s=wall, time=now)
     writer.writerow(row)
     handle.flush()
     if tracker is not None:
-        metrics = {key: row[key] for key in LOG_FIELDS[1:8]}
-        tracker.log_metrics(step, {m: v for m, v in metrics.items() if math.isfinite(v)})
+        metrics = {key: row[key] for key in LOGGED_METRICS}
+        tracker.log_metrics(
+            step, {m: v for m, v in metrics.items() if math.isfinite(v)}, timestamp=now
+        )
 
 
 def summary_of_log(path: Path) -> dict:
@@ -151,6 +159,7 @@ def metrics_record(
     experiment: str | None,
     experiment_id: str | None,
     versions: dict,
+    tracking_failure: str | None = None,
     **extra,
 ) -> dict:
     """The content of a member's ``metrics.json``, with the summary of its log.csv. ``host`` and
@@ -173,6 +182,11 @@ def metrics_record(
         "mlflow_experiment": experiment,
         "mlflow_experiment_id": experiment_id,
         "versions": versions,
+        # Whether MLflow mirrors this run: "ok", "off", or "failed" with the reason.
+        "tracking": {
+            "status": "failed" if tracking_failure else ("ok" if tracking_uri else "off"),
+            "error": tracking_failure,
+        },
         "host": socket.gethostname(),
         "pid": os.getpid(),
         **extra,
@@ -194,22 +208,36 @@ def _previous_mlflow_run(run_dir: Path, resumed: dict) -> dict:
 
 
 def start_tracking(member_cfgs, run_dirs, resumed, device, versions, flush_seconds):
-    """Start (or continue) one MLflow run per member: ``(uri, experiment_id, run ids, trackers)``,
-    all None when tracking is off. A member continues its earlier MLflow run where that run lives
-    in the same store."""
+    """Start (or continue) one MLflow run per member: ``(uri, experiment_id, run ids, trackers,
+    failure)``; trackers are None when tracking is off or the store cannot be reached (then
+    ``failure`` says why, after one warning). A member continues its earlier MLflow run where
+    that run lives in the same store."""
     k_members = len(member_cfgs)
     cfg = member_cfgs[0]
     if not cfg.tracking.enabled:
-        return None, None, [None] * k_members, [None] * k_members
+        return None, None, [None] * k_members, [None] * k_members, None
+    tracking.bound_http_waits()
     uri = tracking.resolve_uri(cfg.tracking.uri)
-    experiment_id = tracking.init_store(uri, cfg.tracking.experiment)
+    label = layout.RunKey.of_config(cfg).name
+    try:
+        experiment_id = tracking.init_store(uri, cfg.tracking.experiment)
+    except Exception as err:  # noqa: BLE001 - the store is a mirror: train without it
+        failure = f"opening the store: {tracking.describe_error(err)}"
+        print(
+            f"[{label}] warning: MLflow tracking at {uri} failed ({failure}); training goes on "
+            "without it and its files are complete; `ganstudy track sync` copies them into "
+            "MLflow later",
+            file=sys.stderr,
+            flush=True,
+        )
+        return uri, None, [None] * k_members, [None] * k_members, failure
     ids, trackers = [], []
     for member_cfg, run_dir, resumed_ids in zip(member_cfgs, run_dirs, resumed):
         stored = _previous_mlflow_run(run_dir, resumed_ids)
         previous = stored.get("run_id") if stored.get("tracking_uri") == uri else None
-        tracker = tracking.RunTracker(uri, experiment_id, flush_seconds)
         name = member_cfg.tracking.run_name or layout.RunKey.of_config(member_cfg).name
+        tracker = tracking.RunTracker(uri, experiment_id, flush_seconds, label=name)
         tags = run_tags(member_cfg, run_dir, k_members, device, versions)
         ids.append(tracker.start(previous, name, member_cfg.to_dict(), tags))
         trackers.append(tracker)
-    return uri, experiment_id, ids, trackers
+    return uri, experiment_id, ids, trackers, None

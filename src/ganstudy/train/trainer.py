@@ -270,8 +270,13 @@ class Trainer:
             experiment=self.cfg.tracking.experiment if self.cfg.tracking.enabled else None,
             experiment_id=self.experiment_id,
             versions=self.versions,
+            tracking_failure=self._tracking_failure_of(k),
             **extra,
         )
+
+    def _tracking_failure_of(self, k: int) -> str | None:
+        tracker = self.trackers[k]
+        return tracker.failure if tracker is not None else self._tracking_failure
 
     def _open_logs(self) -> None:
         opened = [runfiles.open_log(run_dir, self.step) for run_dir in self.run_dirs]
@@ -287,7 +292,8 @@ class Trainer:
             self.versions,
             self.flush_seconds,
         )
-        self.tracking_uri, self.experiment_id, self.mlflow_ids, self.trackers = started
+        self.tracking_uri, self.experiment_id, self.mlflow_ids, self.trackers = started[:4]
+        self._tracking_failure = started[4]
 
     def _save_samples(self) -> None:
         with sampling(self.G):

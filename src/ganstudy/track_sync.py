@@ -1,0 +1,167 @@
+"""``ganstudy track sync``: MLflow filled in from the run directories, which are the record.
+
+For every run directory of a results directory (or the ones given), the MLflow run that mirrors
+it is found by its ``run_dir`` tag (the directory's absolute path), or created, and completed
+from the files: the params (the resolved config.yaml), the tags (factors, status, versions), the
+full metric history of log.csv with its original steps and times (and fid_curve.csv's training
+FIDs), eval.json's numbers, the status, and the run's files as artifacts. Only what the store
+lacks is added, so a second sync adds nothing; a run logged live is only topped up. It serves a
+run whose tracking failed (an unreachable server), one trained with tracking off, and a study
+moved to another store.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ganstudy import config as config_mod
+from ganstudy import layout, tracking
+from ganstudy.errors import ConfigError
+from ganstudy.train.runfiles import LOGGED_METRICS, run_tags
+
+TERMINAL = {"completed": "FINISHED", "diverged": "FINISHED", "interrupted": "KILLED"}
+
+
+@dataclass
+class Synced:
+    run_dir: Path
+    run_id: str
+    created: bool
+    params: int
+    metric_points: int
+    artifacts: bool
+
+
+def run_dirs(results: Path) -> list[Path]:
+    """The run directories under ``results/runs`` (those holding a config.yaml)."""
+    runs = results / layout.RUNS
+    if not runs.is_dir():
+        raise ConfigError(f"--results {results}: no {layout.RUNS}/ directory of run directories")
+    found = []
+    for path in sorted(runs.glob("*/*/*/*/*")):
+        try:
+            layout.RunKey.parse(path.relative_to(results).as_posix())
+        except ValueError:
+            continue
+        if (path / layout.CONFIG).is_file():
+            found.append(path)
+    return found
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _history(run_dir: Path) -> list[tuple[str, float, int, int]]:
+    """(key, value, timestamp ms, step) of every finite logged value, from log.csv and
+    fid_curve.csv. Rows without a time (older runs) are dated back from the file's mtime by
+    their wall-clock offset."""
+    points = []
+    log = run_dir / layout.LOG
+    if log.is_file():
+        with log.open() as handle:
+            rows = list(csv.DictReader(handle))
+        end_time = log.stat().st_mtime
+        end_wall = float(rows[-1]["wall_s"]) if rows else 0.0
+        for row in rows:
+            when = row.get("time") or ""
+            stamp = float(when) if when else end_time - (end_wall - float(row["wall_s"]))
+            for key in LOGGED_METRICS:
+                value = float(row[key])
+                if math.isfinite(value):
+                    points.append((key, value, int(stamp * 1000), int(row["step"])))
+    curve = run_dir / layout.FID_CURVE
+    if curve.is_file():
+        stamp = int(curve.stat().st_mtime * 1000)
+        with curve.open() as handle:
+            for row in csv.DictReader(handle):
+                value = float(row["fid"])
+                if math.isfinite(value):
+                    points.append(("fid_train", value, stamp, int(row["step"])))
+    return points
+
+
+def _find_run(client, experiment_id: str, run_dir: Path):
+    path = str(run_dir.resolve()).replace("'", "\\'")
+    found = client.search_runs([experiment_id], filter_string=f"tags.run_dir = '{path}'")
+    return found[0] if found else None
+
+
+def sync_run(client, run_dir: Path, experiment: str | None = None) -> Synced:
+    """Make the store of ``client`` mirror ``run_dir``; returns what was added."""
+    from mlflow.entities import Metric, Param
+
+    config = yaml.safe_load((run_dir / layout.CONFIG).read_text())
+    metrics = _read_json(run_dir / layout.METRICS) or {}
+    evaluation = _read_json(run_dir / layout.EVAL)
+    cfg = config_mod.from_dict(config)
+    name = experiment or cfg.tracking.experiment
+    found = client.get_experiment_by_name(name)
+    experiment_id = found.experiment_id if found else client.create_experiment(name)
+
+    run = _find_run(client, experiment_id, run_dir)
+    tags = run_tags(
+        cfg,
+        run_dir,
+        metrics.get("ensemble_size", 1),
+        metrics.get("device", ""),
+        metrics.get("versions") or {},
+    )
+    tags["status"] = metrics.get("status", "unknown")
+    tags["synced_from_files"] = "true"
+    created = run is None
+    if created:
+        run = client.create_run(
+            experiment_id, run_name=layout.RunKey.of_config(cfg).name, tags=tags
+        )
+    run_id = run.info.run_id
+
+    have_params = client.get_run(run_id).data.params
+    params = [
+        Param(k, str(v)[:6000]) for k, v in tracking.flatten(config).items() if k not in have_params
+    ]
+    for start in range(0, len(params), 100):
+        client.log_batch(run_id, params=params[start : start + 100])
+    client.log_batch(run_id, tags=[_tag(k, v) for k, v in tags.items()])
+
+    points = _history(run_dir)
+    if evaluation is not None:
+        stamp = int((run_dir / layout.EVAL).stat().st_mtime * 1000)
+        points += [(k, v, stamp, 0) for k, v in tracking.eval_metrics(evaluation).items()]
+    new = []
+    for key in sorted({p[0] for p in points}):
+        have = {m.step for m in client.get_metric_history(run_id, key)}
+        new += [Metric(k, v, t, s) for k, v, t, s in points if k == key and s not in have]
+    for start in range(0, len(new), 1000):
+        client.log_batch(run_id, metrics=new[start : start + 1000])
+
+    artifacts = not client.list_artifacts(run_id)
+    if artifacts:
+        for file in (layout.CONFIG, layout.METRICS, layout.LOG, layout.EVAL, layout.SAMPLES):
+            path = run_dir / file
+            if path.is_dir():
+                client.log_artifacts(run_id, str(path), path.name)
+            elif path.is_file():
+                client.log_artifact(run_id, str(path))
+    status = TERMINAL.get(metrics.get("status"))
+    if status and client.get_run(run_id).info.status != status:
+        client.set_terminated(run_id, status=status)
+    return Synced(run_dir, run_id, created, len(params), len(new), artifacts)
+
+
+def _tag(key: str, value):
+    from mlflow.entities import RunTag
+
+    return RunTag(key, str(value))
+
+
+def sync(paths: list[Path], uri: str | None = None, experiment: str | None = None) -> list[Synced]:
+    """Sync every run directory of ``paths`` into the store at ``uri`` (default: as training)."""
+    client = tracking.client(tracking.resolve_uri(uri))
+    return [sync_run(client, path, experiment) for path in paths]
