@@ -87,3 +87,37 @@ def test_eight_processes_on_a_fresh_sqlite_store_all_record_complete_runs(tmp_pa
         seed = run.data.tags["seed"]
         saved = json.loads((tmp_path / f"seed{seed}" / "metrics.json").read_text())
         assert saved["mlflow_run_id"] == run.info.run_id
+
+
+def test_the_ui_sees_a_model_experiment_with_dataset_system_metrics_and_groups(
+    tmp_path, monkeypatch
+):
+    import hashlib
+
+    from mlflow import MlflowClient
+
+    from ganstudy.data.registry import DATASETS
+
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
+    uri = f"sqlite:///{tmp_path}/ui.db"
+    data = ring_config(steps=300, log_every=50).to_dict()
+    data["tracking"] = {**data["tracking"], "enabled": True, "uri": uri, "experiment": "ui"}
+    cfg = config.from_dict(data)
+    members = train(cfg, [0, 1], [tmp_path / "s0", tmp_path / "s1"], progress=False)
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("ui")
+    # opens on the runs table ("model training"), not on the GenAI views
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    for metrics in members:
+        run = client.get_run(metrics["mlflow_run_id"])
+        (dataset_input,) = run.inputs.dataset_inputs
+        dataset = dataset_input.dataset
+        ring = DATASETS["ring8"].mixture
+        identity = json.dumps({"means": ring.means, "sigma": ring.sigma})
+        assert dataset.name == "ring8"
+        assert dataset.digest == hashlib.sha256(identity.encode()).hexdigest()[:16]
+        assert {t.key: t.value for t in dataset_input.tags}["mlflow.data.context"] == "training"
+        assert "system/cpu_utilization_percentage" in run.data.metrics
+        tags = run.data.tags
+        assert tags["variant"] == "ring8/mlp2d/lsgan/bn-g1-d1"
+        assert tags["ensemble_job"] == "ring8/mlp2d/lsgan/bn-g1-d1/seeds-0,1"

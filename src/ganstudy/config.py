@@ -88,6 +88,8 @@ class TrackingConfig:
     experiment: str = "ganstudy"
     run_name: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    # MLflow's system metrics (CPU, memory; GPU with pynvml) on every run, sampled every 10 s.
+    system_metrics: bool = True
 
 
 @dataclass(frozen=True)

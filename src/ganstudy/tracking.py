@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import math
 import os
 import sys
@@ -87,16 +88,24 @@ def _retry(call, *args, attempts: int = 30, **kwargs):
     raise AssertionError("unreachable")
 
 
+# MLflow's UI opens an experiment with this tag on its runs table (model training), not on its
+# GenAI views (traces, sessions).
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
 def init_store(uri: str, experiment: str) -> str:
-    """Create the store (if new) and the experiment (if missing); return the experiment id."""
+    """Create the store (if new) and the experiment (if missing), marked as a model-development
+    experiment; return the experiment id."""
     from mlflow import MlflowClient
 
     with store_lock(uri):
         client = MlflowClient(tracking_uri=uri)
         found = client.get_experiment_by_name(experiment)
-        if found is not None:
-            return found.experiment_id
-        return client.create_experiment(experiment)
+        if found is None:
+            return client.create_experiment(experiment, tags=dict([EXPERIMENT_KIND]))
+        if found.tags.get(EXPERIMENT_KIND[0]) is None:
+            client.set_experiment_tag(found.experiment_id, *EXPERIMENT_KIND)
+        return found.experiment_id
 
 
 def client(uri: str):
@@ -134,6 +143,7 @@ class RunTracker:
         self.failure: str | None = None
         self._buffer: list = []
         self._last_flush = time.monotonic()
+        self._monitor = None
         self.client = self._guard("connecting", lambda: client(uri))
 
     def _guard(self, what: str, call):
@@ -153,13 +163,27 @@ class RunTracker:
             return None
 
     def start(
-        self, run_id: str | None, run_name: str, params: dict[str, Any], tags: dict[str, str]
+        self,
+        run_id: str | None,
+        run_name: str,
+        params: dict[str, Any],
+        tags: dict[str, str],
+        dataset: dict[str, Any] | None = None,
+        system_metrics: bool = False,
     ) -> str:
-        """Open a new run, or reopen ``run_id`` when a run is resumed; None if MLflow failed."""
-        return self._guard("starting the run", lambda: self._start(run_id, run_name, params, tags))
+        """Open a new run (with its training ``dataset`` as an MLflow dataset input: name,
+        digest, source_type, source, profile), or reopen ``run_id`` when a run is resumed; with
+        ``system_metrics``, MLflow samples CPU, memory (and GPU) use every 10 s until
+        :meth:`finish`. Returns the run id, None if MLflow failed."""
+        started = self._guard(
+            "starting the run", lambda: self._start(run_id, run_name, params, tags, dataset)
+        )
+        if started and system_metrics:
+            self._guard("starting system metrics", self._start_monitor)
+        return started
 
-    def _start(self, run_id, run_name, params, tags) -> str:
-        from mlflow.entities import Param
+    def _start(self, run_id, run_name, params, tags, dataset) -> str:
+        from mlflow.entities import Dataset, DatasetInput, InputTag, Param
 
         if run_id is not None:
             _retry(self.client.update_run, run_id, status="RUNNING")
@@ -171,7 +195,27 @@ class RunTracker:
         items = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
         for start in range(0, len(items), 100):
             _retry(self.client.log_batch, self.run_id, params=items[start : start + 100])
+        if dataset is not None:
+            record = Dataset(
+                name=dataset["name"],
+                digest=dataset["digest"],
+                source_type=dataset["source_type"],
+                source=dataset["source"],
+                profile=json.dumps(dataset.get("profile") or {}),
+            )
+            context = InputTag("mlflow.data.context", "training")
+            _retry(self.client.log_inputs, self.run_id, [DatasetInput(record, [context])])
         return self.run_id
+
+    def _start_monitor(self) -> None:
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        # MLflow's own variable sets the interval (10 s by default).
+        interval = float(os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL") or 10)
+        self._monitor = SystemMetricsMonitor(
+            self.run_id, sampling_interval=interval, tracking_uri=self.uri
+        )
+        self._monitor.start()
 
     def set_tags(self, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
@@ -222,6 +266,9 @@ class RunTracker:
 
     def finish(self, status: str) -> None:
         """Flush and close the run. ``status``: FINISHED, FAILED or KILLED."""
+        if self._monitor is not None:
+            monitor, self._monitor = self._monitor, None
+            self._guard("stopping system metrics", monitor.finish)
         self.flush()
         self._guard(
             "closing the run",

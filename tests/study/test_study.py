@@ -176,6 +176,7 @@ def test_default_study_grid():
     assert rc["arch"]["bn"] == {"g": False, "d": False}
     assert (rc["loss"]["a"], rc["loss"]["b"], rc["loss"]["c"]) == (0.0, 1.0, 1.0)
     assert rc["tracking"]["experiment"] == "lsgan-vs-gan"
+    assert rc["tracking"]["tags"]["block"] == "stacked_mnist"  # a tag MLflow's UI groups by
     assert rc["tracking"]["tags"]["study"] == "lsgan-vs-gan"
     fmnist = s.variant("fashion_mnist/dcgan28_small/gan/bn-g0-d1")
     assert fmnist.bn_name == "d_only" and fmnist.seeds == tuple(range(8))

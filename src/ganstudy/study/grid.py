@@ -146,7 +146,9 @@ def merge(base: dict, update: dict) -> dict:
     return out
 
 
-def _variant_config(cfg: dict, block: dict, dataset: str, arch: str, loss: str, bn: dict) -> dict:
+def _variant_config(
+    cfg: dict, block_name: str, block: dict, dataset: str, arch: str, loss: str, bn: dict
+) -> dict:
     """The run config (as a mapping) of one variant of a block."""
     tracking = cfg["tracking"]
     return {
@@ -158,7 +160,8 @@ def _variant_config(cfg: dict, block: dict, dataset: str, arch: str, loss: str, 
         "tracking": {
             "enabled": tracking["enabled"],
             "experiment": cfg["study"],
-            "tags": {**tracking["tags"], "study": cfg["study"]},
+            "tags": {**tracking["tags"], "study": cfg["study"], "block": block_name},
+            "system_metrics": tracking["system_metrics"],
         },
     }
 
@@ -184,7 +187,7 @@ def expand(cfg: dict) -> list[Variant]:
                 for loss in block["losses"]:
                     for bn_name in block["bn"]:
                         bn = cfg["bn"][bn_name]
-                        data = _variant_config(cfg, block, dataset, arch, loss, bn)
+                        data = _variant_config(cfg, block_name, block, dataset, arch, loss, bn)
                         try:
                             resolved = run_config.from_dict(data).to_dict()
                         except ConfigError as err:

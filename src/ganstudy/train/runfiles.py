@@ -9,6 +9,7 @@ restart), ``metrics.json`` (status and summary; see :func:`summary_of_log`), ``f
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -22,6 +23,7 @@ import numpy as np
 import yaml
 
 from ganstudy import layout, provenance, tracking
+from ganstudy.data import registry
 from ganstudy.errors import ConfigError
 
 LOG_FIELDS = [
@@ -120,6 +122,33 @@ def append_fid(run_dir: Path, step: int, value: float, n_samples: int, dims: int
         handle.write(f"{step},{value},{n_samples},{dims}\n")
 
 
+def dataset_record(cfg) -> dict:
+    """The training data of a run as an MLflow dataset input. Prepared datasets are identified
+    by their manifest (source checksums, preparation parameters, counts), mixtures by their
+    means and sigma; the digest is the first 16 hex digits of its sha256."""
+    spec = registry.dataset(cfg.dataset.name)
+    profile = {"shape": list(spec.shape), "split": "train", "citation": spec.citation}
+    if spec.mixture is not None:
+        identity = json.dumps({"means": spec.mixture.means, "sigma": spec.mixture.sigma})
+        source, source_type = f"ganstudy.data.registry:{spec.name}", "code"
+        profile["modes"] = len(spec.mixture.means)
+    else:
+        folder = Path(cfg.dataset.data_root) / "prepared" / spec.name
+        manifest = folder / "manifest.json"
+        identity = manifest.read_text() if manifest.is_file() else "not prepared"
+        source, source_type = str(folder.resolve()), "local"
+        if manifest.is_file():
+            profile["count"] = json.loads(identity)["splits"]["train"]["count"]
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    return {
+        "name": spec.name,
+        "digest": digest,
+        "source_type": source_type,
+        "source": source,
+        "profile": profile,
+    }
+
+
 def run_tags(cfg, run_dir: Path, ensemble_size: int, device, versions: dict) -> dict[str, str]:
     """The MLflow tags of a member run: its factors, status, where it lives and versions."""
     key = layout.RunKey.of_config(cfg)
@@ -129,6 +158,7 @@ def run_tags(cfg, run_dir: Path, ensemble_size: int, device, versions: dict) -> 
         "arch": key.arch,
         "loss": key.loss,
         "bn": layout.bn_label(key.bn_g, key.bn_d).removeprefix("bn-"),
+        "variant": key.variant.path,
         "bn_g": str(key.bn_g),
         "bn_d": str(key.bn_d),
         "seed": str(key.seed),
@@ -238,6 +268,18 @@ def start_tracking(member_cfgs, run_dirs, resumed, device, versions, flush_secon
         name = member_cfg.tracking.run_name or layout.RunKey.of_config(member_cfg).name
         tracker = tracking.RunTracker(uri, experiment_id, flush_seconds, label=name)
         tags = run_tags(member_cfg, run_dir, k_members, device, versions)
-        ids.append(tracker.start(previous, name, member_cfg.to_dict(), tags))
+        tags["ensemble_job"] = f"{layout.RunKey.of_config(member_cfg).variant.path}/seeds-" + (
+            ",".join(str(c.seed) for c in member_cfgs)
+        )
+        ids.append(
+            tracker.start(
+                previous,
+                name,
+                member_cfg.to_dict(),
+                tags,
+                dataset=dataset_record(member_cfg),
+                system_metrics=member_cfg.tracking.system_metrics,
+            )
+        )
         trackers.append(tracker)
     return uri, experiment_id, ids, trackers, None
