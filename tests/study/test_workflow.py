@@ -73,7 +73,7 @@ def test_dry_run_shows_the_whole_default_study(tmp_path):
     counts = job_counts(result.stdout)
     train = {k: v for k, v in counts.items() if k.startswith("train__")}
     assert len(train) == 32 and set(train.values()) == {1}
-    assert counts["evaluate"] == 288 + 36 + 20 + 12
+    assert counts["evaluate"] == 288 + 96 + 32 + 32  # 8 seeds per arm in the image blocks
     assert counts["fetch"] == 3 and counts["prepare"] == 4
     assert counts["classifier"] == 2 and counts["fid_reference"] == 3
     for rule in ("design", "aggregate", "report", "all"):
