@@ -76,13 +76,15 @@ def store_lock(uri: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _retry(call, *args, attempts: int = 30, **kwargs):
-    """Call an MLflow client method, retrying while another process holds the SQLite lock."""
+def _retry(call, *args, attempts: int = 30, transient=("locked",), **kwargs):
+    """Call an MLflow client method, retrying while another process holds the SQLite lock (or
+    another ``transient`` error, lower-case fragments of its message)."""
     for attempt in range(attempts):
         try:
             return call(*args, **kwargs)
         except Exception as err:  # noqa: BLE001 - MLflow wraps SQLAlchemy errors in its own
-            if "locked" not in str(err).lower() or attempt == attempts - 1:
+            message = str(err).lower()
+            if not any(t in message for t in transient) or attempt == attempts - 1:
                 raise
             time.sleep(0.05 * (attempt + 1))
     raise AssertionError("unreachable")
@@ -204,7 +206,14 @@ class RunTracker:
                 profile=json.dumps(dataset.get("profile") or {}),
             )
             context = InputTag("mlflow.data.context", "training")
-            _retry(self.client.log_inputs, self.run_id, [DatasetInput(record, [context])])
+            # Runs started at once race to insert the experiment's dataset row: the loser sees
+            # a unique-constraint error and finds the row there when it tries again.
+            _retry(
+                self.client.log_inputs,
+                self.run_id,
+                [DatasetInput(record, [context])],
+                transient=("locked", "unique constraint failed: datasets"),
+            )
         return self.run_id
 
     def _start_monitor(self) -> None:

@@ -421,7 +421,7 @@ PREEMPT = {
             "bn": ["both"],
             "seeds": 1,
             "train": {
-                "steps": 4000, "log_every": 50, "checkpoint_every": 2000, "sample_every": 4000,
+                "steps": 2000, "log_every": 50, "checkpoint_every": 1000, "sample_every": 2000,
             },
         },
         "fashion_mnist": {"enabled": False},
@@ -452,7 +452,7 @@ def test_a_training_job_stopped_by_slurm_resumes_from_the_step_it_reached(tmp_pa
         "--slurm-status-command", "squeue",
         "--slurm-init-seconds-before-status-checks", "3",
     ]  # fmt: skip
-    # Once the job has logged a few rows (long before its first checkpoint at step 2000), SLURM
+    # Once the job has logged a few rows (long before its first checkpoint at step 1000), SLURM
     # sends it SIGTERM, as it does at a time limit or when it preempts a job.
     inner = f"""
 {shlex.join(snakemake)} > snakemake.log 2>&1 &
@@ -492,9 +492,9 @@ exit $status
     resumed = [line for line in train_log.splitlines() if "resuming from step" in line]
     assert len(resumed) == 1, train_log
     step = int(resumed[0].rsplit(" ", 1)[1])
-    assert 0 < step < 2000, resumed
+    assert 0 < step < 1000, resumed
     metrics = json.loads((run / "metrics.json").read_text())
-    assert (metrics["status"], metrics["steps"]) == ("completed", 4000)
+    assert (metrics["status"], metrics["steps"]) == ("completed", 2000)
 
 
 if __name__ == "__main__":

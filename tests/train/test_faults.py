@@ -24,7 +24,7 @@ from ganstudy.errors import StorageError
 from ganstudy.train.signals import EXIT_INTERRUPTED
 from ganstudy.train.trainer import train
 
-STEPS = 600
+STEPS = 400
 
 
 def _config(tmp_path: Path, steps: int = STEPS, **train_settings) -> Path:

@@ -1,0 +1,250 @@
+"""What a training job writes for its members: checkpoints (and resuming from them), log.csv,
+metrics.json, sample grids, training-time FID, MLflow tracking, and the end of a run (finished
+or interrupted by a signal).
+
+:class:`RunOutputs` is the half of :class:`~ganstudy.train.trainer.Trainer` that deals with the
+run directories; it uses the trainer's networks, optimizers, streams and step counter.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from torch import Tensor
+
+from ganstudy import atomic, layout
+from ganstudy import checkpoint as ckpt
+from ganstudy.errors import CheckpointError
+from ganstudy.sample import generate_members, sampling, save_samples
+from ganstudy.train import runfiles
+from ganstudy.train import step as step_maths
+from ganstudy.train.signals import StopRequest
+
+
+class RunOutputs:
+    """Checkpoints, logs, metrics.json, samples and tracking of the trainer's members."""
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def _check_existing(self) -> None:
+        for run_dir, member_cfg in zip(self.run_dirs, self.member_cfgs):
+            runfiles.check_same_run(run_dir, member_cfg.to_dict())
+
+    def _member_checkpoint(self, k: int, status: str) -> dict:
+        return ckpt.member_checkpoint(
+            k,
+            {"generator": self.G, "discriminator": self.D},
+            {"opt_g": self.opt_g, "opt_d": self.opt_d},
+            config=self.member_cfgs[k].to_dict(),
+            seed=self.seeds[k],
+            step=self.step,
+            status=status,
+            diverged_step=self.diverged_step[k],
+            wall_time_s=self.wall_before + (time.monotonic() - self._t_start),
+            # The run's MLflow identity travels with its state: a resumed run continues the same
+            # MLflow run even where metrics.json was removed (e.g. by a workflow rerun).
+            mlflow={"run_id": self.mlflow_ids[k], "tracking_uri": self.tracking_uri},
+            rng={"noise": self.noise_gens[k].get_state(), "data": self.stream.state_dict(k)},
+        )
+
+    def save_checkpoint(self) -> None:
+        for k, run_dir in enumerate(self.run_dirs):
+            ckpt.atomic_save(
+                self._member_checkpoint(k, "running"), ckpt.checkpoint_path(run_dir, self.step)
+            )
+        for run_dir in self.run_dirs:
+            ckpt.prune(run_dir)
+
+    def _resume_step(self) -> int | None:
+        """The newest checkpoint step that every member holds (None: start from scratch)."""
+        steps = ckpt.common_steps(self.run_dirs)
+        return steps[-1] if steps else None
+
+    def _resume(self) -> int | None:
+        """Load the newest step that every member has a good checkpoint of; an unusable file
+        is moved aside (``*.corrupt``) with a warning and the previous step is tried. Returns
+        the step (None: no checkpoint, start from scratch)."""
+        skipped = []
+        for step in reversed(ckpt.common_steps(self.run_dirs)):
+            try:
+                self.load_checkpoint(step)
+                return step
+            except CheckpointError as err:
+                moved = ckpt.move_aside(err.path)
+                skipped.append(f"{err} (moved to {moved.name})")
+                print(
+                    f"[{self._name}] warning: skipping the checkpoint of step {step}: {err}; "
+                    f"moved to {moved}; trying the previous one",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        if skipped:
+            raise CheckpointError(
+                "no checkpoint of this run can be used: "
+                + "; ".join(skipped)
+                + ". Remove the run directories to train from scratch."
+            )
+        return None
+
+    def load_checkpoint(self, step: int) -> None:
+        members = ckpt.load_members(
+            [ckpt.checkpoint_path(d, step) for d in self.run_dirs],
+            {"generator": self.G, "discriminator": self.D},
+            {"opt_g": self.opt_g, "opt_d": self.opt_d},
+        )
+        for k, m in enumerate(members):
+            self.noise_gens[k].set_state(m["rng"]["noise"])
+            self.stream.load_state_dict(k, m["rng"]["data"])
+            self.diverged_step[k] = m["diverged_step"]
+        self.step = step
+        self.wall_before = max(m["wall_time_s"] for m in members)
+        self._resumed_mlflow = [m.get("mlflow", {}) for m in members]
+
+    def _metrics_path(self, k: int) -> Path:
+        return self.run_dirs[k] / layout.METRICS
+
+    def _status(self, k: int, finished: bool, interrupted: bool = False) -> str:
+        if self.diverged_step[k] is not None:
+            return "diverged"
+        if finished:
+            return "completed"
+        return "interrupted" if interrupted else "running"
+
+    def _metrics(self, k: int, finished: bool, stop: StopRequest | None = None) -> dict:
+        extra = {}
+        if stop is not None:
+            extra = {"interrupted_step": self.step, "signal": stop.name}
+        return runfiles.metrics_record(
+            self.run_dirs[k],
+            status=self._status(k, finished, interrupted=stop is not None),
+            steps=self.step,
+            steps_planned=self.total_steps,
+            diverged_step=self.diverged_step[k],
+            wall_time_s=round(self.wall_before + time.monotonic() - self._t_start, 3),
+            seed=self.seeds[k],
+            member_index=k,
+            ensemble_seeds=self.seeds,
+            device=self.device,
+            mlflow_run_id=self.mlflow_ids[k],
+            tracking_uri=self.tracking_uri,
+            experiment=self.cfg.tracking.experiment if self.cfg.tracking.enabled else None,
+            experiment_id=self.experiment_id,
+            versions=self.versions,
+            tracking_failure=self._tracking_failure_of(k),
+            **extra,
+        )
+
+    def _tracking_failure_of(self, k: int) -> str | None:
+        tracker = self.trackers[k]
+        return tracker.failure if tracker is not None else self._tracking_failure
+
+    def _open_logs(self) -> None:
+        opened = [runfiles.open_log(run_dir, self.step) for run_dir in self.run_dirs]
+        self.log_files = [handle for handle, _ in opened]
+        self.log_writers = [writer for _, writer in opened]
+
+    def _start_tracking(self) -> None:
+        started = runfiles.start_tracking(
+            self.member_cfgs,
+            self.run_dirs,
+            self._resumed_mlflow,
+            self.device,
+            self.versions,
+            self.flush_seconds,
+        )
+        self.tracking_uri, self.experiment_id, self.mlflow_ids, self.trackers = started[:4]
+        self._tracking_failure = started[4]
+
+    def _save_samples(self) -> None:
+        with sampling(self.G):
+            samples = self.G(self.sample_z).float().cpu()
+        for k, run_dir in enumerate(self.run_dirs):
+            if self.diverged_step[k] is not None:
+                continue
+            save_samples(
+                samples[k], self.spec, run_dir / layout.SAMPLES / f"step_{self.step:08d}.png"
+            )
+
+    def generate_all(self, n: int) -> Tensor:
+        """n samples of every member, (K, n, *sample_shape) on the CPU, from fixed noise."""
+        seeds = [step_maths.MemberSeeds.from_seed(s).sample + 1 for s in self.seeds]
+        return generate_members(self.G, self.cfg, seeds, n, self.device)
+
+    def _track_fid(self) -> None:
+        samples = self.generate_all(self.cfg.train.fid_samples)
+        for k, run_dir in enumerate(self.run_dirs):
+            if self.diverged_step[k] is not None:
+                continue
+            value = float(self.fid(samples[k]))
+            runfiles.append_fid(run_dir, self.step, value, self.fid.n_samples, self.fid.dims)
+            if self.trackers[k] is not None:
+                self.trackers[k].log_metrics(self.step, {"fid_train": value})
+
+    def _interrupt(self, stop: StopRequest) -> list[dict]:
+        """After a stop signal: a checkpoint of every member at this step, metrics.json with
+        ``"status": "interrupted"``, the MLflow runs ended as KILLED. The rerun resumes here."""
+        if not ckpt.checkpoint_path(self.run_dirs[0], self.step).is_file():
+            self.save_checkpoint()
+        results = []
+        for k in range(self.K):
+            metrics = self._metrics(k, finished=False, stop=stop)
+            atomic.write_json(self._metrics_path(k), metrics)
+            if self.trackers[k] is not None:
+                self.trackers[k].set_tags({"status": metrics["status"]})
+                self.trackers[k].finish("KILLED")
+            results.append(metrics)
+        print(
+            f"[{self._name}] stopped by {stop.name} at step {self.step} of {self.total_steps}: "
+            "checkpoint written; run the same command again to resume from it",
+            file=sys.stderr,
+            flush=True,
+        )
+        return results
+
+    def _finished(self, k: int) -> bool:
+        path = self._metrics_path(k)
+        if not path.is_file() or not (self.run_dirs[k] / layout.FINAL).is_file():
+            return False
+        return json.loads(path.read_text()).get("status") in ("completed", "diverged")
+
+    def _log(
+        self, history: Tensor, first_step: int, stats: Tensor, rate: float, frozen_host: list[bool]
+    ):
+        """Record divergence (the first non-finite step of each member) and write log rows."""
+        logged = [not frozen for frozen in frozen_host]
+        self._record_divergence(history, first_step, frozen_host)
+        stats = stats.cpu()
+        wall = round(self.wall_before + time.monotonic() - self._t_start, 3)
+        for k in range(self.K):
+            if logged[k]:
+                runfiles.write_log_row(
+                    self.log_writers[k],
+                    self.log_files[k],
+                    self.trackers[k],
+                    self.step,
+                    stats[k].tolist(),
+                    rate,
+                    wall,
+                )
+
+    def _finish(self) -> list[dict]:
+        if not ckpt.checkpoint_path(self.run_dirs[0], self.step).is_file():
+            self.save_checkpoint()
+        if self.step % self.cfg.train.sample_every != 0:
+            self._save_samples()
+        results = []
+        for k, run_dir in enumerate(self.run_dirs):
+            status = self._status(k, finished=True)
+            ckpt.atomic_save(self._member_checkpoint(k, status), run_dir / layout.FINAL)
+            metrics = self._metrics(k, finished=True)
+            atomic.write_json(self._metrics_path(k), metrics)
+            tracker = self.trackers[k]
+            if tracker is not None:
+                tracker.set_tags({"status": status})
+                tracker.log_artifacts([run_dir / name for name in runfiles.ARTIFACTS])
+                tracker.finish("FINISHED")
+            results.append(metrics)
+        return results
