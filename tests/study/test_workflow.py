@@ -261,7 +261,9 @@ def test_a_killed_training_job_resumes_and_a_diverged_run_is_evaluated(tmp_path)
                              stderr=subprocess.STDOUT, text=True)  # fmt: skip
     checkpoints = runs[0] / "checkpoints"
     deadline = time.monotonic() + 300
-    while not (checkpoints.is_dir() and list(checkpoints.glob("step_*.pt"))):
+    # Both members' checkpoints of a step (the ensemble resumes from a step every member has;
+    # a kill between the two files would send it back to the previous one).
+    while not all(list((run / "checkpoints").glob("step_*.pt")) for run in runs):
         assert first.poll() is None, first.stdout.read()
         assert time.monotonic() < deadline, "no checkpoint within 300 s"
         time.sleep(0.2)
