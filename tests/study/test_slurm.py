@@ -321,16 +321,22 @@ def collect(experiment: str, out: str) -> None:
     Path(out).write_text(json.dumps({"uri": uri, "runs": runs, "slurm_jobs": jobs}, indent=1))
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(CLUSTER_LIMIT_S + 120)
-def test_quick_study_slice_runs_on_a_localhost_slurm_cluster_logging_to_one_server(tmp_path):
+def cluster_workdir(tmp_path: Path, name: str, study: dict) -> tuple[dict, Path]:
+    """(the SLURM profile, a working directory with the study configs), or a skip naming what
+    the cluster test lacks here."""
     reason = cluster_missing()
     if reason:
         pytest.skip(reason)
-    p = profile()
     work = tmp_path / "work"
     shutil.copytree(REPO / "config", work / "config")
-    (work / "slice.yaml").write_text(yaml.safe_dump(SLICE, sort_keys=False))
+    (work / name).write_text(yaml.safe_dump(study, sort_keys=False))
+    return profile(), work
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(CLUSTER_LIMIT_S + 120)
+def test_quick_study_slice_runs_on_a_localhost_slurm_cluster_logging_to_one_server(tmp_path):
+    p, work = cluster_workdir(tmp_path, "slice.yaml", SLICE)
     state, collected = tmp_path / "cluster", tmp_path / "collected.json"
 
     snakemake = [
@@ -435,13 +441,7 @@ PREEMPT_LIMIT_S = 300
 @pytest.mark.slow
 @pytest.mark.timeout(PREEMPT_LIMIT_S + 120)
 def test_a_training_job_stopped_by_slurm_resumes_from_the_step_it_reached(tmp_path):
-    reason = cluster_missing()
-    if reason:
-        pytest.skip(reason)
-    p = profile()
-    work = tmp_path / "work"
-    shutil.copytree(REPO / "config", work / "config")
-    (work / "preempt.yaml").write_text(yaml.safe_dump(PREEMPT, sort_keys=False))
+    p, work = cluster_workdir(tmp_path, "preempt.yaml", PREEMPT)
     key = "ring8/mlp2d/lsgan/bn-g1-d1"
     run = work / PREEMPT["results"] / "runs" / key / "seed0"
     snakemake = [
