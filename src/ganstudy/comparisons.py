@@ -36,10 +36,13 @@ MODE_TESTS: dict[str, tuple[MetricTest, ...]] = {
 }
 
 
-def metric_tests(dataset: str, has_fid: bool | None = None) -> tuple[MetricTest, ...]:
+def metric_tests(
+    dataset: str, has_fid: bool | None = None, mode_kind: str | None = None
+) -> tuple[MetricTest, ...]:
     """The tests of a dataset's comparisons. ``has_fid``: whether its runs have FID values
-    (None: as the dataset registry says)."""
+    (None: as the dataset registry says); ``mode_kind``: the mode metric of a dataset the
+    registry does not know (results of another version)."""
     spec = registry.DATASETS.get(dataset)
     fid = (spec is not None and spec.fid is not None) if has_fid is None else has_fid
-    mode_tests = MODE_TESTS.get(spec.mode_metric, ()) if spec is not None else ()
+    mode_tests = MODE_TESTS.get(spec.mode_metric if spec is not None else mode_kind, ())
     return (*((FID,) if fid else mode_tests), DIVERGED)

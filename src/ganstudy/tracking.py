@@ -128,6 +128,17 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def warn_failure(label: str, uri: str, failure: str) -> None:
+    """The one warning a run prints when its tracking fails."""
+    print(
+        f"[{label}] warning: MLflow tracking at {uri} failed ({failure}); training goes on "
+        "without it and its files are complete; `ganstudy track sync` copies them into MLflow "
+        "later",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 class RunTracker:
     """The MLflow run of one training run (one ensemble member), best effort.
 
@@ -155,13 +166,7 @@ class RunTracker:
             return call()
         except Exception as err:  # noqa: BLE001 - any MLflow failure means the same: go on alone
             self.failure = f"{what}: {describe_error(err)}"
-            print(
-                f"[{self.label}] warning: MLflow tracking at {self.uri} failed ({self.failure}); "
-                "training goes on without it and its files are complete; "
-                "`ganstudy track sync` copies them into MLflow later",
-                file=sys.stderr,
-                flush=True,
-            )
+            warn_failure(self.label, self.uri, self.failure)
             return None
 
     def start(

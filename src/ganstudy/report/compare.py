@@ -14,8 +14,7 @@ from dataclasses import replace
 import pandas as pd
 
 from ganstudy import layout, power, stats
-from ganstudy.comparisons import DIVERGED, FID, MODE_TESTS, MetricTest, metric_tests
-from ganstudy.data.registry import DATASETS
+from ganstudy.comparisons import MetricTest, metric_tests
 from ganstudy.report.html import LEVEL, Html, fmt, join, table, tag
 from ganstudy.report.inputs import Comparison, ReportInputs
 
@@ -25,13 +24,12 @@ GROUP = ["dataset", "arch", "bn_g", "bn_d"]
 def comparison_metrics(dataset_runs: pd.DataFrame) -> tuple[MetricTest, ...]:
     """The tests of a dataset (:func:`ganstudy.comparisons.metric_tests`): FID where its runs
     have FID values, else its mode metric(s); and the rate of diverged runs."""
-    dataset = dataset_runs["dataset"].iloc[0]
-    has_fid = bool(dataset_runs["fid"].notna().any())
-    if dataset not in DATASETS:  # results of a dataset this version does not know
-        kinds = dataset_runs["modes_kind"].dropna().unique()
-        tests = MODE_TESTS.get(kinds[0], ()) if len(kinds) else ()
-        return (*((FID,) if has_fid else tests), DIVERGED)
-    return metric_tests(dataset, has_fid=has_fid)
+    kinds = dataset_runs["modes_kind"].dropna().unique()
+    return metric_tests(
+        dataset_runs["dataset"].iloc[0],
+        has_fid=bool(dataset_runs["fid"].notna().any()),
+        mode_kind=kinds[0] if len(kinds) else None,
+    )
 
 
 def fid_settings(runs: pd.DataFrame) -> set[str]:

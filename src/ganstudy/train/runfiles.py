@@ -14,7 +14,6 @@ import json
 import math
 import os
 import socket
-import sys
 import time
 from pathlib import Path
 from typing import IO
@@ -253,13 +252,7 @@ def start_tracking(member_cfgs, run_dirs, resumed, device, versions, flush_secon
         experiment_id = tracking.init_store(uri, cfg.tracking.experiment)
     except Exception as err:  # noqa: BLE001 - the store is a mirror: train without it
         failure = f"opening the store: {tracking.describe_error(err)}"
-        print(
-            f"[{label}] warning: MLflow tracking at {uri} failed ({failure}); training goes on "
-            "without it and its files are complete; `ganstudy track sync` copies them into "
-            "MLflow later",
-            file=sys.stderr,
-            flush=True,
-        )
+        tracking.warn_failure(label, uri, failure)
         return uri, None, [None] * k_members, [None] * k_members, failure
     ids, trackers = [], []
     for member_cfg, run_dir, resumed_ids in zip(member_cfgs, run_dirs, resumed):
