@@ -21,13 +21,26 @@ VARIANTS = {
 }
 
 
+def resolve_variant(name: str) -> str:
+    """A benchmark variant by its full name (``mlp2d/ring8``) or its architecture (``mlp2d``)."""
+    if name in VARIANTS:
+        return name
+    by_arch = {v.split("/")[0]: v for v in VARIANTS}
+    if name in by_arch:
+        return by_arch[name]
+    raise SystemExit(
+        f"unknown variant {name!r}; allowed: {', '.join(VARIANTS)} (or the architecture alone: "
+        f"{', '.join(by_arch)})"
+    )
+
+
 def variant_config(
     variant: str, data_root: Path, steps: int, batch_size: int, device: str, tracking=None
 ):
     """A run config of a benchmark variant; image data is random uint8 of the right shape
     (throughput does not depend on the pixels) unless a prepared set already exists."""
     data = {
-        **VARIANTS[variant],
+        **VARIANTS[resolve_variant(variant)],
         "loss": {"name": "lsgan"},
         "train": {
             "steps": steps,

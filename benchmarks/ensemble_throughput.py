@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 
 import torch
-from _common import median_time, table, variant_config
+from _common import median_time, resolve_variant, table, variant_config
 
 from ganstudy.train.trainer import Trainer
 
@@ -81,14 +81,15 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ganstudy-ens-"))
     rows = []
     try:
-        for variant in args.variants:
+        for variant in [resolve_variant(v) for v in args.variants]:
             cfg = variant_config(variant, work / "data", args.steps, args.batch_size, args.device)
             seeds = list(range(args.members))
             counter = {"n": 0}
 
             def run(member_seeds):
                 counter["n"] += 1
-                dirs = [work / f"r{counter['n']}" / f"s{s}" for s in member_seeds]
+                run_root = work / variant.replace("/", "-") / f"r{counter['n']}"
+                dirs = [run_root / f"s{s}" for s in member_seeds]
                 Trainer(cfg, member_seeds, dirs, device=device, progress=False).run()
 
             run([0])  # warm-up

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from _common import median_time, table, variant_config
+from _common import median_time, resolve_variant, table, variant_config
 from torch import nn
 
 from ganstudy.data.streams import make_stream
@@ -28,7 +28,7 @@ from ganstudy.train.trainer import Trainer
 
 def plain_networks(variant: str, z_dim: int) -> tuple[nn.Module, nn.Module]:
     """The same architectures written with torch.nn's standard layers."""
-    if variant.startswith("mlp2d"):
+    if resolve_variant(variant).startswith("mlp2d"):
         g = nn.Sequential(
             nn.Linear(z_dim, 400),
             nn.BatchNorm1d(400),
@@ -110,7 +110,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ganstudy-bench-"))
     rows = []
     try:
-        for variant in args.variants:
+        for variant in [resolve_variant(v) for v in args.variants]:
             cfg = variant_config(variant, work / "data", args.steps, args.batch_size, args.device)
             tracked = variant_config(
                 variant,
@@ -126,9 +126,10 @@ def main() -> None:
             )
             counter = {"n": 0}
 
-            def engine(c=cfg):
+            def engine(c=cfg, variant=variant):
                 counter["n"] += 1
-                Trainer(c, [0], [work / f"run{counter['n']}"], device=device, progress=False).run()
+                out = work / variant.replace("/", "-") / f"run{counter['n']}"
+                Trainer(c, [0], [out], device=device, progress=False).run()
 
             plain_run = plain_loop(cfg, variant, device)
             engine()  # warm-up (first allocations, lazy imports)

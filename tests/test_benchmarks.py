@@ -27,16 +27,26 @@ def _run(tmp_path: Path, script: str, *args: str) -> str:
     return result.stdout
 
 
-def test_train_throughput(tmp_path):
-    out = _run(tmp_path, "train_throughput.py", "--steps", "5", "--repeats", "1",
-               "--variants", "mlp2d/ring8")  # fmt: skip
-    assert "engine/plain" in out and "mlp2d/ring8" in out
+def test_train_throughput_of_two_variants_named_by_their_architecture(tmp_path):
+    out = _run(tmp_path, "train_throughput.py", "--steps", "3", "--repeats", "1",
+               "--variants", "mlp2d", "dcgan28")  # fmt: skip
+    assert "engine/plain" in out and "mlp2d/ring8" in out and "dcgan28/fashion_mnist" in out
+
+
+def test_an_unknown_variant_is_named_with_the_allowed_ones(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "train_throughput.py"), "--variants", "mlp3d"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "unknown variant 'mlp3d'" in result.stderr and "mlp2d/ring8" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_ensemble_throughput(tmp_path):
     out = _run(tmp_path, "ensemble_throughput.py", "--members", "2", "--steps", "3",
-               "--repeats", "1", "--variants", "mlp2d/ring8")  # fmt: skip
-    assert "mlp2d/ring8" in out
+               "--repeats", "1", "--variants", "mlp2d", "dcgan28")  # fmt: skip
+    assert "mlp2d/ring8" in out and "dcgan28/fashion_mnist" in out
 
 
 def test_study_cost(tmp_path):

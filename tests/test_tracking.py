@@ -1,13 +1,15 @@
 """MLflow tracking: complete runs, resumed runs, and eight processes on one fresh SQLite store."""
 
+import csv
 import json
+import socket
 import subprocess
 
 from helpers import ring_config, train_command
 from mlflow import MlflowClient
 
-from ganstudy import config
-from ganstudy.train.trainer import train
+from ganstudy import config, layout, tracking
+from ganstudy.train.trainer import Trainer, train
 
 
 def tracked_config(tmp_path, steps=40, experiment="study-x"):
@@ -106,7 +108,7 @@ def test_the_ui_sees_a_model_experiment_with_dataset_system_metrics_and_groups(
     members = train(cfg, [0, 1], [tmp_path / "s0", tmp_path / "s1"], progress=False)
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("ui")
-    # opens on the runs table ("model training"), not on the GenAI views
+    # the model-development kind (MLflow 3.17's UI also needs the view in the link: ui_url)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     for metrics in members:
         run = client.get_run(metrics["mlflow_run_id"])
@@ -121,3 +123,39 @@ def test_the_ui_sees_a_model_experiment_with_dataset_system_metrics_and_groups(
         tags = run.data.tags
         assert tags["variant"] == "ring8/mlp2d/lsgan/bn-g1-d1"
         assert tags["ensemble_job"] == "ring8/mlp2d/lsgan/bn-g1-d1/seeds-0,1"
+
+
+def test_a_server_that_never_answers_does_not_hold_up_the_training_loop(tmp_path, monkeypatch):
+    # Requests time out after 3 s, three tries: MLflow gives up long after 200 steps are done.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
+    with socket.socket() as listener:  # accepts connections, never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        data = ring_config(steps=200, log_every=50).to_dict()
+        uri = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        data["tracking"] = {**data["tracking"], "enabled": True, "uri": uri}
+        trainer = Trainer(config.from_dict(data), [0], [tmp_path / "run"], progress=False)
+        (metrics,) = trainer.run()
+    assert metrics["status"] == "completed" and metrics["steps"] == 200
+    assert metrics["tracking"]["status"] == "failed"
+    assert "ReadTimeoutError" in metrics["tracking"]["error"]
+    saved = json.loads((tmp_path / "run" / layout.METRICS).read_text())
+    assert saved["tracking"] == metrics["tracking"]
+    with (tmp_path / "run" / layout.LOG).open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in rows] == [50, 100, 150, 200]
+    # every step was trained (and logged) while MLflow was still waiting for the server
+    assert float(rows[-1]["time"]) < trainer.tracking.failed_at
+
+
+def test_ui_links_open_the_runs_table():
+    server = "http://mlflow.example:5000"
+    assert tracking.ui_url(server + "/", "7") == (
+        "http://mlflow.example:5000/#/experiments/7/runs?workflowType=machine_learning"
+    )
+    assert tracking.ui_url(server, "7", "abc") == (
+        "http://mlflow.example:5000/#/experiments/7/runs/abc?workflowType=machine_learning"
+    )
+    local = tracking.ui_hint("sqlite:///mlflow.db", "1")
+    assert "mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000" in local
+    assert "http://127.0.0.1:5000/#/experiments/1/runs?workflowType=machine_learning" in local

@@ -230,13 +230,14 @@ def test_mlflow_server_script_serves_runs_over_http_and_stops(tmp_path, monkeypa
         # The package resolves the server from the environment, as every job does.
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         assert tracking.resolve_uri(None) == uri
-        experiment = tracking.init_store(uri, "server-probe")
-        run = tracking.RunTracker(uri, experiment)
+        job = tracking.TrackingJob(uri, "server-probe")
+        run = job.member("probe")
         run.start(None, "probe", {"train": {"steps": 3}}, {"seed": "7"})
         run.log_metrics(3, {"loss_d": 0.25}, force_flush=True)
         (tmp_path / "metrics.json").write_text('{"status": "completed"}')
         run.log_artifacts([tmp_path / "metrics.json"])
         run.finish("FINISHED")
+        assert job.close() and job.failure is None
 
         got = MlflowClient(uri).get_run(run.run_id)
         assert got.info.status == "FINISHED"

@@ -48,9 +48,15 @@ def _cmd_design(args) -> int:
 def _cmd_init_tracking(args) -> int:
     from ganstudy import tracking
 
+    tracking.bound_http_waits()
     uri = tracking.resolve_uri(args.uri)
-    experiment_id = tracking.init_store(uri, args.experiment)
+    try:
+        experiment_id = tracking.init_store(uri, args.experiment)
+    except Exception as err:  # noqa: BLE001 - the store only mirrors the runs: warn, go on
+        tracking.warn_failure("study", uri, f"opening the store: {tracking.describe_error(err)}")
+        return 0
     print(f"MLflow store {uri}: experiment {args.experiment!r} (id {experiment_id})")
+    print(tracking.ui_hint(uri, experiment_id))
     return 0
 
 

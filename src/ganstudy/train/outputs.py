@@ -46,7 +46,7 @@ class RunOutputs:
             wall_time_s=self.wall_before + (time.monotonic() - self._t_start),
             # The run's MLflow identity travels with its state: a resumed run continues the same
             # MLflow run even where metrics.json was removed (e.g. by a workflow rerun).
-            mlflow={"run_id": self.mlflow_ids[k], "tracking_uri": self.tracking_uri},
+            mlflow={"run_id": self._mlflow_id(k), "tracking_uri": self._tracking_uri()},
             rng={"noise": self.noise_gens[k].get_state(), "data": self.stream.state_dict(k)},
         )
 
@@ -128,18 +128,25 @@ class RunOutputs:
             member_index=k,
             ensemble_seeds=self.seeds,
             device=self.device,
-            mlflow_run_id=self.mlflow_ids[k],
-            tracking_uri=self.tracking_uri,
+            mlflow_run_id=self._mlflow_id(k),
+            tracking_uri=self._tracking_uri(),
             experiment=self.cfg.tracking.experiment if self.cfg.tracking.enabled else None,
-            experiment_id=self.experiment_id,
+            experiment_id=self.tracking.experiment_id if self.tracking else None,
             versions=self.versions,
-            tracking_failure=self._tracking_failure_of(k),
+            tracking_failure=self.tracking.failure if self.tracking else None,
             **extra,
         )
 
-    def _tracking_failure_of(self, k: int) -> str | None:
-        tracker = self.trackers[k]
-        return tracker.failure if tracker is not None else self._tracking_failure
+    # -- tracking ------------------------------------------------------------------------------
+
+    def _mlflow_id(self, k: int) -> str | None:
+        return self.tracking.trackers[k].run_id if self.tracking else None
+
+    def _tracking_uri(self) -> str | None:
+        return self.tracking.uri if self.tracking else None
+
+    def _tracker(self, k: int):
+        return self.tracking.trackers[k] if self.tracking else None
 
     def _open_logs(self) -> None:
         opened = [runfiles.open_log(run_dir, self.step) for run_dir in self.run_dirs]
@@ -147,7 +154,7 @@ class RunOutputs:
         self.log_writers = [writer for _, writer in opened]
 
     def _start_tracking(self) -> None:
-        started = runfiles.start_tracking(
+        self.tracking = runfiles.start_tracking(
             self.member_cfgs,
             self.run_dirs,
             self._resumed_mlflow,
@@ -155,8 +162,18 @@ class RunOutputs:
             self.versions,
             self.flush_seconds,
         )
-        self.tracking_uri, self.experiment_id, self.mlflow_ids, self.trackers = started[:4]
-        self._tracking_failure = started[4]
+
+    def _close_tracking(self, results: list[dict]) -> None:
+        """Wait (bounded) for the queued MLflow calls; where tracking failed meanwhile,
+        metrics.json is rewritten to say so."""
+        if self.tracking is None:
+            return
+        self.tracking.close()
+        failure = self.tracking.failure
+        for k, metrics in enumerate(results):
+            if failure and metrics.get("tracking", {}).get("error") != failure:
+                metrics["tracking"] = {"status": "failed", "error": failure}
+                atomic.write_json(self._metrics_path(k), metrics)
 
     def _save_samples(self) -> None:
         with sampling(self.G):
@@ -180,22 +197,25 @@ class RunOutputs:
                 continue
             value = float(self.fid(samples[k]))
             runfiles.append_fid(run_dir, self.step, value, self.fid.n_samples, self.fid.dims)
-            if self.trackers[k] is not None:
-                self.trackers[k].log_metrics(self.step, {"fid_train": value})
+            if self._tracker(k) is not None:
+                self._tracker(k).log_metrics(self.step, {"fid_train": value})
 
     def _interrupt(self, stop: StopRequest) -> list[dict]:
         """After a stop signal: a checkpoint of every member at this step, metrics.json with
         ``"status": "interrupted"``, the MLflow runs ended as KILLED. The rerun resumes here."""
         if not ckpt.checkpoint_path(self.run_dirs[0], self.step).is_file():
             self.save_checkpoint()
+        if self.tracking is not None:
+            self.tracking.wait()  # the run ids, for metrics.json
         results = []
         for k in range(self.K):
             metrics = self._metrics(k, finished=False, stop=stop)
             atomic.write_json(self._metrics_path(k), metrics)
-            if self.trackers[k] is not None:
-                self.trackers[k].set_tags({"status": metrics["status"]})
-                self.trackers[k].finish("KILLED")
+            if self._tracker(k) is not None:
+                self._tracker(k).set_tags({"status": metrics["status"]})
+                self._tracker(k).finish("KILLED")
             results.append(metrics)
+        self._close_tracking(results)
         print(
             f"[{self._name}] stopped by {stop.name} at step {self.step} of {self.total_steps}: "
             "checkpoint written; run the same command again to resume from it",
@@ -223,7 +243,7 @@ class RunOutputs:
                 runfiles.write_log_row(
                     self.log_writers[k],
                     self.log_files[k],
-                    self.trackers[k],
+                    self._tracker(k),
                     self.step,
                     stats[k].tolist(),
                     rate,
@@ -235,16 +255,19 @@ class RunOutputs:
             self.save_checkpoint()
         if self.step % self.cfg.train.sample_every != 0:
             self._save_samples()
+        if self.tracking is not None:
+            self.tracking.wait()  # the run ids, for final.pt and metrics.json
         results = []
         for k, run_dir in enumerate(self.run_dirs):
             status = self._status(k, finished=True)
             ckpt.atomic_save(self._member_checkpoint(k, status), run_dir / layout.FINAL)
             metrics = self._metrics(k, finished=True)
             atomic.write_json(self._metrics_path(k), metrics)
-            tracker = self.trackers[k]
+            tracker = self._tracker(k)
             if tracker is not None:
                 tracker.set_tags({"status": status})
                 tracker.log_artifacts([run_dir / name for name in runfiles.ARTIFACTS])
                 tracker.finish("FINISHED")
             results.append(metrics)
+        self._close_tracking(results)
         return results

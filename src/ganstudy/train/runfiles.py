@@ -236,43 +236,31 @@ def _previous_mlflow_run(run_dir: Path, resumed: dict) -> dict:
     return resumed
 
 
-def start_tracking(member_cfgs, run_dirs, resumed, device, versions, flush_seconds):
-    """Start (or continue) one MLflow run per member: ``(uri, experiment_id, run ids, trackers,
-    failure)``; trackers are None when tracking is off or the store cannot be reached (then
-    ``failure`` says why, after one warning). A member continues its earlier MLflow run where
-    that run lives in the same store."""
-    k_members = len(member_cfgs)
+def start_tracking(
+    member_cfgs, run_dirs, resumed, device, versions, flush_seconds
+) -> tracking.TrackingJob | None:
+    """Queue the start (or continuation) of one MLflow run per member; None when tracking is
+    off. A member continues its earlier MLflow run where that run lives in the same store."""
     cfg = member_cfgs[0]
     if not cfg.tracking.enabled:
-        return None, None, [None] * k_members, [None] * k_members, None
+        return None
     tracking.bound_http_waits()
     uri = tracking.resolve_uri(cfg.tracking.uri)
     label = layout.RunKey.of_config(cfg).name
-    try:
-        experiment_id = tracking.init_store(uri, cfg.tracking.experiment)
-    except Exception as err:  # noqa: BLE001 - the store is a mirror: train without it
-        failure = f"opening the store: {tracking.describe_error(err)}"
-        tracking.warn_failure(label, uri, failure)
-        return uri, None, [None] * k_members, [None] * k_members, failure
-    ids, trackers = [], []
+    job = tracking.TrackingJob(uri, cfg.tracking.experiment, label, flush_seconds)
+    seeds = ",".join(str(c.seed) for c in member_cfgs)
     for member_cfg, run_dir, resumed_ids in zip(member_cfgs, run_dirs, resumed):
         stored = _previous_mlflow_run(run_dir, resumed_ids)
         previous = stored.get("run_id") if stored.get("tracking_uri") == uri else None
         name = member_cfg.tracking.run_name or layout.RunKey.of_config(member_cfg).name
-        tracker = tracking.RunTracker(uri, experiment_id, flush_seconds, label=name)
-        tags = run_tags(member_cfg, run_dir, k_members, device, versions)
-        tags["ensemble_job"] = f"{layout.RunKey.of_config(member_cfg).variant.path}/seeds-" + (
-            ",".join(str(c.seed) for c in member_cfgs)
+        tags = run_tags(member_cfg, run_dir, len(member_cfgs), device, versions)
+        tags["ensemble_job"] = f"{layout.RunKey.of_config(member_cfg).variant.path}/seeds-{seeds}"
+        job.member(name).start(
+            previous,
+            name,
+            member_cfg.to_dict(),
+            tags,
+            dataset=dataset_record(member_cfg),
+            system_metrics=member_cfg.tracking.system_metrics,
         )
-        ids.append(
-            tracker.start(
-                previous,
-                name,
-                member_cfg.to_dict(),
-                tags,
-                dataset=dataset_record(member_cfg),
-                system_metrics=member_cfg.tracking.system_metrics,
-            )
-        )
-        trackers.append(tracker)
-    return uri, experiment_id, ids, trackers, None
+    return job

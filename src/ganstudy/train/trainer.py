@@ -68,6 +68,7 @@ class Trainer(RunOutputs):
         )
         self.progress_enabled = progress
         self.flush_seconds = flush_seconds
+        self.tracking = None
         self.spec = registry.dataset(cfg.dataset.name)
         self.member_cfgs = [cfg.with_seed(s) for s in seeds]
         self._check_existing()
@@ -209,10 +210,10 @@ class Trainer(RunOutputs):
                 f.close()
             if progress is not None:
                 progress.close()
-            if status != "FINISHED":
-                for tracker in self.trackers:
-                    if tracker is not None:
-                        tracker.finish(status)
+            if status != "FINISHED" and self.tracking is not None:
+                for tracker in self.tracking.trackers:
+                    tracker.finish(status)
+                self.tracking.close()
         if stop.signal is not None and self.step < self.total_steps and not all(frozen_host):
             return self._interrupt(stop)
         return self._finish()

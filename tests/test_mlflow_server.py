@@ -1,0 +1,151 @@
+"""A real `mlflow server`: stopped in the middle of a training run and started again, the run
+still completes and `ganstudy track sync` gives the server its full history; the server's UI
+then shows the study's runs table (headless Chromium, screenshot in test-artifacts/)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from browser import DevTools, evaluate, find_browser, open_page, screenshot
+from conftest import env_without_tracking_uri
+from helpers import ring_config, train_command
+
+from ganstudy import cli, layout, tracking
+from ganstudy.train.runfiles import LOGGED_METRICS
+
+SERVER_SCRIPT = (
+    Path(__file__).resolve().parents[1] / "scripts" / "slurm-localhost" / "mlflow-server.sh"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _server(action: str, state: Path, port: int | None = None) -> None:
+    command = [str(SERVER_SCRIPT), action, str(state)]
+    if action == "start":
+        command += ["--port", str(port), "--workers", "1"]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=180, env=env_without_tracking_uri()
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def _wait(predicate, what: str, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _log_history(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    with (run_dir / layout.LOG).open() as handle:
+        rows = list(csv.DictReader(handle))
+    return {key: [(int(r["step"]), float(r[key])) for r in rows] for key in LOGGED_METRICS}
+
+
+@pytest.mark.slow
+def test_server_stopped_mid_run_then_sync_gives_the_full_history_and_the_ui_shows_it(tmp_path):
+    from mlflow import MlflowClient
+
+    state, port = tmp_path / "server", _free_port()
+    uri = f"http://127.0.0.1:{port}"
+    steps = 2000
+    data = ring_config(steps=steps, log_every=50, checkpoint_every=500).to_dict()
+    data["tracking"] = {
+        "enabled": True,
+        "uri": uri,
+        "experiment": "outage",
+        "system_metrics": False,
+    }
+    config_path = tmp_path / "run.yaml"
+    config_path.write_text(yaml.safe_dump(data))
+    results = tmp_path / "results"
+    run_dir = results / layout.RunKey("ring8", "mlp2d", "lsgan", True, True, 0).run_dir
+    _server("start", state, port)
+    try:
+        proc = subprocess.Popen(
+            train_command(config_path, run_dir),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env_without_tracking_uri() | {"OMP_NUM_THREADS": "1"},
+        )
+        client = MlflowClient(uri)
+
+        def live_run():
+            experiment = client.get_experiment_by_name("outage")
+            runs = client.search_runs([experiment.experiment_id]) if experiment else []
+            return runs[0] if runs else None
+
+        live = _wait(live_run, "the run to appear on the server")
+        _server("stop", state)
+        assert proc.poll() is None, "the run ended before the server was stopped"
+        out, err = proc.communicate(timeout=600)
+        _server("start", state, port)  # the same store, back after the run ended
+
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err
+        assert err.count(f"warning: MLflow tracking at {uri} failed") == 1, err
+        metrics = json.loads((run_dir / layout.METRICS).read_text())
+        assert metrics["status"] == "completed" and metrics["steps"] == steps
+        assert metrics["tracking"]["status"] == "failed"
+        assert metrics["mlflow_run_id"] == live.info.run_id
+        # What reached the server before the outage: the run, not its end.
+        assert client.get_run(live.info.run_id).info.status == "RUNNING"
+
+        assert cli.main(["track", "sync", "--results", str(results), "--uri", uri]) == 0
+        experiment = client.get_experiment_by_name("outage")
+        (synced,) = client.search_runs([experiment.experiment_id])
+        assert synced.info.run_id == live.info.run_id  # topped up, not duplicated
+        assert synced.info.status == "FINISHED"
+        assert synced.data.tags["status"] == "completed"
+        expected = _log_history(run_dir)
+        assert [s for s, _ in expected["loss_d"]] == list(range(50, steps + 1, 50))
+        for key in LOGGED_METRICS:
+            history = sorted(
+                (m.step, m.value) for m in client.get_metric_history(synced.info.run_id, key)
+            )
+            assert history == [(s, v) for s, v in expected[key] if v == v], key
+
+        _ui_shows_the_runs_table(
+            tmp_path, tracking.ui_url(uri, experiment.experiment_id), synced.info.run_name
+        )
+    finally:
+        if "proc" in locals() and proc.poll() is None:
+            proc.kill()
+        subprocess.run([str(SERVER_SCRIPT), "stop", str(state)], capture_output=True, timeout=60)
+
+
+def _ui_shows_the_runs_table(tmp_path: Path, url: str, run_name: str) -> None:
+    browser = DevTools(find_browser(), tmp_path / "profile")
+    try:
+        session = open_page(browser, url)
+        text = _wait(
+            lambda: (
+                (t := evaluate(browser, session, "document.body.innerText")) and run_name in t and t
+            ),
+            "the runs table to list the run",
+            timeout=60,
+        )
+        assert "1 matching run" in text
+        # the model-training view, not the GenAI overview (traces, token usage)
+        assert "Token Usage" not in text and "Run Name" in text
+        shot = screenshot(browser, session, "mlflow-experiment.png")
+    finally:
+        browser.close()
+    assert shot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert shot.stat().st_size > 10_000
