@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -68,3 +69,20 @@ def test_fid_throughput(tmp_path):
     out = _run(tmp_path, "fid_throughput.py", "--weights", str(WEIGHTS), "--n", "20",
                "--dims", "64", "--repeats", "1", "--batch-size", "10")  # fmt: skip
     assert "same statistics" in out
+
+
+def test_gpu_acceptance_dry_run_exercises_every_stage_on_the_cpu(tmp_path):
+    # The ensemble benchmark stage is the script above, smoke-run already.
+    _run(tmp_path, "gpu_acceptance.py", "--dry-run", "--out", str(tmp_path / "acc"),
+               "--skip", "ensemble")  # fmt: skip
+    summary = json.loads((tmp_path / "acc" / "acceptance.json").read_text())
+    assert [s["stage"] for s in summary["stages"]] == [
+        "gpu tests",
+        "quick study",
+        "default study blocks",
+    ]
+    assert all(s["ok"] for s in summary["stages"]), summary
+    table = (tmp_path / "acc" / "gpu_hours.md").read_text()
+    assert "DRY RUN" in table
+    for block in ("mixtures", "fashion_mnist", "stacked_mnist", "cats", "total"):
+        assert f"| {block} |" in table

@@ -20,6 +20,7 @@ from ganstudy.data.registry import DATASETS
 from ganstudy.errors import ConfigError
 from ganstudy.losses import LOSSES, resolve_coding
 from ganstudy.nets import ARCHS
+from ganstudy.numerics import COMPILE_MODES
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,10 @@ class TrainConfig:
     # final FID of `ganstudy evaluate` uses the full protocol.
     fid_dims: int | None = None
     device: str = "auto"
+    # Numerical settings, recorded in metrics.json (see ganstudy.numerics).
+    compile: str = "none"
+    deterministic: bool = False
+    tf32: bool = False
 
 
 @dataclass(frozen=True)
@@ -199,6 +204,12 @@ def validate(cfg: RunConfig) -> RunConfig:
         ", ".join(Z_DISTRIBUTIONS),
     )
     _require(cfg.train.device in DEVICES, "train.device", cfg.train.device, ", ".join(DEVICES))
+    _require(
+        cfg.train.compile in COMPILE_MODES,
+        "train.compile",
+        cfg.train.compile,
+        ", ".join(COMPILE_MODES),
+    )
     for key in ("width", "z_dim"):
         value = getattr(cfg.arch, key)
         _require(value > 0, f"arch.{key}", value, "a positive integer")

@@ -70,6 +70,19 @@ def _loss_label(rec: RunRecord) -> str:
     return f"{name}({coding[0]:g},{coding[1]:g},{coding[2]:g})"
 
 
+def _numerics_label(record: dict | None) -> str | None:
+    """e.g. "deterministic, TF32 off, compile none" (None for runs that predate the record)."""
+    if not record:
+        return None
+    return ", ".join(
+        [
+            "deterministic" if record.get("deterministic") else "nondeterministic",
+            f"TF32 {'on' if record.get('tf32') else 'off'}",
+            f"compile {record.get('compile', 'none')}",
+        ]
+    )
+
+
 def _diverged(rec: RunRecord) -> bool | None:
     from_eval = _get(rec.evaluation, "stability", "diverged")
     if from_eval is not None:
@@ -205,6 +218,12 @@ COLUMNS: tuple[Column, ...] = (
     Column("ganstudy_version", "str", _metrics("versions", "ganstudy"), "package version"),
     Column("git_revision", "str", _metrics("versions", "git_revision"), "git revision"),
     Column("torch_version", "str", _metrics("versions", "torch"), "torch version"),
+    Column(
+        "numerics",
+        "str",
+        lambda rec: _numerics_label((rec.metrics or {}).get("numerics")),
+        "deterministic algorithms, TF32 and compile mode of training",
+    ),
     # FID with its settings
     Column("fid", "float", _eval("fid", "value"), "final FID"),
     Column("fid_flag", "str", _eval("fid", "flag"), "why the FID is absent or doubtful"),

@@ -47,6 +47,7 @@ from ganstudy.metrics.fid_protocol import (
     protocol_for,
     singular_flag,
 )
+from ganstudy.numerics import full_fp32
 
 PYTORCH_FID_VERSION = version("pytorch-fid")
 WEIGHTS_SHA256_PREFIX = WEIGHTS_FILE.rsplit("-", 1)[1].split(".")[0]
@@ -182,12 +183,13 @@ def inception_input(images: Tensor) -> Tensor:
 def activations(
     images: Tensor, model: InceptionV3, batch_size: int, device: str | torch.device
 ) -> np.ndarray:
-    """Inception features (N, dims) as float64, batched under no_grad; blocks below pool3 are
-    average-pooled to one vector per image as pytorch-fid does."""
+    """Inception features (N, dims) as float64, batched under no_grad in full fp32 (TF32 off);
+    blocks below pool3 are average-pooled to one vector per image as pytorch-fid does."""
     if not images.dtype == torch.uint8 and not torch.isfinite(images).all():
         raise FIDError("FID inputs contain non-finite values")
     out = []
-    with torch.no_grad():
+    # Full fp32 (no TF32) whatever training chose: FIDs from a GPU stay comparable to the CPU's.
+    with torch.no_grad(), full_fp32():
         for start in range(0, len(images), batch_size):
             batch = inception_input(images[start : start + batch_size]).to(device)
             features = model(batch)[0]

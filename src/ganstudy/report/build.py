@@ -181,6 +181,7 @@ def _provenance(study: ReportInputs) -> Html:
         "git_revision",
         "torch_version",
         "device",
+        "numerics",
         "fid_pytorch_fid_version",
     ]
     trained = study.runs[study.runs["train_status"].notna()]

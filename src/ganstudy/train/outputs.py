@@ -134,6 +134,7 @@ class RunOutputs:
             experiment_id=self.tracking.experiment_id if self.tracking else None,
             versions=self.versions,
             tracking_failure=self.tracking.failure if self.tracking else None,
+            numerics=self.numerics,
             **extra,
         )
 

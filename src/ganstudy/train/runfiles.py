@@ -8,6 +8,7 @@ restart), ``metrics.json`` (status and summary; see :func:`summary_of_log`), ``f
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -21,6 +22,7 @@ from typing import IO
 import numpy as np
 import yaml
 
+from ganstudy import config as config_mod
 from ganstudy import layout, provenance, tracking
 from ganstudy.data import registry
 from ganstudy.errors import ConfigError
@@ -37,7 +39,10 @@ ARTIFACTS = (layout.CONFIG, layout.METRICS, layout.LOG, layout.SAMPLES)
 
 
 def config_diff(stored: dict, wanted: dict) -> list[str]:
-    """Keys whose values differ between two configs (tracking settings may change)."""
+    """Keys whose values differ between two configs (tracking settings may change). A stored
+    config written before a key existed counts as having that key's default."""
+    with contextlib.suppress(ConfigError):  # else compared as written: its keys differ anyway
+        stored = config_mod.from_dict(stored).to_dict()
     a = tracking.flatten({k: v for k, v in stored.items() if k != "tracking"})
     b = tracking.flatten({k: v for k, v in wanted.items() if k != "tracking"})
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ganstudy import atomic, layout, provenance
+from ganstudy import atomic, layout, numerics, provenance
 from ganstudy.config import RunConfig
 from ganstudy.data import registry
 from ganstudy.data.streams import make_stream
@@ -73,7 +73,12 @@ class Trainer(RunOutputs):
         self.member_cfgs = [cfg.with_seed(s) for s in seeds]
         self._check_existing()
 
+        self.numerics = numerics.apply(cfg.train, self.device)
         self.G, self.D = step_maths.init_networks(cfg, seeds, self.device)
+        # The step calls these (compiled, or the networks themselves); sampling and checkpoints
+        # use the eager networks, which own the same parameters.
+        self.G_step = numerics.compiled(self.G, self.numerics["compile"])
+        self.D_step = numerics.compiled(self.D, self.numerics["compile"])
         t = cfg.train
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=t.lr_d, betas=(t.beta1, t.beta2))
@@ -134,19 +139,19 @@ class Trainer(RunOutputs):
         for i in range(self.cfg.train.d_steps):
             real = self.stream.batch(batch_index + i)
             with torch.no_grad():
-                fake = self.G(self._noise())
-            d_real, d_fake = self.D(real), self.D(fake)
+                fake = self.G_step(self._noise())
+            d_real, d_fake = self.D_step(real), self.D_step(fake)
             loss_d = self.d_loss(d_real, d_fake)
             if self.needs_gp:
                 loss_d = loss_d + step_maths.penalty(
-                    self.D, real, fake, self.noise_gens, self.cfg.loss.gp_lambda
+                    self.D_step, real, fake, self.noise_gens, self.cfg.loss.gp_lambda
                 )
             grads_d = torch.autograd.grad(loss_d.sum(), self.d_params)
             d_total = d_total + loss_d.detach()
             if frozen is not None:
                 frozen = frozen | ~torch.isfinite(loss_d.detach())
             step_maths.apply_update(self.d_params, grads_d, self.opt_d, frozen)
-        d_fake_g = self.D(self.G(self._noise()))
+        d_fake_g = self.D_step(self.G_step(self._noise()))
         loss_g = self.g_loss(d_fake_g)
         grads_g = torch.autograd.grad(loss_g.sum(), self.g_params)
         if frozen is not None:

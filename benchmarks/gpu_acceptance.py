@@ -1,0 +1,238 @@
+"""GPU acceptance run: everything a machine with a CUDA GPU should show before a study runs on it.
+
+    python benchmarks/gpu_acceptance.py [--out acceptance] [--fraction 0.01]   # on the GPU machine
+    python benchmarks/gpu_acceptance.py --dry-run --out /tmp/acceptance          # anywhere (CPU)
+
+Stages, each timed, each allowed to fail without stopping the others (the exit status is 1 if
+any failed):
+
+1. ``gpu`` tests: ``pytest -m gpu tests/test_gpu.py`` (solo and ensemble on CUDA, kill and
+   resume, FID CUDA vs CPU, the slot launcher).
+2. The ensemble benchmark: K = 32 against solo runs, mlp2d/ring8 and dcgan28/fashion_mnist,
+   with the GPU's busy fraction.
+3. The quick study, end to end, with Snakemake on the GPU (into ``OUT/quick``).
+4. One training job of every block of the default study, its first variant with the block's
+   ``seeds_per_job`` members, for ``--fraction`` of its planned steps (at least
+   ``--min-steps``), timed after one warm-up step; the block's GPU-hours are that job's time per
+   step x the block's planned steps per job x its jobs, summed over variants (each variant
+   timed where its architecture, dataset, batch size or width differs from one already timed).
+   Image data are random pixels of the dataset's shape (throughput does not depend on them).
+   The table goes to ``OUT/gpu_hours.md`` (and ``.json``), ready for config/README.md.
+
+``--dry-run`` runs every stage on the CPU at a tiny size (the gpu tests skip, Snakemake only
+plans the quick study, one setting per block with 2 members for 2 steps, the ensemble benchmark
+on mlp2d only) so that CI keeps the script working; its table says it is not a measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # helpers.write_fake_prepared
+
+
+def stage(name: str, results: list[dict], command: list[str], cwd: Path = REPO, timeout=3600):
+    """Run one command stage; record its status, time and the tail of its output."""
+    print(f"== {name}: {' '.join(command)}", flush=True)
+    start = time.monotonic()
+    try:
+        done = subprocess.run(
+            command, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        ok, tail = done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    except subprocess.TimeoutExpired as err:
+        ok, tail = False, f"timed out after {timeout} s: {str(err)[-2000:]}"
+    seconds = time.monotonic() - start
+    results.append({"stage": name, "ok": ok, "seconds": round(seconds, 1), "output": tail})
+    print(tail, flush=True)
+    print(f"== {name}: {'ok' if ok else 'FAILED'} in {seconds:.1f} s", flush=True)
+
+
+def _fake_data(data_root: Path, dataset: str, n: int) -> None:
+    from helpers import write_fake_prepared
+
+    from ganstudy.data import registry
+
+    spec = registry.dataset(dataset)
+    if spec.kind == "image" and not (data_root / "prepared" / dataset / "train.pt").exists():
+        write_fake_prepared(data_root, dataset, n, tuple(spec.shape))
+
+
+def time_blocks(args, device: str, work: Path) -> list[dict]:
+    """Time one job of each distinct setting of every block; GPU-hours per block."""
+    import torch
+
+    from ganstudy import config
+    from ganstudy.study import cost
+    from ganstudy.study.files import load_configs
+    from ganstudy.study.grid import Study
+    from ganstudy.study.schema import default_schema_path
+    from ganstudy.train.trainer import Trainer
+
+    study = Study.from_config(load_configs([args.config]), default_schema_path())
+    measured: dict[tuple, float] = {}
+    rows = []
+    for v in study.variants:
+        t = v.run_config["train"]
+        n_train = None
+        if t["steps"] is None:
+            n_train = cost.train_size(v.dataset, study.prepare_params(v.dataset))
+        planned = cost.run_steps(v.run_config, n_train)
+        members = 2 if args.dry_run else v.seeds_per_job
+        setting = (v.arch, v.dataset, t["batch_size"], v.run_config["arch"]["width"], members)
+        if args.dry_run:
+            setting = (v.block,)  # one timing per block is enough to exercise the code
+        if setting not in measured:
+            steps = 2 if args.dry_run else max(args.min_steps, math.ceil(planned * args.fraction))
+            _fake_data(work / "data", v.dataset, 1000 if args.dry_run else 20_000)
+            seeds = list(range(members))
+
+            def job(n_steps: int, name: str):
+                data = json.loads(json.dumps(v.run_config))
+                data["dataset"]["data_root"] = str(work / "data")
+                data["train"].update(
+                    steps=n_steps, epochs=None, device=device, fid_every=0,
+                    checkpoint_every=10 * n_steps, sample_every=10 * n_steps,
+                )  # fmt: skip
+                data["tracking"] = {"enabled": False}
+                out = work / "runs" / f"{len(measured)}-{name}"
+                dirs = [out / f"s{s}" for s in seeds]
+                return Trainer(config.from_dict(data), seeds, dirs, progress=False)
+
+            # One step outside the clock: allocations, cuDNN autotuning, compilation.
+            job(1, "warm-up").run()
+            timed = job(steps, "timed")
+            if device == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            timed.run()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            measured[setting] = (time.perf_counter() - start) / steps
+            print(f"   {v.key} x{members}: {measured[setting] * 1000:.1f} ms per step", flush=True)
+        jobs = math.ceil(len(v.seeds) / v.seeds_per_job)
+        rows.append(
+            {
+                "block": v.block,
+                "variant": v.key,
+                "runs": len(v.seeds),
+                "jobs": jobs,
+                "members_per_job": v.seeds_per_job,
+                "steps_per_run": planned,
+                "seconds_per_step": measured[setting],
+                "hours": measured[setting] * planned * jobs / 3600,
+            }
+        )
+    return rows
+
+
+def gpu_hours_table(rows: list[dict], device_name: str, dry_run: bool) -> str:
+    blocks: dict[str, list[dict]] = {}
+    for row in rows:
+        blocks.setdefault(row["block"], []).append(row)
+    lines = [
+        f"Measured on {device_name} with `benchmarks/gpu_acceptance.py`"
+        + (" (DRY RUN on the CPU: not a measurement)" if dry_run else ""),
+        "",
+        "| block | variants | runs | jobs | steps per run | ms per step (job) | GPU-hours |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, items in [*blocks.items(), ("total", rows)]:
+        steps = sorted({r["steps_per_run"] for r in items})
+        per_step = sorted({round(r["seconds_per_step"] * 1000, 1) for r in items})
+        lines.append(
+            f"| {name} | {len(items)} | {sum(r['runs'] for r in items)} | "
+            f"{sum(r['jobs'] for r in items)} | "
+            f"{', '.join(f'{s:,}' for s in steps) if name != 'total' else '-'} | "
+            f"{', '.join(map(str, per_step)) if name != 'total' else '-'} | "
+            f"{sum(r['hours'] for r in items):,.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", default="acceptance", help="output directory")
+    parser.add_argument("--config", default=str(REPO / "config" / "config.yaml"))
+    parser.add_argument("--fraction", type=float, default=0.01, help="of each block's steps")
+    parser.add_argument("--min-steps", type=int, default=200)
+    parser.add_argument("--dry-run", action="store_true", help="everything on the CPU, tiny")
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=["tests", "ensemble", "quick", "blocks"]
+    )
+    args = parser.parse_args()
+    import torch
+
+    if not args.dry_run and not torch.cuda.is_available():
+        print("no CUDA device: run with --dry-run to check the script on the CPU", file=sys.stderr)
+        return 2
+    device = "cpu" if args.dry_run else "cuda"
+    device_name = "the CPU" if args.dry_run else torch.cuda.get_device_name(0)
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    results: list[dict] = []
+    py = sys.executable
+
+    if "tests" not in args.skip:
+        stage(
+            "gpu tests",
+            results,
+            [py, "-m", "pytest", "-q", "-m", "gpu", "-rs", "tests/test_gpu.py"],
+        )
+    if "ensemble" not in args.skip:
+        size = ["--members", "2", "--steps", "2", "--repeats", "1"] if args.dry_run else [
+            "--members", "32", "--steps", "300", "--repeats", "3"]  # fmt: skip
+        variants = ["mlp2d"] if args.dry_run else ["mlp2d", "dcgan28"]
+        stage("ensemble benchmark", results, [py, "benchmarks/ensemble_throughput.py", *size,
+              "--device", device, "--variants", *variants])  # fmt: skip
+    if "quick" not in args.skip:
+        quick = out / "quick"
+        quick.mkdir(exist_ok=True)
+        command = ["snakemake", "--cores", "all", "--snakefile", str(REPO / "workflow" / "Snakefile"),
+                   "--configfile", str(REPO / "config" / "config.yaml"), str(REPO / "config" / "quick.yaml"),
+                   "--directory", str(quick)]  # fmt: skip
+        stage("quick study", results, [*command, "-n"] if args.dry_run else command, timeout=7200)
+    if "blocks" not in args.skip:
+        print("== default study blocks", flush=True)
+        start = time.monotonic()
+        try:
+            with tempfile.TemporaryDirectory(prefix="ganstudy-accept-") as tmp:
+                rows = time_blocks(args, device, Path(tmp))
+            table = gpu_hours_table(rows, device_name, args.dry_run)
+            (out / "gpu_hours.json").write_text(json.dumps(rows, indent=2))
+            (out / "gpu_hours.md").write_text(table)
+            print(table)
+            ok, note = True, table
+        except Exception as err:  # noqa: BLE001 - one failed stage must not hide the others
+            ok, note = False, f"{type(err).__name__}: {err}"
+            print(note, file=sys.stderr)
+        results.append({"stage": "default study blocks", "ok": ok,
+                        "seconds": round(time.monotonic() - start, 1), "output": note[-4000:]})  # fmt: skip
+
+    summary = {
+        "device": device_name,
+        "dry_run": args.dry_run,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "stages": results,
+    }
+    (out / "acceptance.json").write_text(json.dumps(summary, indent=2))
+    print("\n".join(f"{r['stage']:<22} {'ok' if r['ok'] else 'FAILED':<7} {r['seconds']:>8.1f} s"
+                    for r in results))  # fmt: skip
+    return 0 if all(r["ok"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    sys.exit(main())

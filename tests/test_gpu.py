@@ -1,0 +1,146 @@
+"""Training, resuming, FID and GPU slots on a CUDA device (marked ``gpu``: skipped without one).
+
+Tolerances, stated once:
+* member vs solo on CUDA, deterministic mode: every parameter within 1e-4 absolute after 60
+  steps. cuBLAS may pick other kernels for a batched product than for a single one, so the
+  CPU's bitwise equality is not promised; the bound is what float32 rounding drift over a short
+  run leaves.
+* a run stopped by SIGTERM and resumed on CUDA in deterministic mode: bitwise equal to one
+  trained straight through (the same kernels, in the same order, on the same device).
+* FID of the same images on CUDA and on the CPU: within 1e-3 relative (features in full fp32).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import env_without_tracking_uri
+from helpers import ring_config
+
+from ganstudy import checkpoint as ckpt
+from ganstudy import config, layout
+from ganstudy.train.signals import EXIT_INTERRUPTED
+from ganstudy.train.trainer import train
+
+pytestmark = pytest.mark.gpu
+
+SHARED_WEIGHTS = (
+    Path(__file__).resolve().parents[2]
+    / "shared"
+    / "fid-inception"
+    / "pt_inception-2015-12-05-6726825d.pth"
+)
+
+
+def _cuda_config(steps: int, **train_settings) -> config.RunConfig:
+    data = ring_config(steps=steps, log_every=20, checkpoint_every=1000).to_dict()
+    data["train"].update(device="cuda", deterministic=True, **train_settings)
+    return config.from_dict(data)
+
+
+def _states(run_dir: Path) -> dict:
+    state = ckpt.load(run_dir / layout.FINAL)
+    return {part: state[part] for part in ("generator", "discriminator")}
+
+
+def test_a_solo_run_and_an_ensemble_train_on_cuda_and_members_match_solo_runs(tmp_path):
+    cfg = _cuda_config(steps=60)
+    solo = [train(cfg, [s], [tmp_path / f"solo{s}"], progress=False)[0] for s in (0, 2)]
+    members = train(cfg, [0, 1, 2], [tmp_path / f"m{s}" for s in (0, 1, 2)], progress=False)
+    for metrics in solo + members:
+        assert metrics["status"] == "completed" and metrics["device"].startswith("cuda")
+        assert metrics["numerics"]["deterministic"] is True
+        assert metrics["numerics"]["cublas_workspace_config"] == ":4096:8"
+    for seed in (0, 2):
+        a, b = _states(tmp_path / f"solo{seed}"), _states(tmp_path / f"m{seed}")
+        for part in a:
+            for name, tensor in a[part].items():
+                assert torch.allclose(tensor, b[part][name], atol=1e-4, rtol=0), (seed, part, name)
+
+
+def test_a_run_stopped_on_cuda_resumes_bitwise(tmp_path):
+    cfg = _cuda_config(steps=600, checkpoint_every=500)
+    path = tmp_path / "run.yaml"
+    path.write_text(cfg.to_yaml())
+    env = env_without_tracking_uri()
+
+    def command(out: Path) -> list[str]:
+        return [sys.executable, "-m", "ganstudy", "train", "--config", str(path),
+                "--out", str(out), "--quiet"]  # fmt: skip
+
+    stopped = tmp_path / "stopped"
+    proc = subprocess.Popen(command(stopped), stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 300
+    log = stopped / layout.LOG
+    while time.monotonic() < deadline and not (
+        log.is_file() and len(log.read_text().splitlines()) >= 3
+    ):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    step = json.loads((stopped / layout.METRICS).read_text())["interrupted_step"]
+    assert 0 < step < 600
+    for out in (stopped, tmp_path / "straight"):
+        done = subprocess.run(command(out), capture_output=True, text=True, env=env, timeout=600)
+        assert done.returncode == 0, done.stderr
+    a, b = _states(stopped), _states(tmp_path / "straight")
+    for part in a:
+        for name, tensor in a[part].items():
+            assert torch.equal(tensor, b[part][name]), (part, name)
+
+
+def test_fid_on_cuda_matches_the_cpu(tmp_path):
+    from ganstudy.metrics import fid
+
+    path = os.environ.get("GANSTUDY_FID_WEIGHTS") or str(SHARED_WEIGHTS)
+    if not Path(path).is_file():
+        pytest.skip(f"no FID Inception weights at {path}")
+    weights = fid.resolve_weights(path, download=False)
+    gen = torch.Generator().manual_seed(0)
+    real = torch.randint(0, 256, (300, 3, 32, 32), generator=gen, dtype=torch.uint8)
+    fake = (real.float() * 0.8 + 20).round().clamp(0, 255).to(torch.uint8)
+    values = {}
+    # TF32 on for training must not leak into FID features.
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        for device in ("cpu", "cuda"):
+            model = fid.load_inception(64, weights, device)
+            stats = [fid.statistics(fid.activations(x, model, 100, device)) for x in (real, fake)]
+            values[device] = fid.frechet_distance(*stats)[0]
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    assert values["cpu"] > 0
+    assert abs(values["cuda"] - values["cpu"]) <= 1e-3 * values["cpu"], values
+
+
+def test_the_gpu_slot_launcher_sees_every_gpu_of_the_machine():
+    from ganstudy.study import gpu_slots
+
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "GANSTUDY_GPUS")
+    }
+    assert gpu_slots.detected_gpu_count() == torch.cuda.device_count()
+    assert gpu_slots.visible_gpus(None, env) == [str(i) for i in range(torch.cuda.device_count())]
+    script = (
+        "import os, torch; print(os.environ['CUDA_VISIBLE_DEVICES'], torch.cuda.device_count())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "ganstudy.study.gpu_slots", "--", sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    gpu, count = result.stdout.split()
+    assert gpu in gpu_slots.visible_gpus(None, env) and count == "1"
