@@ -23,6 +23,7 @@ import torch
 from _common import median_time, resolve_variant, table, variant_config
 from torch import nn
 
+from ganstudy import config
 from ganstudy.data.streams import make_stream
 from ganstudy.losses import build_loss
 from ganstudy.numerics import COMPILE_MODES
@@ -121,35 +122,36 @@ def main() -> None:
     rows = []
     try:
         for variant in [resolve_variant(v) for v in args.variants]:
-            cfg = variant_config(variant, work / "data", args.steps, args.batch_size, args.device)
-            tracked = variant_config(
-                variant,
-                work / "data",
-                args.steps,
-                args.batch_size,
-                args.device,
-                tracking={
-                    "enabled": True,
-                    "uri": f"sqlite:///{work}/mlflow.db",
-                    "experiment": "bench",
-                },
-            )
+
+            def configs(steps: int) -> dict:
+                base = variant_config(variant, work / "data", steps, args.batch_size, args.device)
+                tracking = {"enabled": True, "uri": f"sqlite:///{work}/mlflow.db",
+                            "experiment": "bench"}  # fmt: skip
+                out = {
+                    "engine": base,
+                    "tracked": dataclasses.replace(
+                        base, tracking=config.TrackingConfig(**tracking)
+                    ),
+                }
+                if args.compile != "none":
+                    train = dataclasses.replace(base.train, compile=args.compile)
+                    out["compiled"] = dataclasses.replace(base, train=train)
+                return out
+
             counter = {"n": 0}
 
-            def engine(c=cfg, variant=variant):
+            def engine(c, variant=variant):
                 counter["n"] += 1
                 out = work / variant.replace("/", "-") / f"run{counter['n']}"
                 Trainer(c, [0], [out], device=device, progress=False).run()
 
-            plain_run = plain_loop(cfg, variant, device)
-            arms = {"plain": plain_run, "engine": engine, "tracked": lambda: engine(tracked)}
-            if args.compile != "none":
-                compiled_cfg = dataclasses.replace(
-                    cfg, train=dataclasses.replace(cfg.train, compile=args.compile)
-                )
-                arms["compiled"] = lambda: engine(compiled_cfg)
-            for arm in arms.values():  # warm-up: first allocations, lazy imports (MLflow's too)
-                arm()
+            # Warm-up with short runs: first allocations, lazy imports (MLflow's too), compiling.
+            plain_loop(configs(20)["engine"], variant, device)()
+            for c in configs(20).values():
+                engine(c)
+            cfgs = configs(args.steps)
+            arms = {"plain": plain_loop(cfgs["engine"], variant, device)}
+            arms.update({name: (lambda c=c: engine(c)) for name, c in cfgs.items()})
             times = {name: [] for name in arms}
             for repeat in range(args.repeats):
                 # The order turns every repeat, so that a drifting load favours no arm; the
