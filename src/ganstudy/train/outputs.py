@@ -48,6 +48,7 @@ class RunOutputs:
             # MLflow run even where metrics.json was removed (e.g. by a workflow rerun).
             mlflow={"run_id": self.mlflow_ids[k], "tracking_uri": self.tracking_uri},
             rng={"noise": self.noise_gens[k].get_state(), "data": self.stream.state_dict(k)},
+            d_lr_schedule=self.d_schedule.member_state(k) if self.d_schedule else None,
         )
 
     def save_checkpoint(self) -> None:
@@ -99,6 +100,8 @@ class RunOutputs:
             self.noise_gens[k].set_state(m["rng"]["noise"])
             self.stream.load_state_dict(k, m["rng"]["data"])
             self.diverged_step[k] = m["diverged_step"]
+        if self.d_schedule is not None:
+            self.d_schedule.load_members([m["d_lr_schedule"] for m in members])
         self.step = step
         self.wall_before = max(m["wall_time_s"] for m in members)
         self._resumed_mlflow = [m.get("mlflow", {}) for m in members]

@@ -26,11 +26,14 @@ from ganstudy.data import registry
 from ganstudy.errors import ConfigError
 
 LOG_FIELDS = [
-    "step", "loss_d", "loss_g", "d_real", "d_fake", "grad_norm_g", "grad_norm_d",
+    "step", "loss_d", "loss_g", "d_real", "d_fake", "grad_norm_g", "grad_norm_d", "lr_d",
     "member_images_per_s", "wall_s", "time",
 ]  # fmt: skip
+# The values the trainer reports for a logged step (lr_d: D's effective learning rate, the
+# schedule's factor included).
+STEP_STATS = LOG_FIELDS[1:8]
 # The columns of log.csv that are MLflow metrics (time is their timestamp).
-LOGGED_METRICS = LOG_FIELDS[1:8]
+LOGGED_METRICS = LOG_FIELDS[1:9]
 FID_CURVE_HEADER = "step,fid,n_samples,dims\n"
 # What a finished run copies to its MLflow run.
 ARTIFACTS = (layout.CONFIG, layout.METRICS, layout.LOG, layout.SAMPLES)
@@ -74,10 +77,10 @@ def open_log(run_dir: Path, resumed_step: int) -> tuple[IO[str], csv.DictWriter]
 
 
 def write_log_row(writer, handle, tracker, step: int, stats: list[float], rate: float, wall):
-    """One row of log.csv (``stats``: the six values after ``step`` in LOG_FIELDS; ``time`` the
-    unix time of the row), flushed, and its finite values as MLflow metrics stamped with that
-    same time, so that ``ganstudy track sync`` rebuilds the same history from the file."""
-    row = dict(zip(LOG_FIELDS[1:7], stats))
+    """One row of log.csv (``stats``: the values of STEP_STATS; ``time`` the unix time of the
+    row), flushed, and its finite values as MLflow metrics stamped with that same time, so that
+    ``ganstudy track sync`` rebuilds the same history from the file."""
+    row = dict(zip(STEP_STATS, stats))
     now = round(time.time(), 3)
     row.update(step=step, member_images_per_s=round(rate, 2), wall_s=wall, time=now)
     writer.writerow(row)
