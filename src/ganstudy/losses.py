@@ -128,10 +128,11 @@ def with_role(role: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Comparison:
-    """Which losses the report compares: every candidate against the baseline.
+    """Which losses are compared: every candidate against the baseline, in each block without a
+    ``compare`` of its own (and in the report of runs not designed by a study).
 
     The default takes the roles of the loss registry (``gan`` against every LSGAN loss); a
-    study config's ``compare`` key names others.
+    study config's top-level ``compare`` key names others.
     """
 
     baseline: str
@@ -160,10 +161,6 @@ class Comparison:
         """Rows of a runs table (columns ``loss``, ``loss_label``) that are candidate runs, by loss
         name, so every coding of a candidate counts."""
         return runs["loss"].isin(self.candidates) & (runs["loss_label"] != self.baseline)
-
-    def is_compared(self, runs):
-        """Rows of the baseline or of a candidate."""
-        return (runs["loss_label"] == self.baseline) | self.is_candidate(runs)
 
 
 def resolve_coding(loss_cfg) -> tuple[float | None, float | None, float | None]:

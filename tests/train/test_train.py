@@ -74,6 +74,22 @@ def test_other_config_in_same_dir_is_refused(tmp_path):
         Trainer(ring_config(steps=60), [0], [run], progress=False)
 
 
+def test_a_run_of_a_version_without_the_newer_keys_is_still_the_same_run(tmp_path):
+    from ganstudy.errors import ConfigError
+    from ganstudy.train.runfiles import check_same_run
+
+    cfg = ring_config(steps=50)
+    old = cfg.to_dict()
+    for key in ("optimizer", "rmsprop_alpha", "rmsprop_eps", "rmsprop_momentum", "d_lr_schedule"):
+        del old["train"][key]
+    del old["loss"]["alpha_d"], old["arm"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
+    check_same_run(tmp_path, cfg.to_dict())  # the defaults are what that version did
+    rms = ring_config(steps=50, optimizer="rmsprop")
+    with pytest.raises(ConfigError, match="different config.*train.optimizer"):
+        check_same_run(tmp_path, rms.to_dict())
+
+
 def _poisoned_loss(monkeypatch, member: int | None, after_calls: int):
     """Register a loss whose G loss turns NaN for one member (or all) after some calls."""
     calls = {"n": 0}

@@ -40,10 +40,19 @@ ARTIFACTS = (layout.CONFIG, layout.METRICS, layout.LOG, layout.SAMPLES)
 
 
 def config_diff(stored: dict, wanted: dict) -> list[str]:
-    """Keys whose values differ between two configs (tracking settings may change)."""
+    """Keys whose values differ between two configs (tracking settings may change). A key the
+    stored config lacks is no difference where the wanted value is its default: the run was
+    started by a version without that key, whose behaviour the default keeps."""
+    from ganstudy.config import RunConfig
+
     a = tracking.flatten({k: v for k, v in stored.items() if k != "tracking"})
     b = tracking.flatten({k: v for k, v in wanted.items() if k != "tracking"})
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    defaults = tracking.flatten(RunConfig().to_dict())
+    return sorted(
+        k
+        for k in set(a) | set(b)
+        if a.get(k) != b.get(k) and not (k not in a and k in defaults and b[k] == defaults[k])
+    )
 
 
 def check_same_run(run_dir: Path, config: dict) -> None:
