@@ -178,11 +178,6 @@ class Arm:
 def block_arms(block_name: str, block: dict) -> list[Arm]:
     """The arms of a block's ``losses`` list: loss names, or arms defined under ``arms``."""
     where = f"experiments.{block_name}"
-    if "name" in block["loss"]:
-        raise ConfigError(
-            f"key '{where}.loss.name': {block['loss']['name']!r} is not allowed here; allowed: "
-            "the block's losses come from its `losses` list (an arm names its own loss)"
-        )
     defined = block.get("arms") or {}
     for name in defined:
         if name in LOSSES:
