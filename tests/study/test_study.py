@@ -503,7 +503,7 @@ def test_design_csv_lists_every_run_for_the_report(tmp_path):
     assert rows[0]["run_dir"] == "runs/ring8/mlp2d/gan/bn-g1-d1/seed0"
     parsed = read_design(results)
     assert {(r["dataset"], r["loss"], r["seed"]) for r in parsed} == {
-        (run.variant.dataset, run.variant.loss, run.seed) for run in s.runs
+        (run.variant.dataset, run.variant.arm, run.seed) for run in s.runs
     }
     assert not list(results.glob(".*tmp*"))
 
