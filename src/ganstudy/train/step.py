@@ -94,7 +94,8 @@ def apply_update(
     if before is not None:
         with torch.no_grad():
             for p, old, shape in zip(params, before, keep_shape):
-                # p - old is exact (Sterbenz), so only the scaled step is rounded.
+                # p - old is the step the optimizer took (exactly, while the step is small
+                # next to the parameter: Sterbenz's lemma); only that step is scaled.
                 p.sub_(old).mul_(scale.view(shape)).add_(old)
 
 
