@@ -248,7 +248,11 @@ def test_a_killed_training_job_resumes_and_a_diverged_run_is_evaluated(tmp_path)
         "study": "resume-check",
         "tracking": {"enabled": False},
         "experiments": {
-            name: {"enabled": False} for name in ("fashion_mnist", "stacked_mnist", "cats")
+            name: {"enabled": False}
+            for name in (
+                "fashion_mnist", "stacked_mnist", "cats", "stabilisers_ring",
+                "stabilisers_stacked_mnist", "lsgan_stability_adam", "lsgan_stability_rmsprop",
+            )
         }
         | {
             "mixtures": {
