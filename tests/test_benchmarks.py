@@ -57,6 +57,10 @@ def test_study_cost(tmp_path):
         "  fashion_mnist: {enabled: false}\n"
         "  stacked_mnist: {enabled: false}\n"
         "  cats: {enabled: false}\n"
+        "  stabilisers_ring: {enabled: false}\n"
+        "  stabilisers_stacked_mnist: {enabled: false}\n"
+        "  lsgan_stability_adam: {enabled: false}\n"
+        "  lsgan_stability_rmsprop: {enabled: false}\n"
     )
     out = _run(tmp_path, "study_cost.py", str(mixtures_only), "--members", "2", "--steps", "2",
                "--warmup", "1", "--repeats", "1")  # fmt: skip

@@ -95,3 +95,115 @@ def test_cli_reports_config_errors_before_work(tmp_path):
 def test_roundtrip_of_resolved_config():
     cfg = build(loss__name="lsgan")
     assert config.from_dict(yaml.safe_load(cfg.to_yaml())) == cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# optimizer, D learning-rate schedule, alpha loss
+
+
+def test_the_chosen_optimizer_and_schedule_take_their_defaults_and_the_others_stay_unset():
+    adam = build()
+    assert (adam.train.optimizer, adam.train.beta1, adam.train.beta2) == ("adam", 0.5, 0.999)
+    assert adam.train.rmsprop_alpha is None and adam.train.rmsprop_momentum is None
+    assert adam.train.d_lr_schedule == "none" and adam.train.gap_ema is None
+    rms = build(train__optimizer="rmsprop", train__d_lr_schedule="gap_aware")
+    t = rms.train
+    assert (t.rmsprop_alpha, t.rmsprop_eps, t.rmsprop_momentum) == (0.99, 1e-8, 0.0)
+    assert t.beta1 is None and t.beta2 is None
+    assert (t.gap_ema, t.gap_h_min, t.gap_f_max, t.gap_x_min, t.gap_x_max) == (
+        0.95, 0.1, 2.0, 0.1, 0.1
+    )  # fmt: skip
+    assert (
+        build(train__optimizer="rmsprop", train__rmsprop_momentum=0.9).train.rmsprop_momentum == 0.9
+    )
+
+
+def test_alpha_is_resolved_and_infinity_is_written_as_yaml_inf():
+    assert (build(loss__name="alpha").loss.alpha_d, build(loss__name="alpha").loss.alpha_g) == (
+        1.0, 1.0
+    )  # fmt: skip
+    cfg = config.from_dict(yaml.safe_load(
+        "dataset: {name: ring8}\ntrain: {steps: 5}\nloss: {name: alpha, alpha_d: 0.5, alpha_g: .inf}"
+    ))  # fmt: skip
+    assert cfg.loss.alpha_d == 0.5 and cfg.loss.alpha_g == float("inf")
+    assert "alpha_g: .inf" in cfg.to_yaml()
+    assert config.from_dict(yaml.safe_load(cfg.to_yaml())) == cfg
+    data = config.override(BASE, ["loss.name=alpha", "loss.alpha_d=.inf"])
+    assert config.from_dict(data).loss.alpha_d == float("inf")
+
+
+@pytest.mark.parametrize(
+    "changes,pattern",
+    [
+        (
+            {"train__optimizer": "sgd"},
+            r"key 'train.optimizer': 'sgd' is not allowed; allowed: adam, rmsprop",
+        ),
+        (
+            {"train__d_lr_schedule": "cosine"},
+            r"key 'train.d_lr_schedule': 'cosine' is not allowed; allowed: none, gap_aware",
+        ),
+        (
+            {"train__rmsprop_alpha": 0.9},
+            r"key 'train.rmsprop_alpha': 0.9 is not allowed; allowed: null: it is a key of "
+            r"optimizer 'rmsprop', and train.optimizer is 'adam'",
+        ),
+        (
+            {"train__optimizer": "rmsprop", "train__beta1": 0.5},
+            r"key 'train.beta1': 0.5 is not allowed; allowed: null: it is a key of optimizer 'adam'",
+        ),
+        (
+            {"train__gap_ema": 0.9},
+            r"key 'train.gap_ema': 0.9 is not allowed; allowed: null: it is a key of "
+            r"d_lr_schedule 'gap_aware', and train.d_lr_schedule is 'none'",
+        ),
+        (
+            {"train__optimizer": "rmsprop", "train__rmsprop_momentum": 1.0},
+            r"key 'train.rmsprop_momentum': 1.0 is not allowed; allowed: a number in \[0, 1\)",
+        ),
+        (
+            {"train__optimizer": "rmsprop", "train__rmsprop_eps": 0},
+            r"key 'train.rmsprop_eps': 0.0 is not allowed; allowed: a positive number",
+        ),
+        (
+            {"train__d_lr_schedule": "gap_aware", "train__gap_h_min": 0.0},
+            r"key 'train.gap_h_min': 0.0 is not allowed; allowed: a number in \(0, 1\]",
+        ),
+        (
+            {"train__d_lr_schedule": "gap_aware", "train__gap_f_max": 0.5},
+            r"key 'train.gap_f_max': 0.5 is not allowed; allowed: a number >= 1",
+        ),
+        (
+            {"train__d_lr_schedule": "gap_aware", "train__gap_x_max": -0.1},
+            r"key 'train.gap_x_max': -0.1 is not allowed; allowed: a positive number",
+        ),
+        (
+            {"train__beta2": 1.0},
+            r"key 'train.beta2': 1.0 is not allowed; allowed: a number in \[0, 1\)",
+        ),
+        (
+            {"loss__name": "wgan_gp", "train__d_lr_schedule": "gap_aware"},
+            r"key 'train.d_lr_schedule': 'gap_aware' is not allowed; allowed: none for loss "
+            r"'wgan_gp', which has no known ideal D loss; gap_aware needs one of: gan, ",
+        ),
+        (
+            {"loss__name": "lsgan", "loss__a": 1.0, "train__d_lr_schedule": "gap_aware"},
+            r"'train.d_lr_schedule': 'gap_aware' is not allowed; allowed: none for loss 'lsgan' "
+            r"with an ideal D loss of 0",
+        ),
+        ({"loss__name": "alpha", "loss__alpha_d": 0}, r"key 'loss.alpha_d': 0.0 is not allowed"),
+        ({"loss__name": "alpha", "loss__alpha_g": -2}, r"key 'loss.alpha_g': -2.0 is not allowed"),
+        ({"loss__alpha_d": 0.5}, r"keys 'loss.alpha_d/alpha_g'.*'gan', which has no alpha"),
+        ({"loss__name": "alpha", "loss__alpha_d": "inf"}, r"'loss.alpha_d': 'inf' is not a float"),
+        ({"arm": "Gan-RMS"}, r"key 'arm': 'Gan-RMS' is not allowed; allowed: a name of lowercase"),
+        ({"arm": "lsgan"}, r"key 'arm': 'lsgan' is not allowed; .*not another loss's name"),
+    ],
+)
+def test_bad_optimizer_schedule_alpha_and_arm_values_are_named(changes, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        build(**changes)
+
+
+def test_a_schedule_works_with_every_loss_that_has_an_ideal_value():
+    for name in ("gan", "gan_minimax", "lsgan", "lsgan_chi2", "alpha", "hinge", "l1"):
+        assert build(loss__name=name, train__d_lr_schedule="gap_aware").train.gap_ema == 0.95

@@ -8,7 +8,7 @@ import torch
 from ganstudy.config import LossConfig
 from ganstudy.errors import ConfigError
 from ganstudy.loss_functions import gradient_penalty
-from ganstudy.losses import LOSSES, build_loss, resolve_coding
+from ganstudy.losses import LOSSES, build_loss, ideal_d_loss, resolve_alphas, resolve_coding
 
 D_REAL = torch.tensor([2.0, -1.0])
 D_FAKE = torch.tensor([0.5, 3.0])
@@ -102,3 +102,120 @@ def test_gradient_penalty_over_image_dims():
     grad = torch.full((1, 3, 2, 2, 2), 0.5)  # norm of 8 entries of 0.5 = sqrt(2)
     expected = (math.sqrt(2) - 1) ** 2
     assert gradient_penalty(grad, 3).tolist() == pytest.approx([expected])
+
+
+# ---------------------------------------------------------------------------------------------
+# (alpha_D, alpha_G)-GAN
+
+# D outputs whose sigmoid is 3/4 and 1/4 for reals; 3/4 and 1/2 for fakes (so the probability
+# of the correct class "fake", 1 - sigmoid, is 1/4 and 1/2).
+LOG3 = math.log(3.0)
+ALPHA_REAL = torch.tensor([LOG3, -LOG3])
+ALPHA_FAKE = torch.tensor([LOG3, 0.0])
+
+
+def alpha_config(alpha_d, alpha_g):
+    return LossConfig(name="alpha", alpha_d=alpha_d, alpha_g=alpha_g)
+
+
+def test_alpha_one_is_the_standard_gan_to_float_precision():
+    gen = torch.Generator().manual_seed(0)
+    real, fake = 4 * torch.randn(3, 256, generator=gen), 4 * torch.randn(3, 256, generator=gen)
+    gan_d, gan_g, _ = build_loss(LossConfig(name="gan"))
+    alpha_d, alpha_g, gp = build_loss(LossConfig(name="alpha"))  # defaults (1, 1)
+    assert torch.equal(alpha_d(real, fake), gan_d(real, fake))
+    assert torch.equal(alpha_g(fake), gan_g(fake))
+    assert not gp
+    # ...and the general formula tends to it (its first-order term in alpha - 1 is below 1e-4)
+    near_d, near_g, _ = build_loss(alpha_config(1 + 1e-6, 1 - 1e-6))
+    assert torch.allclose(near_d(real, fake), gan_d(real, fake), rtol=1e-4)
+    assert torch.allclose(near_g(fake), gan_g(fake), rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("alpha", "d_expected", "g_expected"),
+    [
+        # l_alpha(p) = alpha/(alpha-1) (1 - p^((alpha-1)/alpha)); at 1/2: l(p) = 1/p - 1
+        (0.5, (1 / 3 + 3) / 2 + (3 + 1) / 2, (1 / 3 + 1) / 2),
+        # at 2: l(p) = 2 (1 - sqrt(p))
+        (
+            2.0,
+            (2 * (1 - math.sqrt(0.75)) + 1) / 2 + (1 + 2 * (1 - math.sqrt(0.5))) / 2,
+            (2 * (1 - math.sqrt(0.75)) + 2 * (1 - math.sqrt(0.5))) / 2,
+        ),
+        # at infinity: l(p) = 1 - p
+        (math.inf, (0.25 + 0.75) / 2 + (0.75 + 0.5) / 2, (0.25 + 0.5) / 2),
+    ],
+)
+def test_alpha_losses_by_hand(alpha, d_expected, g_expected):
+    d, g, _ = build_loss(alpha_config(alpha, alpha))
+    assert d(ALPHA_REAL, ALPHA_FAKE).item() == pytest.approx(d_expected, rel=1e-6)
+    # non-saturating G: the fakes scored as if labelled real
+    assert g(ALPHA_FAKE).item() == pytest.approx(g_expected, rel=1e-6)
+
+
+def test_alpha_d_and_alpha_g_act_on_their_own_player():
+    d, g, _ = build_loss(alpha_config(0.5, math.inf))
+    assert d(ALPHA_REAL, ALPHA_FAKE).item() == pytest.approx((1 / 3 + 3) / 2 + (3 + 1) / 2)
+    assert g(ALPHA_FAKE).item() == pytest.approx((0.25 + 0.5) / 2)
+
+
+def test_alpha_below_one_stays_finite_where_d_is_certain_and_wrong():
+    # p = sigmoid(-100) underflows; the reference clamps p at 1e-7, so l_0.5 = 1/p - 1 <= 1e7.
+    d, g, _ = build_loss(alpha_config(0.5, 0.5))
+    value = g(torch.tensor([-100.0])).item()
+    assert math.isfinite(value) and value == pytest.approx(1e7 - 1, rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"alpha_d": 0.0}, "key 'loss.alpha_d': 0.0 is not allowed; allowed: a number in (0, inf]"),
+        ({"alpha_g": -1.0}, "key 'loss.alpha_g': -1.0 is not allowed"),
+        ({"alpha_d": math.nan}, "key 'loss.alpha_d': nan is not allowed"),
+    ],
+)
+def test_alpha_outside_its_range_is_refused(changes, message):
+    with pytest.raises(ConfigError) as err:
+        resolve_alphas(LossConfig(name="alpha", **changes))
+    assert message in str(err.value)
+
+
+def test_alpha_refused_for_other_losses():
+    with pytest.raises(ConfigError, match="loss.alpha_d/alpha_g.*allowed only for: alpha"):
+        resolve_alphas(LossConfig(name="lsgan", alpha_g=2.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# ideal discriminator losses (the gap-aware schedule's target)
+
+EQUILIBRIUM = [
+    # loss config, the constant D output that is the best response at p_g = p_d, V* by hand
+    (LossConfig(name="gan"), 0.0, math.log(4)),
+    (LossConfig(name="gan_minimax"), 0.0, math.log(4)),
+    (LossConfig(name="lsgan", a=0.0, b=1.0, c=1.0), 0.5, 0.25),
+    (LossConfig(name="lsgan_chi2", a=-1.0, b=1.0, c=0.0), 0.0, 1.0),
+    (LossConfig(name="lsgan", a=-1.0, b=3.0, c=1.0), 1.0, 4.0),
+    (alpha_config(1.0, 1.0), 0.0, math.log(4)),
+    (alpha_config(0.5, 1.2), 0.0, 2.0),
+    (alpha_config(2.0, 2.0), 0.0, 4 - 2 * math.sqrt(2)),
+    (alpha_config(math.inf, 1.0), 0.0, 1.0),
+    (LossConfig(name="hinge"), 0.0, 2.0),
+    (LossConfig(name="l1"), 0.5, 1.0),
+]
+
+
+@pytest.mark.parametrize(("loss_cfg", "output", "ideal"), EQUILIBRIUM)
+def test_ideal_d_loss_is_the_loss_of_the_best_d_at_equilibrium(loss_cfg, output, ideal):
+    assert ideal_d_loss(loss_cfg) == pytest.approx(ideal, rel=1e-12)
+    d, _, _ = build_loss(loss_cfg)
+    # At p_g = p_d, D sees the same samples as real and as fake: a constant output is all it
+    # can do, and the equilibrium value is the best one.
+    same = torch.full((64,), output)
+    assert d(same, same).item() == pytest.approx(ideal, rel=1e-6)
+    for shift in (-0.7, -0.1, 0.1, 0.7):
+        assert d(same + shift, same + shift).item() >= ideal - 1e-6
+
+
+def test_a_loss_without_a_known_ideal_says_so():
+    assert ideal_d_loss(LossConfig(name="wgan_gp")) is None

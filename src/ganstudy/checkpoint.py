@@ -1,6 +1,6 @@
 """Checkpoints: one file per member, written atomically, read with ``weights_only=True``.
 
-Every tensor of a model or of Adam's state has a leading member dimension, so member k's state
+Every tensor of a model or of its optimizer's state has a leading member dimension, so member k's state
 is the slice ``[k:k+1]`` of each tensor: a member checkpoint is exactly the checkpoint of a solo
 run, and an ensemble is resumed by concatenating its members' checkpoints.
 
@@ -110,7 +110,8 @@ def stack_module_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torc
 
 
 def member_optimizer_state(optimizer: torch.optim.Optimizer, k: int) -> dict:
-    """Adam's state of member k: per-parameter moments sliced, the shared step kept."""
+    """The optimizer state of member k: per-parameter tensors (Adam's moments, RMSProp's square
+    average and momentum buffer) sliced, the shared step kept."""
     full = optimizer.state_dict()
     state = {}
     for idx, entry in full["state"].items():

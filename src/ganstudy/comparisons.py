@@ -1,4 +1,5 @@
-"""What the study compares, per dataset: the metric tests of every baseline-vs-candidate group.
+"""What the study compares: which arms (:class:`Pair`, planned by the study grid and written to
+``comparisons.csv``) and, per dataset, the metric tests of every baseline-vs-candidate group.
 
 A dataset with FID is compared on FID, one without on its mode metric(s); every dataset is also
 compared on the rate of diverged runs, the study's stability question. Continuous metrics are
@@ -9,9 +10,13 @@ this table before any run, and the report tests the same family.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import csv
+import io
+from dataclasses import astuple, dataclass, fields
+from pathlib import Path
 
 from ganstudy.data import registry
+from ganstudy.errors import ConfigError
 from ganstudy.power import CONTINUOUS, RATE
 
 
@@ -46,3 +51,58 @@ def metric_tests(
     fid = (spec is not None and spec.fid is not None) if has_fid is None else has_fid
     mode_tests = MODE_TESTS.get(spec.mode_metric if spec is not None else mode_kind, ())
     return (*((FID,) if fid else mode_tests), DIVERGED)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One planned comparison: the ``candidate`` arm against the ``baseline`` arm in one dataset x
+    architecture x batch-norm group; ``block`` is the candidate's block."""
+
+    block: str
+    dataset: str
+    arch: str
+    bn_g: bool
+    bn_d: bool
+    baseline: str
+    candidate: str
+
+
+PAIR_COLUMNS = tuple(f.name for f in fields(Pair))
+
+
+def pairs_csv(pairs: list[Pair]) -> str:
+    """``comparisons.csv``: one row per pair (batch norm as 0/1)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(PAIR_COLUMNS)
+    for pair in pairs:
+        writer.writerow([int(v) if isinstance(v, bool) else v for v in astuple(pair)])
+    return out.getvalue()
+
+
+def read_pairs(path: str | Path) -> list[Pair] | None:
+    """The pairs of a ``comparisons.csv`` (None: no such file, e.g. runs trained by hand)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in PAIR_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ConfigError(
+                f"{path}: missing column(s) {', '.join(missing)}; required columns: "
+                f"{', '.join(PAIR_COLUMNS)}"
+            )
+        pairs = []
+        for line, row in enumerate(reader, start=2):
+            try:
+                bn = [{"0": False, "1": True}[row[k].strip()] for k in ("bn_g", "bn_d")]
+            except KeyError:
+                raise ConfigError(
+                    f"{path} line {line}: bn_g/bn_d {row['bn_g']!r}/{row['bn_d']!r}; allowed: 0, 1"
+                ) from None
+            pairs.append(
+                Pair(row["block"], row["dataset"], row["arch"], *bn, row["baseline"],
+                     row["candidate"])
+            )  # fmt: skip
+    return pairs

@@ -1,13 +1,14 @@
 """Run configuration: frozen dataclasses built from YAML, validated before any work starts.
 
-One run is one dataset x architecture x loss x batch-norm setting x seed. Every key has a
-default; an unknown key, a value of the wrong type or a value outside its allowed set raises
+One run is one dataset x architecture x loss x batch-norm setting x seed, trained with one
+optimizer and D learning-rate schedule. Every key has a default; an unknown key, a value of the wrong type or a value outside its allowed set raises
 :class:`ConfigError` naming the key, the value and what is allowed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,9 +19,10 @@ import yaml
 
 from ganstudy.data.registry import DATASETS
 from ganstudy.errors import ConfigError
-from ganstudy.losses import LOSSES, resolve_coding
+from ganstudy.losses import LOSSES, ideal_d_loss, resolve_alphas, resolve_coding
 from ganstudy.nets import ARCHS
 from ganstudy.numerics import COMPILE_MODES
+from ganstudy.optimizers import D_LR_SCHEDULES, OPTIMIZERS
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,9 @@ class LossConfig:
     b: float | None = None
     c: float | None = None
     gp_lambda: float = 10.0
+    # (alpha_D, alpha_G) of the alpha loss, each in (0, inf]; None means the registry's 1.0.
+    alpha_d: float | None = None
+    alpha_g: float | None = None
 
 
 @dataclass(frozen=True)
@@ -67,8 +72,21 @@ class TrainConfig:
     batch_size: int = 64
     lr_g: float = 2e-4
     lr_d: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
+    # The optimizer of G and D (ganstudy.optimizers.OPTIMIZERS). Its keys left None take the
+    # registry's defaults; the keys of the other optimizer must stay None.
+    optimizer: str = "adam"
+    beta1: float | None = None
+    beta2: float | None = None
+    rmsprop_alpha: float | None = None
+    rmsprop_eps: float | None = None
+    rmsprop_momentum: float | None = None
+    # D's learning-rate schedule (ganstudy.optimizers.D_LR_SCHEDULES), with its keys likewise.
+    d_lr_schedule: str = "none"
+    gap_ema: float | None = None
+    gap_h_min: float | None = None
+    gap_f_max: float | None = None
+    gap_x_min: float | None = None
+    gap_x_max: float | None = None
     d_steps: int = 1
     log_every: int = 50
     checkpoint_every: int = 1000
@@ -100,6 +118,9 @@ class TrackingConfig:
 @dataclass(frozen=True)
 class RunConfig:
     seed: int = 0
+    # The study arm the run belongs to: the loss segment of its directory and its label in the
+    # report. None: the loss name. A study names arms that differ from a plain loss in settings.
+    arm: str | None = None
     dataset: DataConfig = field(default_factory=DataConfig)
     arch: ArchConfig = field(default_factory=ArchConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -118,6 +139,7 @@ class RunConfig:
 
 Z_DISTRIBUTIONS = ("normal", "uniform")
 DEVICES = ("auto", "cpu", "cuda")
+ARM_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 def _type_name(tp: Any) -> str:
@@ -219,9 +241,6 @@ def validate(cfg: RunConfig) -> RunConfig:
     for key in ("lr_g", "lr_d"):
         value = getattr(cfg.train, key)
         _require(value > 0, f"train.{key}", value, "a positive number")
-    for key in ("beta1", "beta2"):
-        value = getattr(cfg.train, key)
-        _require(0 <= value < 1, f"train.{key}", value, "a number in [0, 1)")
     _require(
         cfg.train.fid_every >= 0,
         "train.fid_every",
@@ -257,8 +276,73 @@ def validate(cfg: RunConfig) -> RunConfig:
         f"an architecture for {spec.name} ({spec.describe_shape()}): "
         + ", ".join(name for name, a in ARCHS.items() if a.supports(spec)),
     )
+    if cfg.arm is not None:
+        _require(
+            ARM_NAME.match(cfg.arm) is not None
+            and (cfg.arm == cfg.loss.name or cfg.arm not in LOSSES),
+            "arm",
+            cfg.arm,
+            "a name of lowercase letters, digits and _ that is not another loss's name",
+        )
     a, b, c = resolve_coding(cfg.loss)
-    return dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, a=a, b=b, c=c))
+    alpha_d, alpha_g = resolve_alphas(cfg.loss)
+    loss = dataclasses.replace(cfg.loss, a=a, b=b, c=c, alpha_d=alpha_d, alpha_g=alpha_g)
+    return dataclasses.replace(cfg, loss=loss, train=_resolve_training(cfg.train, loss))
+
+
+def _resolve_training(train: TrainConfig, loss: LossConfig) -> TrainConfig:
+    """Fill the chosen optimizer's and schedule's keys with their defaults and check them; the
+    keys of the others must be unset. A schedule that needs the ideal D loss needs a loss with
+    a known, positive one."""
+    _require(
+        train.optimizer in OPTIMIZERS, "train.optimizer", train.optimizer, ", ".join(OPTIMIZERS)
+    )
+    _require(
+        train.d_lr_schedule in D_LR_SCHEDULES,
+        "train.d_lr_schedule",
+        train.d_lr_schedule,
+        ", ".join(D_LR_SCHEDULES),
+    )
+    chosen = {
+        "optimizer": OPTIMIZERS[train.optimizer],
+        "d_lr_schedule": D_LR_SCHEDULES[train.d_lr_schedule],
+    }
+    resolved = {}
+    for choice, registry in (("optimizer", OPTIMIZERS), ("d_lr_schedule", D_LR_SCHEDULES)):
+        for spec in registry.values():
+            for key, setting in spec.settings.items():
+                value = getattr(train, key)
+                if spec is not chosen[choice]:
+                    _require(
+                        value is None,
+                        f"train.{key}",
+                        value,
+                        f"null: it is a key of {choice} {spec.name!r}, and train.{choice} is "
+                        f"{getattr(train, choice)!r}",
+                    )
+                    continue
+                value = setting.default if value is None else value
+                _require(setting.check(value), f"train.{key}", value, setting.allowed)
+                resolved[key] = value
+    schedule = chosen["d_lr_schedule"]
+    if schedule.needs_ideal_loss:
+        ideal = ideal_d_loss(loss)
+        known = [n for n, spec in LOSSES.items() if spec.ideal_d_loss is not None]
+        _require(
+            ideal is not None,
+            "train.d_lr_schedule",
+            train.d_lr_schedule,
+            f"none for loss {loss.name!r}, which has no known ideal D loss; "
+            f"{schedule.name} needs one of: {', '.join(known)}",
+        )
+        _require(
+            ideal > 0,
+            "train.d_lr_schedule",
+            train.d_lr_schedule,
+            f"none for loss {loss.name!r} with an ideal D loss of {ideal:g}; {schedule.name} "
+            "scales its gaps by the ideal loss, which must be positive (LSGAN: a != b)",
+        )
+    return dataclasses.replace(train, **resolved)
 
 
 def from_dict(data: dict[str, Any]) -> RunConfig:

@@ -2,7 +2,8 @@
 
 One run is one dataset x arch x loss x bn setting x seed; :class:`RunKey` formats its directory
 ``runs/<dataset>/<arch>/<loss>/bn-g<0|1>-d<0|1>/seed<S>`` (relative to the results directory)
-and parses it back. Every module and the Snakemake rules use it, so the pattern is written here
+and parses it back. The ``<loss>`` segment is the run's arm: the loss name, or the name a study
+gives a loss trained with settings of its own (the run config's ``arm``). Every module and the Snakemake rules use it, so the pattern is written here
 only.
 """
 
@@ -28,6 +29,7 @@ SAMPLES_2D = "samples2d.csv"
 # Files of a results directory.
 RUNS = "runs"
 DESIGN = "design.csv"
+COMPARISONS = "comparisons.csv"
 SUMMARY = "summary.csv"
 STUDY_CONFIG = "study.yaml"
 RUN_CONFIGS = "configs"
@@ -111,10 +113,9 @@ class RunKey:
 
     @classmethod
     def of_config(cls, cfg: Any) -> RunKey:
-        """The key of a run config (a ``RunConfig``)."""
-        return cls(
-            cfg.dataset.name, cfg.arch.name, cfg.loss.name, cfg.arch.bn.g, cfg.arch.bn.d, cfg.seed
-        )
+        """The key of a run config (a ``RunConfig``): its arm, else its loss, names the run."""
+        arm = cfg.arm or cfg.loss.name
+        return cls(cfg.dataset.name, cfg.arch.name, arm, cfg.arch.bn.g, cfg.arch.bn.d, cfg.seed)
 
     @classmethod
     def from_wildcards(cls, wildcards: Any) -> RunKey:

@@ -8,8 +8,16 @@ The registry :data:`ganstudy.losses.LOSSES` names the pair each loss uses.
 
 from __future__ import annotations
 
+import math
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+# The alpha-loss reference implementation (SankarLab/AlphaGan-Papers-Results, gan.py, AlphaLoss)
+# clamps D's probability to [eps, 1 - eps] for alpha != 1; below alpha = 1 the loss is unbounded
+# as the probability goes to 0, and the clamp keeps it finite.
+ALPHA_EPS = 1e-7
 
 
 def gan_d_loss(d_real: Tensor, d_fake: Tensor) -> Tensor:
@@ -39,6 +47,54 @@ def lsgan_d_loss(d_real: Tensor, d_fake: Tensor, a: float, b: float) -> Tensor:
 def lsgan_g_loss(d_fake: Tensor, c: float) -> Tensor:
     """Least squares generator loss: L_G = 1/2 E[(D(G(z)) - c)^2]."""
     return 0.5 * (d_fake - c).square().mean(-1)
+
+
+def _alpha_loss_of_correct(logit: Tensor, alpha: float) -> Tensor:
+    """alpha-loss of a sample whose correct class has probability p = sigmoid(logit), per sample:
+
+    l_alpha(p) = alpha / (alpha - 1) * (1 - p^((alpha - 1) / alpha))   for alpha in (0, 1) u (1, inf)
+    l_1(p)     = -log p = softplus(-logit)                               (the limit alpha -> 1)
+    l_inf(p)   = 1 - p                                                   (the limit alpha -> inf)
+
+    With k = (alpha - 1) / alpha, l_alpha(p) = -expm1(k log p) / k, which stays accurate near
+    alpha = 1. log p is clamped to [log eps, log(1 - eps)] (:data:`ALPHA_EPS`) as the reference
+    clamps p, except at alpha = 1, where the formula is the standard GAN's.
+    """
+    if alpha == 1:
+        return F.softplus(-logit)
+    log_p = F.logsigmoid(logit).clamp(math.log(ALPHA_EPS), math.log1p(-ALPHA_EPS))
+    if math.isinf(alpha):
+        return -torch.expm1(log_p)
+    k = (alpha - 1) / alpha
+    return -torch.expm1(k * log_p) / k
+
+
+def alpha_d_loss(d_real: Tensor, d_fake: Tensor, alpha: float) -> Tensor:
+    """(alpha_D, alpha_G)-GAN discriminator loss (Welfert, Otstot, Kurri, Sankar 2023, eq. 4-5a;
+    reference: SankarLab/AlphaGan-Papers-Results, gan.py, ``AlphaLoss`` and
+    ``GAN.train_discriminator``): alpha-loss with labels 1 for reals and 0 for fakes,
+
+    L_D = E[l_alpha(sigmoid(D(x)))] + E[l_alpha(1 - sigmoid(D(G(z))))],  alpha = alpha_D in (0, inf],
+
+    where l_alpha is the loss of the probability given to the correct class
+    (:func:`_alpha_loss_of_correct`; 1 - sigmoid(t) = sigmoid(-t)). At alpha = 1 this is
+    :func:`gan_d_loss`, term by term.
+    """
+    return _alpha_loss_of_correct(d_real, alpha).mean(-1) + _alpha_loss_of_correct(
+        -d_fake, alpha
+    ).mean(-1)
+
+
+def alpha_ns_g_loss(d_fake: Tensor, alpha: float) -> Tensor:
+    """Non-saturating (alpha_D, alpha_G)-GAN generator loss (eq. 10-11 of the paper; the
+    reference's ``train_generator`` with ``flip=True``, as run for its ring and Stacked MNIST
+    results): alpha-loss of the fakes labelled real,
+
+    L_G = E[l_alpha(sigmoid(D(G(z))))],  alpha = alpha_G in (0, inf].
+
+    At alpha = 1 this is :func:`gan_ns_g_loss`.
+    """
+    return _alpha_loss_of_correct(d_fake, alpha).mean(-1)
 
 
 def l1_d_loss(d_real: Tensor, d_fake: Tensor) -> Tensor:

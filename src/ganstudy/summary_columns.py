@@ -60,9 +60,17 @@ def _first(*sources: Callable[[RunRecord], Any]) -> Callable[[RunRecord], Any]:
     return pick
 
 
+def _loss_name(rec: RunRecord) -> str:
+    """The loss of the run's config; without one, the arm (a plain loss names itself)."""
+    return _get(rec.config, "loss", "name") or rec.design["loss"]
+
+
 def _loss_label(rec: RunRecord) -> str:
-    """The loss name, with its (a, b, c) coding appended where it is not the named preset."""
+    """The arm; for a plain loss (the arm is the loss name), with its (a, b, c) coding appended
+    where it is not the named preset."""
     name = rec.design["loss"]
+    if name != _loss_name(rec):
+        return name
     coding = tuple(_get(rec.config, "loss", k) for k in ("a", "b", "c"))
     preset = LOSSES[name].coding if name in LOSSES else None
     if preset is None or None in coding or tuple(map(float, coding)) == preset:
@@ -177,12 +185,23 @@ COLUMNS: tuple[Column, ...] = (
     # factors of the design
     Column("dataset", "str", _design("dataset"), "dataset name"),
     Column("arch", "str", _design("arch"), "architecture name"),
-    Column("loss", "str", _design("loss"), "loss name"),
-    Column("loss_label", "str", _loss_label, "loss name, with (a,b,c) where not its preset"),
+    Column(
+        "arm",
+        "str",
+        _design("loss"),
+        "arm: the loss name, or the study's name of a loss "
+        "trained with settings of its own (the loss segment of run_dir)",
+    ),
+    Column("loss", "str", _loss_name, "loss name"),
+    Column(
+        "loss_label", "str", _loss_label, "the arm; a plain loss with (a,b,c) where not its preset"
+    ),
     Column("loss_a", "float", _config_source("loss", "a"), "LSGAN target of D on fakes"),
     Column("loss_b", "float", _config_source("loss", "b"), "LSGAN target of D on reals"),
     Column("loss_c", "float", _config_source("loss", "c"), "LSGAN value G wants D to output"),
     Column("gp_lambda", "float", _config_source("loss", "gp_lambda"), "gradient-penalty weight"),
+    Column("alpha_d", "float", _config_source("loss", "alpha_d"), "alpha of D's alpha-loss"),
+    Column("alpha_g", "float", _config_source("loss", "alpha_g"), "alpha of G's alpha-loss"),
     Column("bn_g", "bool", _design("bn_g"), "batch norm in G"),
     Column("bn_d", "bool", _design("bn_d"), "batch norm in D"),
     Column("seed", "int", _design("seed"), "run seed"),
@@ -194,10 +213,32 @@ COLUMNS: tuple[Column, ...] = (
     Column("steps", "int", _config_source("train", "steps"), "configured steps (or empty)"),
     Column("epochs", "float", _config_source("train", "epochs"), "configured epochs (or empty)"),
     Column("batch_size", "int", _config_source("train", "batch_size"), "batch size"),
-    Column("lr_g", "float", _config_source("train", "lr_g"), "Adam learning rate of G"),
-    Column("lr_d", "float", _config_source("train", "lr_d"), "Adam learning rate of D"),
+    Column("lr_g", "float", _config_source("train", "lr_g"), "learning rate of G"),
+    Column("lr_d", "float", _config_source("train", "lr_d"), "(base) learning rate of D"),
+    Column(
+        "optimizer",
+        "str",
+        _first(_config_source("train", "optimizer"), lambda rec: "adam" if rec.config else None),
+        "optimizer of G and D",
+    ),
     Column("beta1", "float", _config_source("train", "beta1"), "Adam beta1"),
     Column("beta2", "float", _config_source("train", "beta2"), "Adam beta2"),
+    *(
+        Column(key, "float", _config_source("train", key), f"RMSProp {key.split('_')[1]}")
+        for key in ("rmsprop_alpha", "rmsprop_eps", "rmsprop_momentum")
+    ),
+    Column(
+        "d_lr_schedule",
+        "str",
+        _first(
+            _config_source("train", "d_lr_schedule"), lambda rec: "none" if rec.config else None
+        ),
+        "learning-rate schedule of D",
+    ),
+    *(
+        Column(key, "float", _config_source("train", key), f"gap-aware schedule: {key[4:]}")
+        for key in ("gap_ema", "gap_h_min", "gap_f_max", "gap_x_min", "gap_x_max")
+    ),
     Column("d_steps", "int", _config_source("train", "d_steps"), "D steps per G step"),
     # state of the run
     Column("state", "str", lambda rec: _state_and_note(rec)[0], "; ".join(STATES)),

@@ -73,7 +73,8 @@ def _history(run_dir: Path) -> list[tuple[str, float, int, int]]:
             when = row.get("time") or ""
             stamp = float(when) if when else end_time - (end_wall - float(row["wall_s"]))
             for key in LOGGED_METRICS:
-                value = float(row[key])
+                # A column a run of an older version did not log is skipped.
+                value = float(row.get(key) or "nan")
                 if math.isfinite(value):
                     points.append((key, value, int(stamp * 1000), int(row["step"])))
     curve = run_dir / layout.FID_CURVE

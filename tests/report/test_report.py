@@ -11,10 +11,12 @@ import re
 import shutil
 
 import pytest
+import yaml
 from PIL import Image
 from synthetic_results import DIVERGED, MISSING, NOT_EVALUATED, make_results, mlflow_id, run_rel
 
 from ganstudy import aggregate, cli
+from ganstudy.comparisons import Pair, pairs_csv
 from ganstudy.errors import ConfigError
 from ganstudy.report import build as report
 from ganstudy.report import compare as report_compare
@@ -250,3 +252,68 @@ def test_every_comparison_states_n_reachable_p_effect_size_and_detectable_effect
     assert "rate difference" in page and "Fisher" in page
     # a verdict of no significant difference says what the design could have detected
     assert "With these seeds the test detects" in page
+
+
+def _add_scheduled_arms(results):
+    """Copies of the ring8 gan and lsgan runs as the arms gan_gap_aware and lsgan_gap_aware (the
+    losses with the gap-aware schedule), their D learning rate in log.csv, added to design.csv."""
+    design = list(csv.DictReader((results / "design.csv").open()))
+    added = []
+    for row in [r for r in design if r["dataset"] == "ring8"]:
+        arm = f"{row['loss']}_gap_aware"
+        new = {
+            **row,
+            "loss": arm,
+            "run_dir": row["run_dir"].replace(f"/{row['loss']}/", f"/{arm}/"),
+        }
+        src, dst = results / row["run_dir"], results / new["run_dir"]
+        shutil.copytree(src, dst)
+        config = yaml.safe_load((dst / "config.yaml").read_text())
+        config["arm"] = arm
+        config["train"].update(d_lr_schedule="gap_aware", gap_ema=0.95)
+        (dst / "config.yaml").write_text(yaml.safe_dump(config))
+        log = list(csv.DictReader((dst / "log.csv").open()))
+        for i, line in enumerate(log):
+            line["lr_d"] = 2e-4 * (0.5 + 0.01 * i)
+        with (dst / "log.csv").open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, list(log[0]))
+            writer.writeheader()
+            writer.writerows(log)
+        added.append(new)
+    with (results / "design.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, list(design[0]))
+        writer.writeheader()
+        writer.writerows(design + added)
+
+
+def test_each_candidate_is_compared_with_the_baseline_the_study_planned(tmp_path):
+    results = make_results(tmp_path)
+    _add_scheduled_arms(results)
+    pairs = [
+        Pair("mixtures", "ring8", "mlp2d", False, False, "gan", "lsgan"),
+        Pair("stabilisers", "ring8", "mlp2d", False, False, "gan", "gan_gap_aware"),
+        Pair("stabilisers", "ring8", "mlp2d", False, False, "lsgan", "lsgan_gap_aware"),
+    ]
+    (results / "comparisons.csv").write_text(pairs_csv(pairs))
+    page = report.build_report(results, tmp_path / "r.html").read_text()
+    stats = page[page.index('id="statistics"') : page.index('id="published"')]
+    for shown in ("gan vs lsgan", "gan vs gan_gap_aware", "lsgan vs lsgan_gap_aware"):
+        assert f"<td>{shown}</td>" in stats
+    # not by name: lsgan_gap_aware is not compared with gan, nor the planned-out pairs made
+    assert "<td>gan vs lsgan_gap_aware</td>" not in stats
+    assert "fashion_mnist" not in stats  # comparisons.csv plans none there
+    assert "ring8: learning rate of D under its schedule" in page
+    summary = aggregate.read_summary(results / "summary.csv")
+    arm = summary[summary["arm"] == "lsgan_gap_aware"]
+    assert set(arm["loss"]) == {"lsgan"} and set(arm["loss_label"]) == {"lsgan_gap_aware"}
+    assert set(arm["d_lr_schedule"]) == {"gap_aware"}
+    assert set(summary.loc[summary["arm"] == "lsgan", "d_lr_schedule"]) == {"none"}
+
+
+def test_without_a_study_plan_arms_are_not_paired_by_their_loss(tmp_path):
+    results = make_results(tmp_path)
+    _add_scheduled_arms(results)
+    page = report.build_report(results, tmp_path / "r.html").read_text()
+    stats = page[page.index('id="statistics"') : page.index('id="published"')]
+    assert "<td>gan vs lsgan</td>" in stats
+    assert "gap_aware</td>" not in stats  # an arm's settings differ: no comparison by roles

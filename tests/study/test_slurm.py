@@ -39,6 +39,11 @@ GPU_RULES = {"evaluate", "classifier", "fid_reference"}
 CPU_RULES = {"fetch", "prepare"}
 LOCAL_RULES = {"design", "aggregate", "report", "all"}  # run where snakemake runs
 GPU_KEYS = ("gpu", "gpus", "gres", "gpu_model")
+# The default study's blocks whose baselines are the mixtures', Stacked MNIST's and the cats'.
+STABILISER_BLOCKS = (
+    "stabilisers_ring", "stabilisers_stacked_mnist", "lsgan_stability_adam",
+    "lsgan_stability_rmsprop",
+)  # fmt: skip
 
 # The slice of the quick study run on the cluster: 2 training jobs (2 seeds each, one batched
 # ensemble per job) and 4 evaluation jobs on SLURM, then the summary and the report.
@@ -59,6 +64,7 @@ SLICE = {
         "fashion_mnist": {"enabled": False},
         "stacked_mnist": {"enabled": False},
         "cats": {"enabled": False},
+        **{block: {"enabled": False} for block in STABILISER_BLOCKS},
     },
 }
 CLUSTER_LIMIT_S = 420  # the whole cluster run: daemons, server, workflow, queries, shutdown
@@ -434,6 +440,7 @@ PREEMPT = {
         "fashion_mnist": {"enabled": False},
         "stacked_mnist": {"enabled": False},
         "cats": {"enabled": False},
+        **{block: {"enabled": False} for block in STABILISER_BLOCKS},
     },
 }  # fmt: skip
 PREEMPT_LIMIT_S = 300

@@ -19,6 +19,7 @@ from ganstudy import config as run_config
 from ganstudy import layout
 from ganstudy.aggregate import read_design
 from ganstudy.cli import main as cli_main
+from ganstudy.comparisons import read_pairs
 from ganstudy.errors import ConfigError
 from ganstudy.study import cost as study_cost
 from ganstudy.study import files as study_files
@@ -153,16 +154,23 @@ def test_default_study_grid():
     for run in s.runs:
         by_block.setdefault(run.variant.block, []).append(run)
     # 2 datasets x 3 losses x 2 bn x 24 seeds; 2 archs x 2 losses x 3 bn x 8; 2 x 2 x 8; 2 x 2 x 8
-    # (8 seeds per arm: the fewest with which every planned comparison can reach significance)
+    # (8 seeds per arm: the fewest with which every planned comparison can reach significance);
+    # the stabilisers: 3 arms x 2 bn x 24 on the ring, 3 x 8 on Stacked MNIST, 2 x 8 per LSGAN
+    # stability setting
     assert {k: len(v) for k, v in by_block.items()} == {
         "mixtures": 288,
         "fashion_mnist": 96,
         "stacked_mnist": 32,
         "cats": 32,
+        "stabilisers_ring": 144,
+        "stabilisers_stacked_mnist": 24,
+        "lsgan_stability_adam": 16,
+        "lsgan_stability_rmsprop": 16,
     }
     comparisons = plan.plan(s)
-    assert len(comparisons) == 44 and plan.unreachable(comparisons) == []
-    assert len(s.variants) == 32 and len(s.jobs) == 32  # every variant's seeds in one ensemble
+    # 44 LSGAN vs GAN; ring 2 bn x 3 candidates x 3 tests; Stacked MNIST 3 x 2; cats 2 x 2
+    assert len(comparisons) == 44 + 18 + 6 + 4 and plan.unreachable(comparisons) == []
+    assert len(s.variants) == 45 and len(s.jobs) == 45  # every variant's seeds in one ensemble
     assert len({r.run_dir for r in s.runs}) == len(s.runs)
     assert s.datasets == ["ring8", "grid25", "fashion_mnist", "stacked_mnist", "cat64"]
     assert s.classifier_datasets == ["fashion_mnist", "mnist"]
@@ -182,6 +190,40 @@ def test_default_study_grid():
     assert fmnist.bn_name == "d_only" and fmnist.seeds == tuple(range(8))
 
 
+def test_default_study_stabilisers_and_their_baselines():
+    s = expanded()
+    alpha = s.variant("ring8/mlp2d/alpha_d05_g12/bn-g0-d0").run_config
+    assert alpha["arm"] == "alpha_d05_g12" and alpha["loss"]["name"] == "alpha"
+    assert (alpha["loss"]["alpha_d"], alpha["loss"]["alpha_g"]) == (0.5, 1.2)
+    gap = s.variant("stacked_mnist/dcgan28/lsgan_gap_aware/bn-g1-d1").run_config
+    assert gap["train"]["d_lr_schedule"] == "gap_aware" and gap["train"]["gap_ema"] == 0.95
+    assert (gap["loss"]["a"], gap["loss"]["b"], gap["loss"]["c"]) == (0.0, 1.0, 1.0)
+    rms = s.variant("cat64/dcgan64/lsgan_chi2_rmsprop/bn-g0-d0").run_config
+    assert rms["train"]["optimizer"] == "rmsprop" and rms["train"]["lr_d"] == 2e-4
+    assert rms["train"]["rmsprop_alpha"] == 0.9 and rms["train"]["beta1"] is None
+    assert (rms["loss"]["a"], rms["loss"]["b"], rms["loss"]["c"]) == (-1.0, 1.0, 0.0)
+    adam = s.variant("cat64/dcgan64/lsgan/bn-g0-d1").run_config
+    assert adam["train"]["optimizer"] == "adam" and adam["train"]["beta1"] == 0.5
+    assert adam["arch"]["bn"] == {"g": False, "d": True}
+    # each candidate with the baseline its block names, not the loss its name begins with
+    pairs = {(p.dataset, p.bn_g, p.baseline, p.candidate) for p in s.pairs}
+    for bn in (True, False):
+        assert ("ring8", bn, "lsgan", "lsgan_gap_aware") in pairs
+        assert ("ring8", bn, "gan", "gan_gap_aware") in pairs
+        assert ("ring8", bn, "gan", "alpha_d05_g12") in pairs
+        assert ("ring8", bn, "gan", "lsgan_gap_aware") not in pairs
+    assert ("cat64", False, "gan_rmsprop", "lsgan_chi2_rmsprop") in pairs
+    assert ("cat64", False, "gan", "lsgan_chi2_rmsprop") not in pairs
+    assert ("cat64", False, "gan", "lsgan") in pairs  # the cats block's own, under Adam
+    by_block = {}
+    for p in s.pairs:
+        by_block.setdefault(p.block, set()).add((p.baseline, p.candidate))
+    assert by_block["lsgan_stability_adam"] == {("gan", "lsgan")}
+    assert by_block["stabilisers_stacked_mnist"] == {
+        ("gan", "alpha_d11_g2"), ("gan", "gan_gap_aware"), ("lsgan", "lsgan_gap_aware")
+    }  # fmt: skip
+
+
 def test_quick_study_covers_every_dataset_family_and_metric():
     s = expanded(files=(DEFAULT, QUICK))
     assert s.name == "lsgan-vs-gan-quick"
@@ -197,6 +239,16 @@ def test_quick_study_covers_every_dataset_family_and_metric():
     # a training-time FID curve somewhere, for the FID stability statistics
     assert any(v.run_config["train"]["fid_every"] > 0 for v in s.variants)
     assert all(v.run_config["train"]["steps"] is not None for v in s.variants)
+    # one run of each stabiliser: the alpha loss, the gap-aware schedule, RMSProp
+    one_each = [
+        [v for v in s.variants if v.loss == "alpha"],
+        [v for v in s.variants if v.run_config["train"]["d_lr_schedule"] == "gap_aware"],
+        [v for v in s.variants if v.run_config["train"]["optimizer"] == "rmsprop"],
+    ]
+    assert [[len(v.seeds) for v in found] for found in one_each] == [[1], [1], [1]]
+    assert {(p.baseline, p.candidate) for p in s.pairs if p.block == "stabilisers_ring"} == {
+        ("gan", "alpha_d05_g12"), ("gan", "gan_gap_aware")
+    }  # fmt: skip
 
 
 def test_seeds_are_chunked_into_ensemble_jobs():
@@ -287,6 +339,148 @@ def test_a_run_belongs_to_one_block():
         study.Study.from_config(cfg, SCHEMA)
 
 
+def arms_study(**block_changes) -> dict:
+    """A block of gan and a scheduled gan arm on the ring, changed by ``block_changes``."""
+    block = small_block(
+        losses=["gan", "gan_gap"],
+        arms={"gan_gap": {"loss": {"name": "gan"}, "train": {"d_lr_schedule": "gap_aware"}}},
+        compare={"baseline": "gan", "candidates": ["gan_gap"]},
+    )
+    block.update(block_changes)
+    return {"experiments": {"toy": block}}
+
+
+def test_an_arm_is_a_loss_with_settings_of_its_own():
+    s = study.Study.from_config(arms_study(), SCHEMA)
+    assert [v.key for v in s.variants] == [
+        "ring8/mlp2d/gan/bn-g1-d1",
+        "ring8/mlp2d/gan_gap/bn-g1-d1",
+    ]
+    arm = s.variant("ring8/mlp2d/gan_gap/bn-g1-d1")
+    assert arm.loss == "gan" and arm.arm == "gan_gap"
+    assert arm.run_config["arm"] == "gan_gap" and arm.run_config["loss"]["name"] == "gan"
+    assert arm.run_config["train"]["steps"] == 10  # the block's settings, the arm's on top
+    assert s.variant("ring8/mlp2d/gan/bn-g1-d1").run_config["arm"] is None
+    assert all(job.name.isidentifier() for job in s.jobs)
+    assert [(p.baseline, p.candidate) for p in s.pairs] == [("gan", "gan_gap")]
+
+
+def test_a_baseline_of_another_block_trained_the_same_way_is_used():
+    cfg = arms_study(losses=["gan_gap"])
+    cfg["experiments"]["base"] = small_block()
+    s = study.Study.from_config(cfg, SCHEMA)
+    (pair,) = s.pairs
+    assert (pair.block, pair.baseline, pair.candidate) == ("toy", "gan", "gan_gap")
+    assert s.variant("ring8/mlp2d/gan/bn-g1-d1").block == "base"
+
+
+def test_without_its_own_compare_a_block_compares_only_its_own_runs():
+    cfg = {"experiments": {"a": small_block(), "b": small_block(losses=["lsgan"])}}
+    assert study.Study.from_config(cfg, SCHEMA).pairs == []
+    cfg["experiments"]["b"]["losses"] = ["gan", "lsgan"]
+    cfg["experiments"]["b"]["datasets"] = ["grid25"]
+    (pair,) = study.Study.from_config(cfg, SCHEMA).pairs
+    assert (pair.block, pair.dataset, pair.baseline, pair.candidate) == (
+        "b", "grid25", "gan", "lsgan"
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("cfg", "message"),
+    [
+        (
+            arms_study(compare={"baseline": "gan", "candidates": ["gan_gpa"]}),
+            "key 'experiments.toy.compare': candidate 'gan_gpa' is not an arm of the block; "
+            "allowed: gan, gan_gap",
+        ),
+        (
+            arms_study(compare={"baseline": "lsgan", "candidates": ["gan_gap"]}),
+            "key 'experiments.toy.compare': no runs of the baseline 'lsgan' for "
+            "ring8/mlp2d/lsgan/bn-g1-d1",
+        ),
+        (
+            {
+                "experiments": {
+                    "toy": arms_study(losses=["gan_gap"])["experiments"]["toy"],
+                    "base": small_block(train={"steps": 10, "batch_size": 32}),
+                }
+            },
+            "key 'experiments.toy.compare': ring8/mlp2d/gan_gap/bn-g1-d1 and its baseline "
+            "ring8/mlp2d/gan/bn-g1-d1 (block base) differ in train.batch_size (32 vs 64), which "
+            "neither arm sets",
+        ),
+        (
+            arms_study(arms={"lsgan": {"loss": {"name": "gan"}}}),
+            "key 'experiments.toy.arms.lsgan': the name is a loss's",
+        ),
+        (
+            arms_study(loss={"name": "gan"}),
+            "unknown key 'experiments.toy.loss.name'; allowed keys in experiments.toy.loss:",
+        ),
+        (
+            arms_study(arms={"gan_gap": {"loss": {"name": "gan", "alpha_d": 2}}}),
+            "experiments.toy (dataset ring8, arch mlp2d, loss gan_gap, bn both): keys "
+            "'loss.alpha_d/alpha_g'",
+        ),
+        (
+            arms_study(arms={"gan_gap": {"loss": {"name": "gan"}, "train": {"d_lr_shedule": 1}}}),
+            "unknown key 'train.d_lr_shedule' in train",
+        ),
+        (
+            arms_study(
+                arms={
+                    "gan_gap": {
+                        "loss": {"name": "wgan_gp"},
+                        "train": {"d_lr_schedule": "gap_aware"},
+                    }
+                }
+            ),
+            "key 'train.d_lr_schedule': 'gap_aware' is not allowed; allowed: none for loss "
+            "'wgan_gp', which has no known ideal D loss",
+        ),
+        (
+            arms_study(losses=["gan", "gan_gap", "gan_gpa"]),
+            "key 'loss.name': 'gan_gpa' is not allowed",
+        ),
+    ],
+)
+def test_bad_arms_and_comparisons_are_named(cfg, message):
+    with pytest.raises(ConfigError) as err:
+        study.Study.from_config(cfg, SCHEMA)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            arms_study(arms={"Gan-Gap": {"loss": {"name": "gan"}}}),
+            "key 'experiments.toy.arms.Gan-Gap': the name is not allowed",
+        ),
+        (
+            arms_study(arms={"gan_gap": {"train": {}}}),
+            "key 'experiments.toy.arms.gan_gap.loss' is missing",
+        ),
+        (
+            arms_study(compare={"baseline": "gan"}),
+            "key 'experiments.toy.compare.candidates' is missing",
+        ),
+        (
+            small_study(experiments={"toy": small_block(train={"optimizer": "sgd"})}),
+            "key 'experiments.toy.train.optimizer': 'sgd' is not allowed; allowed: 'adam', 'rmsprop'",
+        ),
+        (
+            small_study(experiments={"toy": small_block(loss={"alpha_d": 0})}),
+            "key 'experiments.toy.loss.alpha_d': 0 is not allowed; allowed: a number or null > 0",
+        ),
+    ],
+)
+def test_schema_checks_the_new_block_keys(change, message):
+    with pytest.raises(ConfigError) as err:
+        study_schema.validate(change, SCHEMA)
+    assert message in str(err.value)
+
+
 def test_merge_follows_snakemake_config_files():
     base = {"a": {"x": 1, "y": [1, 2]}, "b": 1}
     merged = study.merge(base, {"a": {"y": [3]}, "c": 2})
@@ -309,7 +503,7 @@ def test_design_csv_lists_every_run_for_the_report(tmp_path):
     assert rows[0]["run_dir"] == "runs/ring8/mlp2d/gan/bn-g1-d1/seed0"
     parsed = read_design(results)
     assert {(r["dataset"], r["loss"], r["seed"]) for r in parsed} == {
-        (run.variant.dataset, run.variant.loss, run.seed) for run in s.runs
+        (run.variant.dataset, run.variant.arm, run.seed) for run in s.runs
     }
     assert not list(results.glob(".*tmp*"))
 
@@ -514,9 +708,11 @@ def test_cli_design_writes_design_and_resolved_config(tmp_path, capsys):
             "study", "design", "--config", str(DEFAULT), str(QUICK), "--schema", str(SCHEMA),
             "--design", str(tmp_path / "design.csv"), "--resolved", str(tmp_path / "study.yaml"),
             "--run-configs", str(tmp_path / "configs"),
+            "--comparisons", str(tmp_path / "comparisons.csv"),
         ]
     )  # fmt: skip
     assert code == 0
+    assert read_pairs(tmp_path / "comparisons.csv") == expanded(files=(DEFAULT, QUICK)).pairs
     resolved = yaml.safe_load((tmp_path / "study.yaml").read_text())
     assert resolved["study"] == "lsgan-vs-gan-quick" and resolved["gpus"]["jobs_per_gpu"] == 1
     s = expanded(files=(DEFAULT, QUICK))

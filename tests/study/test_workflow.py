@@ -72,8 +72,9 @@ def test_dry_run_shows_the_whole_default_study(tmp_path):
     assert result.returncode == 0, result.stderr + result.stdout
     counts = job_counts(result.stdout)
     train = {k: v for k, v in counts.items() if k.startswith("train__")}
-    assert len(train) == 32 and set(train.values()) == {1}
-    assert counts["evaluate"] == 288 + 96 + 32 + 32  # 8 seeds per arm in the image blocks
+    assert len(train) == 32 + 13 and set(train.values()) == {1}  # 13 jobs of the stabilisers
+    # 8 seeds per arm in the image blocks; the stabilisers: ring, Stacked MNIST, two cat blocks
+    assert counts["evaluate"] == 288 + 96 + 32 + 32 + 144 + 24 + 16 + 16
     assert counts["fetch"] == 3 and counts["prepare"] == 4
     assert counts["classifier"] == 2 and counts["fid_reference"] == 3
     for rule in ("design", "aggregate", "report", "all"):
@@ -181,6 +182,17 @@ def test_quick_study_end_to_end_on_the_cpu(tmp_path, shared_files):
     assert len(summary) == len(design)
     report = cwd / "reports" / "report-quick.html"
     assert report.stat().st_size > 10_000
+    # one run of each stabiliser, each compared with the baseline its block names
+    page = report.read_text()
+    for shown in ("gan vs alpha_d05_g12", "gan vs gan_gap_aware"):
+        assert f"<td>{shown}</td>" in page
+    assert "ring8: learning rate of D under its schedule" in page
+    assert "gan_rmsprop" in page
+    rmsprop = [r for r in design if r["loss"] == "gan_rmsprop"]
+    assert len(rmsprop) == 1
+    config = yaml.safe_load((results / rmsprop[0]["run_dir"] / "config.yaml").read_text())
+    assert config["train"]["optimizer"] == "rmsprop" and config["loss"]["name"] == "gan"
+    assert (results / "comparisons.csv").is_file()
     # every run config can be reproduced by hand with `ganstudy train --config`
     assert len(list((results / "configs").rglob("*.yaml"))) == len({
         (r["dataset"], r["arch"], r["loss"], r["bn_g"], r["bn_d"]) for r in design
@@ -236,7 +248,11 @@ def test_a_killed_training_job_resumes_and_a_diverged_run_is_evaluated(tmp_path)
         "study": "resume-check",
         "tracking": {"enabled": False},
         "experiments": {
-            name: {"enabled": False} for name in ("fashion_mnist", "stacked_mnist", "cats")
+            name: {"enabled": False}
+            for name in (
+                "fashion_mnist", "stacked_mnist", "cats", "stabilisers_ring",
+                "stabilisers_stacked_mnist", "lsgan_stability_adam", "lsgan_stability_rmsprop",
+            )
         }
         | {
             "mixtures": {

@@ -20,22 +20,39 @@ from ganstudy import config
 from ganstudy.train.trainer import Trainer
 
 
-def run_config(arch, dataset, data_root, steps, batch_size, loss="gan"):
+def run_config(arch, dataset, data_root, steps, batch_size, loss="gan", **train):
+    loss = loss if isinstance(loss, dict) else {"name": loss}
     return config.from_dict(
         {
             "dataset": {"name": dataset, "data_root": str(data_root)},
             "arch": {"name": arch, "z_dim": 32},
-            "loss": {"name": loss},
+            "loss": loss,
             "train": {
                 "steps": steps,
                 "batch_size": batch_size,
                 "log_every": 20,
                 "checkpoint_every": 100,
                 "sample_every": 10_000,
+                **train,
             },
             "tracking": {"enabled": False},
         }
     )
+
+
+# The factors that change the step: the alpha loss, RMSProp (with momentum, so its momentum
+# buffer is exercised) and the gap-aware schedule, which gives every member its own moving
+# average of D's loss and its own learning rate of D.
+FACTORS = {
+    "alpha_gap_aware": (
+        {"name": "alpha", "alpha_d": 0.5, "alpha_g": 1.2},
+        {"d_lr_schedule": "gap_aware"},
+    ),
+    "rmsprop_gap_aware": (
+        "lsgan_chi2",
+        {"optimizer": "rmsprop", "rmsprop_momentum": 0.5, "d_lr_schedule": "gap_aware"},
+    ),
+}
 
 
 def assert_same_trajectory(solo_dir, member_dir):
@@ -46,13 +63,19 @@ def assert_same_trajectory(solo_dir, member_dir):
         for name, tensor in a[part].items():
             assert torch.equal(tensor, b[part][name]), (part, name)
     for part in ("opt_g", "opt_d"):
+        assert a[part]["state"].keys() == b[part]["state"].keys()
         for idx, state in a[part]["state"].items():
+            assert state.keys() == b[part]["state"][idx].keys()
             for key, value in state.items():
                 assert torch.equal(value, b[part]["state"][idx][key]), (part, idx, key)
+    if a["d_lr_schedule"] is not None:
+        assert torch.equal(a["d_lr_schedule"]["ema"], b["d_lr_schedule"]["ema"])
+    assert (a["d_lr_schedule"] is None) == (b["d_lr_schedule"] is None)
     rows_a = list(csv.DictReader((solo_dir / "log.csv").open()))
     rows_b = list(csv.DictReader((member_dir / "log.csv").open()))
-    keys = ["step", "loss_d", "loss_g", "d_real", "d_fake", "grad_norm_g", "grad_norm_d"]
+    keys = ["step", "loss_d", "loss_g", "d_real", "d_fake", "grad_norm_g", "grad_norm_d", "lr_d"]
     assert [[r[k] for k in keys] for r in rows_a] == [[r[k] for k in keys] for r in rows_b]
+    return rows_a
 
 
 @pytest.mark.parametrize("loss", ["gan", "lsgan"])
@@ -62,6 +85,21 @@ def test_mlp2d_member_equals_solo_run(tmp_path, loss):
     dirs = [tmp_path / f"ens{s}" for s in (2, 5, 9)]
     Trainer(cfg, [2, 5, 9], dirs, progress=False).run()
     assert_same_trajectory(tmp_path / "solo", dirs[1])
+
+
+@pytest.mark.parametrize("factor", sorted(FACTORS))
+def test_mlp2d_member_equals_solo_run_with_each_new_factor(tmp_path, factor):
+    loss, train = FACTORS[factor]
+    cfg = run_config("mlp2d", "ring8", tmp_path, steps=200, batch_size=64, loss=loss, **train)
+    Trainer(cfg, [5], [tmp_path / "solo"], progress=False).run()
+    dirs = [tmp_path / f"ens{s}" for s in (2, 5, 9)]
+    Trainer(cfg, [2, 5, 9], dirs, progress=False).run()
+    rows = assert_same_trajectory(tmp_path / "solo", dirs[1])
+    # every member its own rate: another member's trajectory has other learning rates
+    lr = {float(r["lr_d"]) for r in rows}
+    other = {float(r["lr_d"]) for r in csv.DictReader((dirs[0] / "log.csv").open())}
+    assert len(lr) > 1 and lr != other
+    assert all(0.1 * 2e-4 * (1 - 1e-6) <= v <= 2 * 2e-4 * (1 + 1e-6) for v in lr | other)
 
 
 @pytest.mark.slow
@@ -75,8 +113,10 @@ def test_dcgan28_member_equals_solo_run(tmp_path):
     assert_same_trajectory(tmp_path / "solo", dirs[1])
 
 
-def test_ensemble_resumes_from_its_members_checkpoints(tmp_path):
-    cfg = run_config("mlp2d", "ring8", tmp_path, steps=200, batch_size=32)
+@pytest.mark.parametrize("factor", [None, "rmsprop_gap_aware"])
+def test_ensemble_resumes_from_its_members_checkpoints(tmp_path, factor):
+    loss, train = FACTORS[factor] if factor else ("gan", {})
+    cfg = run_config("mlp2d", "ring8", tmp_path, steps=200, batch_size=32, loss=loss, **train)
     straight = [tmp_path / f"a{s}" for s in (0, 1, 2)]
     Trainer(cfg, [0, 1, 2], straight, progress=False).run()
     # Interrupt a second ensemble after its first checkpoint by training only 100 steps...

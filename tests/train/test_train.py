@@ -47,6 +47,7 @@ def test_short_ring8_run_learns_and_writes_its_outputs(tmp_path):
     assert [int(r["step"]) for r in rows] == list(range(25, 1001, 25))
     for key in ("loss_d", "loss_g", "d_real", "d_fake", "grad_norm_g", "grad_norm_d"):
         assert all(torch.isfinite(torch.tensor(float(r[key]))) for r in rows)
+    assert {float(r["lr_d"]) for r in rows} == {cfg.train.lr_d}  # no schedule: constant
     assert metrics["versions"]["torch"] == torch.__version__
     assert metrics["grad_norm_g"]["max"] >= metrics["grad_norm_g"]["mean"] > 0
     assert yaml.safe_load((run / "config.yaml").read_text()) == cfg.to_dict()
@@ -73,6 +74,22 @@ def test_other_config_in_same_dir_is_refused(tmp_path):
         Trainer(ring_config(steps=60), [0], [run], progress=False)
 
 
+def test_a_run_of_a_version_without_the_newer_keys_is_still_the_same_run(tmp_path):
+    from ganstudy.errors import ConfigError
+    from ganstudy.train.runfiles import check_same_run
+
+    cfg = ring_config(steps=50)
+    old = cfg.to_dict()
+    for key in ("optimizer", "rmsprop_alpha", "rmsprop_eps", "rmsprop_momentum", "d_lr_schedule"):
+        del old["train"][key]
+    del old["loss"]["alpha_d"], old["arm"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
+    check_same_run(tmp_path, cfg.to_dict())  # the defaults are what that version did
+    rms = ring_config(steps=50, optimizer="rmsprop")
+    with pytest.raises(ConfigError, match="different config.*train.optimizer"):
+        check_same_run(tmp_path, rms.to_dict())
+
+
 def _poisoned_loss(monkeypatch, member: int | None, after_calls: int):
     """Register a loss whose G loss turns NaN for one member (or all) after some calls."""
     calls = {"n": 0}
@@ -95,7 +112,14 @@ def _poisoned_loss(monkeypatch, member: int | None, after_calls: int):
     monkeypatch.setitem(
         losses.LOSSES,
         "poisoned",
-        losses.Loss("poisoned", base.d_loss, g_loss, "test", coding=(0.0, 1.0, 1.0)),
+        losses.Loss(
+            "poisoned",
+            base.d_loss,
+            g_loss,
+            "test",
+            coding=(0.0, 1.0, 1.0),
+            ideal_d_loss=base.ideal_d_loss,
+        ),  # fmt: skip
     )
 
 
@@ -114,11 +138,16 @@ def test_diverged_run_is_an_outcome(tmp_path, monkeypatch):
     assert torch.load(run / "final.pt", weights_only=True)["status"] == "diverged"
 
 
-def test_diverged_member_is_frozen_while_others_continue(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "train",
+    [{}, {"optimizer": "rmsprop", "rmsprop_momentum": 0.9, "d_lr_schedule": "gap_aware"}],
+)
+def test_diverged_member_is_frozen_while_others_continue(tmp_path, monkeypatch, train):
     _poisoned_loss(monkeypatch, member=1, after_calls=30)
     from ganstudy import config
 
-    cfg = config.from_dict({**ring_config(steps=150).to_dict(), "loss": {"name": "poisoned"}})
+    data = {**ring_config(steps=150, **train).to_dict(), "loss": {"name": "poisoned"}}
+    cfg = config.from_dict(data)
     dirs = [tmp_path / f"s{s}" for s in (0, 1, 2)]
     trainer = Trainer(cfg, [0, 1, 2], dirs, progress=False)
     results = trainer.run()

@@ -1,11 +1,13 @@
-# The study's record: the expected runs (design.csv), the resolved study config and every
-# variant's run config, the tidy summary of every run, and the HTML report.
+# The study's record: the expected runs (design.csv), the planned comparisons
+# (comparisons.csv), the resolved study config and every variant's run config, the tidy summary
+# of every run, and the HTML report.
 
 
 rule design:
     output:
         design=f"{RESULTS}/{layout.DESIGN}",
         config=f"{RESULTS}/{layout.STUDY_CONFIG}",
+        comparisons=f"{RESULTS}/{layout.COMPARISONS}",
         run_configs=[STUDY.config_path(v) for v in STUDY.variants],
     log:
         f"{LOGS}/design.log",
@@ -18,6 +20,7 @@ rule design:
     shell:
         "ganstudy study design --json {params.config:q} --schema {params.schema:q}"
         " --design {output.design} --resolved {output.config} --run-configs {params.configs}"
+        " --comparisons {output.comparisons}"
         " > {log} 2>&1"
 
 
@@ -41,6 +44,7 @@ rule report:
     input:
         summary=f"{RESULTS}/{layout.SUMMARY}",
         config=f"{RESULTS}/{layout.STUDY_CONFIG}",
+        comparisons=f"{RESULTS}/{layout.COMPARISONS}",
     output:
         report=STUDY.config["report"],
     log:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from ganstudy.comparisons import pairs_csv
 from ganstudy.errors import ConfigError
 from ganstudy.study.files import atomic_write, design_csv, load_configs, run_config_yaml
 from ganstudy.study.grid import Study
@@ -35,6 +36,8 @@ def _cmd_design(args) -> int:
     config = _json_arg(args.json, "--json") if args.json else load_configs(args.config)
     study = Study.from_config(config, _schema_path(args.schema))
     atomic_write(args.design, design_csv(study.design_rows()))
+    if args.comparisons:
+        atomic_write(args.comparisons, pairs_csv(study.pairs))
     if args.resolved:
         atomic_write(args.resolved, yaml.safe_dump(study.config, sort_keys=False))
     if args.run_configs:
@@ -78,7 +81,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="check a study config; write design.csv (the expected runs) and the run configs",
         description="Check a study config against the schema, expand its grid (every run config "
         "validated) and write design.csv; optionally the resolved config with every default and "
-        "each variant's run config (<dir>/<dataset>/<arch>/<loss>/bn-g<0|1>-d<0|1>.yaml).",
+        "each variant's run config (<dir>/<dataset>/<arch>/<arm>/bn-g<0|1>-d<0|1>.yaml) and the "
+        "planned comparisons.",
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", nargs="+", help="study config file(s), merged in order")
@@ -86,6 +90,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--schema", help="config schema (default: the one shipped with ganstudy)")
     p.add_argument("--design", required=True, help="design.csv to write")
     p.add_argument("--resolved", help="also write the resolved study config (YAML) here")
+    p.add_argument(
+        "--comparisons",
+        help="also write the planned comparisons here (comparisons.csv: baseline and candidate "
+        "arm per dataset, architecture and batch norm)",
+    )
     p.add_argument("--run-configs", metavar="DIR", help="also write every variant's run config")
     p.set_defaults(func=_cmd_design)
 

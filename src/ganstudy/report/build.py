@@ -23,7 +23,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from ganstudy import aggregate, summary_columns
+from ganstudy import aggregate, layout, summary_columns
+from ganstudy.comparisons import read_pairs
 from ganstudy.errors import ConfigError
 from ganstudy.report.compare import statistics_section
 from ganstudy.report.html import Html, fmt, join, table, tag
@@ -195,8 +196,14 @@ def _provenance(study: ReportInputs) -> Html:
         "batch_size",
         "lr_g",
         "lr_d",
+        "optimizer",
         "beta1",
         "beta2",
+        "rmsprop_alpha",
+        "rmsprop_momentum",
+        "d_lr_schedule",
+        "alpha_d",
+        "alpha_g",
         "d_steps",
         "width",
         "z_dim",
@@ -244,7 +251,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("data", "Data sources", _data_sources),
     Section("results", "Results by dataset", results_section),
     Section("stability", "Stability", stability_section),
-    Section("statistics", "Statistics: GAN vs LSGAN", statistics_section),
+    Section("statistics", "Statistics: each candidate vs its baseline", statistics_section),
     Section("published", "Reproduction vs published numbers", published_section),
     Section("provenance", "Provenance", _provenance),
 )
@@ -317,6 +324,7 @@ def build_report(results: str | Path, out: str | Path, config: str | Path | None
         config_path=config_path,
         config_text=config_text,
         comparison=comparison,
+        pairs=read_pairs(results / layout.COMPARISONS),
     )
     check_run_csvs(study)
     aggregate.write_atomic(out, render(study).encode("utf-8"))

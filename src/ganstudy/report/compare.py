@@ -1,9 +1,13 @@
-"""The baseline loss vs every candidate loss, per dataset x architecture x batch norm: tests and
-their section.
+"""Every candidate vs its baseline, per dataset x architecture x batch norm: tests and their
+section.
 
-Per group the baseline (``gan`` by default) is compared with each candidate (every LSGAN loss by
-default; see :class:`~ganstudy.report.inputs.Comparison`) on the FID where the dataset has one, else on its mode metric(s), with :func:`ganstudy.stats.compare`; Holm's correction runs
-over every comparison that can reach significance.
+The pairs are the study's (``comparisons.csv``, written when the study is designed: each block's
+candidates against the baseline its config names, checked to differ only in what their arms
+set). Runs without that file (trained by hand) are paired by the ``compare`` roles (``gan``
+against every LSGAN loss by default; :class:`~ganstudy.report.inputs.Comparison`) among the
+plain losses of each group. Each pair is compared on the FID where the dataset has one, else on
+its mode metric(s), with :func:`ganstudy.stats.compare`; Holm's correction runs over every
+comparison that can reach significance.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from dataclasses import replace
 import pandas as pd
 
 from ganstudy import layout, power, stats
-from ganstudy.comparisons import MetricTest, metric_tests
+from ganstudy.comparisons import MetricTest, Pair, metric_tests
 from ganstudy.report.html import LEVEL, Html, fmt, join, table, tag
 from ganstudy.report.inputs import Comparison, ReportInputs
 
@@ -37,53 +41,97 @@ def fid_settings(runs: pd.DataFrame) -> set[str]:
     return set(runs.loc[runs["fid"].notna(), "fid_settings"].dropna())
 
 
+def pairs_of(
+    runs: pd.DataFrame, comparison: Comparison, pairs: list[Pair] | None
+) -> list[tuple[str, str, bool, bool, str, str]]:
+    """(dataset, arch, bn_g, bn_d, baseline arm, candidate arm) of every comparison: the study's
+    pairs, else the roles of ``comparison`` among the plain losses (arm = loss) of each group."""
+    if pairs is not None:
+        keys = {tuple(k) for k in runs[[*GROUP, "arm"]].itertuples(index=False)}
+        return [
+            (p.dataset, p.arch, p.bn_g, p.bn_d, p.baseline, p.candidate)
+            for p in pairs
+            if (p.dataset, p.arch, p.bn_g, p.bn_d, p.candidate) in keys
+        ]
+    out = []
+    plain = runs[runs["arm"] == runs["loss"]]
+    for (dataset, arch, bn_g, bn_d), group in plain.groupby(GROUP, sort=True):
+        candidates = group[comparison.is_candidate(group)]
+        for arm in sorted(candidates["arm"].unique()):
+            out.append((dataset, arch, bn_g, bn_d, comparison.baseline, arm))
+    return out
+
+
+def is_compared(runs: pd.DataFrame, comparison: Comparison, pairs: list[Pair] | None):
+    """Rows of a runs table that are the baseline or the candidate of a comparison."""
+    arms = set()
+    for dataset, arch, bn_g, bn_d, base, cand in pairs_of(runs, comparison, pairs):
+        arms |= {(dataset, arch, bn_g, bn_d, base), (dataset, arch, bn_g, bn_d, cand)}
+    return pd.Series(
+        [tuple(k) in arms for k in runs[[*GROUP, "arm"]].itertuples(index=False)],
+        index=runs.index,
+        dtype=bool,
+    )
+
+
 def compare_losses(
-    runs: pd.DataFrame, alpha: float = stats.ALPHA, comparison: Comparison | None = None
+    runs: pd.DataFrame,
+    alpha: float = stats.ALPHA,
+    comparison: Comparison | None = None,
+    pairs: list[Pair] | None = None,
 ) -> pd.DataFrame:
-    """One row per (dataset, arch, bn, candidate loss, metric): Mann-Whitney p, bootstrap CI of
-    the difference of means (candidate - baseline), Holm-adjusted p over all testable
+    """One row per (dataset, arch, bn, baseline, candidate, metric): Mann-Whitney p, bootstrap CI
+    of the difference of means (candidate - baseline), Holm-adjusted p over all testable
     comparisons, verdict."""
     comparison = comparison or Comparison.from_config()
-    baseline = comparison.baseline
+    compared = pairs_of(runs, comparison, pairs)
     rows = []
     for dataset, dataset_runs in runs.groupby("dataset", sort=True):
         # Without any metric value yet (runs missing or not evaluated) the groups are still
         # listed, each with the reason no test was made.
         metrics = comparison_metrics(dataset_runs)
-        for (_, arch, bn_g, bn_d), group in dataset_runs.groupby(GROUP, sort=True):
-            base = group[group["loss_label"] == baseline]
-            candidates = sorted(group.loc[comparison.is_candidate(group), "loss_label"].unique())
-            for cand_label in candidates:
-                cand = group[group["loss_label"] == cand_label]
-                for test in metrics:
-                    metric = test.column
-                    cmp = stats.compare(
-                        base[metric].astype(float),
-                        cand[metric].astype(float),
-                        test.label,
-                        test.higher_is_better,
-                        kind=test.kind,
+        for _, arch, bn_g, bn_d, base_arm, cand_arm in sorted(
+            (p for p in compared if p[0] == dataset), key=lambda p: (p[1], p[2], p[3])
+        ):
+            group = dataset_runs[
+                (dataset_runs["arch"] == arch)
+                & (dataset_runs["bn_g"] == bn_g)
+                & (dataset_runs["bn_d"] == bn_d)
+            ]
+            base = group[group["arm"] == base_arm]
+            cand = group[group["arm"] == cand_arm]
+            baseline = base["loss_label"].iloc[0] if len(base) else base_arm
+            cand_label = cand["loss_label"].iloc[0]
+            for test in metrics:
+                metric = test.column
+                cmp = stats.compare(
+                    base[metric].astype(float),
+                    cand[metric].astype(float),
+                    test.label,
+                    test.higher_is_better,
+                    kind=test.kind,
+                )
+                if metric == "fid" and len(fid_settings(pd.concat([base, cand]))) > 1:
+                    cmp = _untestable(
+                        cmp, "not compared: the FIDs were computed with different settings"
                     )
-                    if metric == "fid" and len(fid_settings(pd.concat([base, cand]))) > 1:
-                        cmp = _untestable(
-                            cmp, "not compared: the FIDs were computed with different settings"
-                        )
-                    if base.empty:
-                        cmp = _untestable(cmp, f"no {baseline} runs in this group")
-                    rows.append(
-                        {
-                            "dataset": dataset,
-                            "arch": arch,
-                            "bn": layout.bn_label(bn_g, bn_d),
-                            "candidate": cand_label,
-                            "metric": test.label,
-                            "cmp": cmp,
-                            "no_value": _no_value_note({baseline: base, cand_label: cand}, metric),
-                        }
-                    )
+                if base.empty:
+                    cmp = _untestable(cmp, f"no {baseline} runs in this group")
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "arch": arch,
+                        "bn": layout.bn_label(bn_g, bn_d),
+                        "baseline": baseline,
+                        "candidate": cand_label,
+                        "metric": test.label,
+                        "cmp": cmp,
+                        "no_value": _no_value_note({baseline: base, cand_label: cand}, metric),
+                    }
+                )
     if not rows:
         return pd.DataFrame(
-            columns=["dataset", "arch", "bn", "candidate", "metric", "cmp", "no_value"]
+            columns=["dataset", "arch", "bn", "baseline", "candidate", "metric", "cmp", "no_value"]
         )
     df = pd.DataFrame(rows)
     p = [c.p if c.testable else math.nan for c in df["cmp"]]
@@ -96,13 +144,15 @@ def compare_losses(
         stats.verdict(
             c,
             ph,
-            baseline,
+            base,
             cand,
             alpha=alpha,
             level=LEVEL,
             detectable=power.describe_effect(c.kind, d) if c.testable else None,
         )
-        for c, ph, cand, d in zip(df["cmp"], df["p_holm"], df["candidate"], df["detectable"])
+        for c, ph, base, cand, d in zip(
+            df["cmp"], df["p_holm"], df["baseline"], df["candidate"], df["detectable"]
+        )
     ]
     return df
 
@@ -131,22 +181,39 @@ def _no_value_note(groups: dict[str, pd.DataFrame], metric: str) -> str:
     return "; ".join(notes)
 
 
+def _which_pairs(study: ReportInputs) -> str:
+    comparison = study.comparison
+    if study.pairs is not None:
+        shown = sorted({f"{p.baseline} vs {p.candidate}" for p in study.pairs})
+        return (
+            "For each dataset, architecture and batch-norm setting, every candidate is compared "
+            "with its baseline as the study configures them per block (comparisons.csv: "
+            f"{', '.join(shown) or 'none'}); the two differ only in their loss and in what their "
+            "arms set (optimizer, learning-rate schedule, alpha), everything else being equal,"
+        )
+    return (
+        f"For each dataset, architecture and batch-norm setting, {comparison.baseline} is "
+        f"compared with each candidate loss present ({', '.join(comparison.candidates)}) among "
+        "the runs of a plain loss (no comparisons.csv: runs not designed by a study),"
+    )
+
+
 def statistics_section(study: ReportInputs) -> Html:
     comparison = study.comparison
-    baseline, candidates = comparison.baseline, ", ".join(comparison.candidates)
-    cmp = compare_losses(study.runs, comparison=comparison)
+    baseline = comparison.baseline
+    candidates = ", ".join(comparison.candidates)
+    cmp = compare_losses(study.runs, comparison=comparison, pairs=study.pairs)
     n_testable = int(sum(c.testable for c in cmp["cmp"])) if not cmp.empty else 0
     intro = tag(
         "p",
-        f"For each dataset, architecture and batch-norm setting, {baseline} is compared with each "
-        f"candidate loss present ({candidates}), on the FID where the dataset has one and on its mode "
+        f"{_which_pairs(study)} on the FID where the dataset has one and on its mode "
         "metric(s) otherwise, and on the rate of diverged runs. Continuous metrics: two-sided "
         "Mann-Whitney U over seeds (scipy.stats.mannwhitneyu), effect size Cliff's delta "
         "(P(candidate > baseline) - P(candidate < baseline)); rates (success, diverged): "
         "two-sided Fisher exact test (scipy.stats.fisher_exact), effect size the difference of "
         f"rates. Holm correction over the {n_testable} comparisons that can reach significance "
         "(comparisons with too few seeds cannot and are not counted). Difference = "
-        f"mean(candidate) - mean({baseline}); every CI is a 95% bootstrap interval "
+        "mean(candidate) - mean(baseline); every CI is a 95% bootstrap interval "
         f"(scipy.stats.bootstrap, BCa, else percentile; {stats.N_BOOTSTRAP} resamples, seed 0). "
         "Smallest reachable p: what the most extreme outcome would give at these n. Detectable "
         "with 80% power: the smallest effect the test finds 4 times in 5 at Holm's first "
@@ -156,9 +223,12 @@ def statistics_section(study: ReportInputs) -> Html:
         "a test and listed in the last column; the stability section counts them.",
     )
     if cmp.empty:
-        return join(
-            [intro, tag("p", f"No group has both {baseline} and candidate ({candidates}) runs.")]
+        missing = (
+            "No planned comparison has runs."
+            if study.pairs is not None
+            else f"No group has both {baseline} and candidate ({candidates}) runs."
         )
+        return join([intro, tag("p", missing)])
     rows = []
     for r in cmp.itertuples():
         c: stats.Comparison = r.cmp
@@ -167,7 +237,7 @@ def statistics_section(study: ReportInputs) -> Html:
                 r.dataset,
                 r.arch,
                 r.bn,
-                f"{baseline} vs {r.candidate}",
+                f"{r.baseline} vs {r.candidate}",
                 r.metric,
                 f"{c.n_baseline} / {c.n_candidate}",
                 fmt(c.mean_baseline),
@@ -194,8 +264,8 @@ def statistics_section(study: ReportInputs) -> Html:
                     "comparison",
                     "metric",
                     "n",
-                    f"mean {baseline}",
-                    "mean other",
+                    "mean baseline",
+                    "mean candidate",
                     "difference [95% CI]",
                     "effect size [95% CI]",
                     "test",

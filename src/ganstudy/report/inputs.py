@@ -18,6 +18,7 @@ import pandas as pd
 import yaml
 
 from ganstudy import layout, summary_columns
+from ganstudy.comparisons import Pair
 from ganstudy.data.registry import DATASETS
 from ganstudy.errors import ConfigError
 from ganstudy.losses import Comparison
@@ -46,6 +47,8 @@ class ReportInputs:
     config_path: Path | None = None
     config_text: str | None = None
     comparison: Comparison = field(default_factory=Comparison.from_config)
+    # The study's planned comparisons (comparisons.csv); None: pair by ``comparison``'s roles.
+    pairs: list[Pair] | None = None
 
     def run_path(self, row: Any, name: str) -> Path:
         return self.results / row.run_dir / name

@@ -2,7 +2,8 @@
 
 Per dataset: a table of every metric as mean +/- SD and bootstrap CI over seeds for each
 architecture x batch norm x loss, then the figures registered in ``DATASET_PARTS``. Stability:
-divergence and collapse rates per variant and the gradient norm of G over training.
+divergence and collapse rates per variant, the gradient norm of G over training, and the
+learning rate of D of runs that schedule it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pandas as pd
 from ganstudy import layout, summary_columns
 from ganstudy.data.registry import DATASETS
 from ganstudy.report import figures as report_figures
-from ganstudy.report.compare import fid_settings
+from ganstudy.report.compare import fid_settings, is_compared
 from ganstudy.report.html import Html, figure, fmt, img, join, run_list, summarize, table, tag
 from ganstudy.report.inputs import (
     REPRESENTATIVE_RULE,
@@ -327,23 +328,50 @@ def stability_section(study: ReportInputs) -> Html:
     ]
 
     for dataset, d in study.runs.groupby("dataset", sort=True):
-        compared = d[study.comparison.is_compared(d)]
+        compared = d[is_compared(d, study.comparison, study.pairs)]
         logs = read_run_csvs(study, compared, layout.LOG, ["step", "grad_norm_g"])
         logs = logs[np.isfinite(logs["grad_norm_g"].astype(float)) & (logs["grad_norm_g"] > 0)]
-        if logs.empty:
-            continue
-        png = report_figures.curves(logs, y="grad_norm_g", ylabel="gradient norm of G", logy=True)
-        used = compared[compared["run_dir"].isin(logs["run_dir"].unique())]
-        parts.append(tag("h3", f"{dataset}: gradient norm of G"))
-        parts.append(
+        if not logs.empty:
+            png = report_figures.curves(
+                logs, y="grad_norm_g", ylabel="gradient norm of G", logy=True
+            )
+            used = compared[compared["run_dir"].isin(logs["run_dir"].unique())]
+            parts.append(tag("h3", f"{dataset}: gradient norm of G"))
+            parts.append(
+                figure(
+                    png,
+                    f"{dataset}: gradient norm of G over training (log scale), mean over seeds "
+                    "and +/- 1 SD band, per compared loss",
+                    used,
+                )
+            )
+        parts.append(_fig_d_learning_rate(study, dataset, d))
+    return join(parts)
+
+
+def _fig_d_learning_rate(study: ReportInputs, dataset: str, d: pd.DataFrame) -> Html:
+    """The effective learning rate of D over training, for runs with a schedule of it."""
+    scheduled = d[d["d_lr_schedule"].notna() & (d["d_lr_schedule"] != "none")]
+    logs = read_run_csvs(study, scheduled, layout.LOG, ["step", "lr_d"])
+    logs = logs[np.isfinite(logs["lr_d"].astype(float)) & (logs["lr_d"] > 0)]
+    if logs.empty:
+        return Html("")
+    png = report_figures.curves(logs, y="lr_d", ylabel="learning rate of D", logy=True)
+    used = scheduled[scheduled["run_dir"].isin(logs["run_dir"].unique())]
+    schedules = ", ".join(sorted(used["d_lr_schedule"].unique()))
+    return join(
+        [
+            tag("h3", f"{dataset}: learning rate of D under its schedule"),
             figure(
                 png,
-                f"{dataset}: gradient norm of G over training (log scale), mean over seeds "
-                "and +/- 1 SD band, GAN vs LSGAN",
+                f"{dataset}: D's effective learning rate (lr_d times the factor of its schedule: "
+                f"{schedules}) over training (log scale), mean over seeds and +/- 1 SD band. "
+                "The gap-aware schedule raises it (up to f_max) while D's moving-average loss is "
+                "above the ideal loss and lowers it (down to h_min) while D is winning.",
                 used,
-            )
-        )
-    return join(parts)
+            ),
+        ]
+    )
 
 
 def _pct(k: float, n: int) -> str:

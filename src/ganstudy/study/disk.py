@@ -1,10 +1,10 @@
 """The disk a study will use, estimated before it starts, and a warning when the results
 directory's filesystem has less free.
 
-Per run: its checkpoints (the last two periodic ones and final.pt, each holding G, D and Adam's
-two moments per parameter in float32), its sample grids and its log. Per dataset with FID: the
-cached reference statistics (mean and covariance in float64). Parameter counts come from the
-networks themselves, built on PyTorch's ``meta`` device (no memory, no time).
+Per run: its checkpoints (the last two periodic ones and final.pt, each holding G, D and at most
+two optimizer tensors per parameter in float32), its sample grids and its log. Per dataset with
+FID: the cached reference statistics (mean and covariance in float64). Parameter counts come from
+the networks themselves, built on PyTorch's ``meta`` device (no memory, no time).
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ class DiskEstimate:
 
 
 def checkpoint_size(run_cfg: dict) -> int:
-    """Bytes of one member checkpoint of a run config (weights, buffers, Adam's moments)."""
+    """Bytes of one member checkpoint of a run config (weights, buffers, and the optimizer's
+    state: at most two tensors per parameter, Adam's moments or RMSProp's square average and
+    momentum buffer)."""
     cfg = run_config.from_dict(run_cfg)
     shape = registry.dataset(cfg.dataset.name).shape
     with torch.device("meta"):

@@ -1,6 +1,7 @@
-"""The study's comparisons, planned before any run: for every dataset x arch x bn group, every
-candidate loss against the baseline on each metric test of the dataset
-(:func:`ganstudy.comparisons.metric_tests`), with the seeds each arm will have.
+"""The study's comparisons, planned before any run: every pair of the study (a candidate arm
+against its baseline in a dataset x arch x bn group, :func:`ganstudy.study.grid.plan_pairs`) on
+each metric test of the dataset (:func:`ganstudy.comparisons.metric_tests`), with the seeds each
+arm will have.
 
 For each planned comparison: the smallest p its test can reach, whether that clears Holm's first
 threshold alpha / m over the whole planned family (if not, no outcome can be significant after
@@ -43,26 +44,20 @@ class PlannedComparison:
 
 
 def plan(study) -> list[PlannedComparison]:
-    """Every comparison the report will make once all runs of ``study`` are in."""
-    comparison = study.comparison
-    variants = {(v.dataset, v.arch, v.bn_g, v.bn_d, v.loss): v for v in study.variants}
-    groups = sorted({(v.dataset, v.arch, v.bn_g, v.bn_d) for v in study.variants})
+    """Every comparison the report will make once all runs of ``study`` are in: its pairs
+    (:func:`ganstudy.study.grid.plan_pairs`), each on every metric test of its dataset."""
+    seeds = {v.key: len(v.seeds) for v in study.variants}
     out = []
-    for dataset, arch, bn_g, bn_d in groups:
-        base = variants.get((dataset, arch, bn_g, bn_d, comparison.baseline))
-        if base is None:
-            continue
-        for candidate in comparison.candidates:
-            cand = variants.get((dataset, arch, bn_g, bn_d, candidate))
-            if cand is None:
-                continue
-            for test in metric_tests(dataset):
-                out.append(
-                    PlannedComparison(
-                        dataset, arch, layout.bn_label(bn_g, bn_d), comparison.baseline,
-                        candidate, test.label, test.kind, len(base.seeds), len(cand.seeds),
-                    )
-                )  # fmt: skip
+    for p in sorted(study.pairs, key=lambda p: (p.dataset, p.arch, p.bn_g, p.bn_d)):
+        base = layout.VariantKey(p.dataset, p.arch, p.baseline, p.bn_g, p.bn_d).path
+        cand = layout.VariantKey(p.dataset, p.arch, p.candidate, p.bn_g, p.bn_d).path
+        for test in metric_tests(p.dataset):
+            out.append(
+                PlannedComparison(
+                    p.dataset, p.arch, layout.bn_label(p.bn_g, p.bn_d), p.baseline, p.candidate,
+                    test.label, test.kind, seeds[base], seeds[cand],
+                )
+            )  # fmt: skip
     return out
 
 

@@ -48,9 +48,12 @@ class RunOutputs:
             # MLflow run even where metrics.json was removed (e.g. by a workflow rerun).
             mlflow={"run_id": self._mlflow_id(k), "tracking_uri": self._tracking_uri()},
             rng={"noise": self.noise_gens[k].get_state(), "data": self.stream.state_dict(k)},
+            d_lr_schedule=self.d_schedule.member_state(k) if self.d_schedule else None,
         )
 
     def save_checkpoint(self) -> None:
+        # Each member's MLflow run id goes in as known now: training does not wait for a start
+        # still queued (it has long run by the first periodic checkpoint unless the store hangs).
         for k, run_dir in enumerate(self.run_dirs):
             ckpt.atomic_save(
                 self._member_checkpoint(k, "running"), ckpt.checkpoint_path(run_dir, self.step)
@@ -99,6 +102,8 @@ class RunOutputs:
             self.noise_gens[k].set_state(m["rng"]["noise"])
             self.stream.load_state_dict(k, m["rng"]["data"])
             self.diverged_step[k] = m["diverged_step"]
+        if self.d_schedule is not None:
+            self.d_schedule.load_members([m["d_lr_schedule"] for m in members])
         self.step = step
         self.wall_before = max(m["wall_time_s"] for m in members)
         self._resumed_mlflow = [m.get("mlflow", {}) for m in members]
@@ -204,10 +209,10 @@ class RunOutputs:
     def _interrupt(self, stop: StopRequest) -> list[dict]:
         """After a stop signal: a checkpoint of every member at this step, metrics.json with
         ``"status": "interrupted"``, the MLflow runs ended as KILLED. The rerun resumes here."""
+        if self.tracking is not None:
+            self.tracking.wait()  # the run ids, for the checkpoint and metrics.json
         if not ckpt.checkpoint_path(self.run_dirs[0], self.step).is_file():
             self.save_checkpoint()
-        if self.tracking is not None:
-            self.tracking.wait()  # the run ids, for metrics.json
         results = []
         for k in range(self.K):
             metrics = self._metrics(k, finished=False, stop=stop)
@@ -252,12 +257,12 @@ class RunOutputs:
                 )
 
     def _finish(self) -> list[dict]:
+        if self.tracking is not None:
+            self.tracking.wait()  # the run ids, for the checkpoints and metrics.json
         if not ckpt.checkpoint_path(self.run_dirs[0], self.step).is_file():
             self.save_checkpoint()
         if self.step % self.cfg.train.sample_every != 0:
             self._save_samples()
-        if self.tracking is not None:
-            self.tracking.wait()  # the run ids, for final.pt and metrics.json
         results = []
         for k, run_dir in enumerate(self.run_dirs):
             status = self._status(k, finished=True)

@@ -8,7 +8,6 @@ restart), ``metrics.json`` (status and summary; see :func:`summary_of_log`), ``f
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import json
@@ -22,30 +21,38 @@ from typing import IO
 import numpy as np
 import yaml
 
-from ganstudy import config as config_mod
 from ganstudy import layout, provenance, tracking
 from ganstudy.data import registry
 from ganstudy.errors import ConfigError
 
 LOG_FIELDS = [
-    "step", "loss_d", "loss_g", "d_real", "d_fake", "grad_norm_g", "grad_norm_d",
+    "step", "loss_d", "loss_g", "d_real", "d_fake", "grad_norm_g", "grad_norm_d", "lr_d",
     "member_images_per_s", "wall_s", "time",
 ]  # fmt: skip
+# The values the trainer reports for a logged step (lr_d: D's effective learning rate, the
+# schedule's factor included).
+STEP_STATS = LOG_FIELDS[1:8]
 # The columns of log.csv that are MLflow metrics (time is their timestamp).
-LOGGED_METRICS = LOG_FIELDS[1:8]
+LOGGED_METRICS = LOG_FIELDS[1:9]
 FID_CURVE_HEADER = "step,fid,n_samples,dims\n"
 # What a finished run copies to its MLflow run.
 ARTIFACTS = (layout.CONFIG, layout.METRICS, layout.LOG, layout.SAMPLES)
 
 
 def config_diff(stored: dict, wanted: dict) -> list[str]:
-    """Keys whose values differ between two configs (tracking settings may change). A stored
-    config written before a key existed counts as having that key's default."""
-    with contextlib.suppress(ConfigError):  # else compared as written: its keys differ anyway
-        stored = config_mod.from_dict(stored).to_dict()
+    """Keys whose values differ between two configs (tracking settings may change). A key the
+    stored config lacks is no difference where the wanted value is its default: the run was
+    started by a version without that key, whose behaviour the default keeps."""
+    from ganstudy.config import RunConfig
+
     a = tracking.flatten({k: v for k, v in stored.items() if k != "tracking"})
     b = tracking.flatten({k: v for k, v in wanted.items() if k != "tracking"})
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    defaults = tracking.flatten(RunConfig().to_dict())
+    return sorted(
+        k
+        for k in set(a) | set(b)
+        if a.get(k) != b.get(k) and not (k not in a and k in defaults and b[k] == defaults[k])
+    )
 
 
 def check_same_run(run_dir: Path, config: dict) -> None:
@@ -79,10 +86,10 @@ def open_log(run_dir: Path, resumed_step: int) -> tuple[IO[str], csv.DictWriter]
 
 
 def write_log_row(writer, handle, tracker, step: int, stats: list[float], rate: float, wall):
-    """One row of log.csv (``stats``: the six values after ``step`` in LOG_FIELDS; ``time`` the
-    unix time of the row), flushed, and its finite values as MLflow metrics stamped with that
-    same time, so that ``ganstudy track sync`` rebuilds the same history from the file."""
-    row = dict(zip(LOG_FIELDS[1:7], stats))
+    """One row of log.csv (``stats``: the values of STEP_STATS; ``time`` the unix time of the
+    row), flushed, and its finite values as MLflow metrics stamped with that same time, so that
+    ``ganstudy track sync`` rebuilds the same history from the file."""
+    row = dict(zip(STEP_STATS, stats))
     now = round(time.time(), 3)
     row.update(step=step, member_images_per_s=round(rate, 2), wall_s=wall, time=now)
     writer.writerow(row)
@@ -160,7 +167,8 @@ def run_tags(cfg, run_dir: Path, ensemble_size: int, device, versions: dict) -> 
         "study": cfg.tracking.experiment,
         "dataset": key.dataset,
         "arch": key.arch,
-        "loss": key.loss,
+        "loss": cfg.loss.name,
+        "arm": key.loss,
         "bn": layout.bn_label(key.bn_g, key.bn_d).removeprefix("bn-"),
         "variant": key.variant.path,
         "bn_g": str(key.bn_g),

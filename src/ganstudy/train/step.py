@@ -63,19 +63,40 @@ def norms(grads: tuple[Tensor, ...]) -> Tensor:
     return per_param.sum(1).sqrt()
 
 
-def apply_update(params: list[Tensor], grads: tuple[Tensor, ...], optimizer, frozen: Tensor | None):
+def apply_update(
+    params: list[Tensor],
+    grads: tuple[Tensor, ...],
+    optimizer,
+    frozen: Tensor | None,
+    scale: Tensor | None = None,
+    direction_state: tuple[str, ...] = ("exp_avg",),
+):
+    """One optimizer step. ``frozen`` members keep their parameters; ``scale`` (shape (K,))
+    multiplies each member's step, i.e. its learning rate (see :mod:`ganstudy.train.optim`)."""
     for p, g in zip(params, grads):
         p.grad = g
+    keep_shape = [(-1,) + (1,) * (p.dim() - 1) for p in params]
     if frozen is not None:
-        # Zero gradient and first moment: Adam's update m_hat / (sqrt(v_hat) + eps) is then 0.
-        keep_shape = [(-1,) + (1,) * (p.dim() - 1) for p in params]
+        # Zero the gradient and the state that carries the step's direction (Adam's first
+        # moment, RMSProp's momentum buffer): the update is then 0.
         for p, shape in zip(params, keep_shape):
             alive = ~frozen.view(shape)
             p.grad = torch.where(alive, p.grad, torch.zeros((), device=p.device))
             state = optimizer.state.get(p)
-            if state:
-                state["exp_avg"].mul_(alive)
+            for key in direction_state:
+                if state and key in state:
+                    state[key].mul_(alive)
+        if scale is not None:
+            # A frozen member's factor may be NaN (its loss was); its zero step must stay zero.
+            scale = torch.where(frozen, torch.ones((), device=scale.device), scale)
+    before = None if scale is None else [p.detach().clone() for p in params]
     optimizer.step()
+    if before is not None:
+        with torch.no_grad():
+            for p, old, shape in zip(params, before, keep_shape):
+                # p - old is the step the optimizer took (exactly, while the step is small
+                # next to the parameter: Sterbenz's lemma); only that step is scaled.
+                p.sub_(old).mul_(scale.view(shape)).add_(old)
 
 
 def penalty(D, real: Tensor, fake: Tensor, noise_gens: list[torch.Generator], weight: float):

@@ -5,11 +5,13 @@ K >= 1 members (K = 1 is a solo run) whose parameters carry a leading member dim
 random stream per member for initialisation, noise and data order, so member k follows the
 trajectory of a solo run with the same seed. Each member writes its own run directory.
 
-Per step: ``d_steps`` discriminator updates, then one generator update, Adam for both. Losses
-are per member; their sum is differentiated, which gives every member exactly its own gradient.
-A member whose losses become non-finite is recorded as diverged (at the first non-finite step)
-and frozen: its gradients and first moments are zeroed, so Adam leaves it where it is, while the
-others go on. When every member has diverged the run ends. Diverging is an outcome, not a crash.
+Per step: ``d_steps`` discriminator updates, then one generator update, with the run's optimizer
+(Adam or RMSProp) and D's learning-rate schedule, per member. Losses are per member; their sum
+is differentiated, which gives every member exactly its own gradient. A member whose losses
+become non-finite is recorded as diverged (at the first non-finite step) and frozen: its
+gradients and the optimizer state that carries its step's direction are zeroed, so the
+optimizer leaves it where it is, while the others go on. When every member has diverged the run
+ends. Diverging is an outcome, not a crash.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ganstudy.data.streams import make_stream
 from ganstudy.errors import ConfigError
 from ganstudy.losses import build_loss
 from ganstudy.sample import draw_noise
+from ganstudy.train import optim
 from ganstudy.train import step as step_maths
 from ganstudy.train.outputs import RunOutputs
 from ganstudy.train.progress import Progress
@@ -80,8 +83,10 @@ class Trainer(RunOutputs):
         self.G_step = numerics.compiled(self.G, self.numerics["compile"])
         self.D_step = numerics.compiled(self.D, self.numerics["compile"])
         t = cfg.train
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=t.lr_d, betas=(t.beta1, t.beta2))
+        self.opt_g = optim.build_optimizer(self.G.parameters(), t.lr_g, t)
+        self.opt_d = optim.build_optimizer(self.D.parameters(), t.lr_d, t)
+        self.d_schedule = optim.build_schedule(cfg, self.K, self.device)
+        self.direction = optim.direction_state(t)
         member_seeds = [step_maths.MemberSeeds.from_seed(s) for s in seeds]
         self.noise_gens = [
             torch.Generator(device=self.device).manual_seed(m.noise) for m in member_seeds
@@ -150,13 +155,16 @@ class Trainer(RunOutputs):
             d_total = d_total + loss_d.detach()
             if frozen is not None:
                 frozen = frozen | ~torch.isfinite(loss_d.detach())
-            step_maths.apply_update(self.d_params, grads_d, self.opt_d, frozen)
+            scale = self.d_schedule.factor(loss_d.detach()) if self.d_schedule else None
+            step_maths.apply_update(
+                self.d_params, grads_d, self.opt_d, frozen, scale, self.direction
+            )
         d_fake_g = self.D_step(self.G_step(self._noise()))
         loss_g = self.g_loss(d_fake_g)
         grads_g = torch.autograd.grad(loss_g.sum(), self.g_params)
         if frozen is not None:
             frozen = frozen | ~torch.isfinite(loss_g.detach())
-        step_maths.apply_update(self.g_params, grads_g, self.opt_g, frozen)
+        step_maths.apply_update(self.g_params, grads_g, self.opt_g, frozen, None, self.direction)
         losses = torch.stack([d_total, loss_g.detach()], dim=-1)
         if not want_stats:
             return losses, None, frozen
@@ -168,7 +176,11 @@ class Trainer(RunOutputs):
             ],
             dim=-1,
         )  # fmt: skip
-        return losses, stats, frozen
+        # D's effective learning rate, in double precision so that lr_d is logged as given.
+        lr_d = torch.full_like(loss_g, self.cfg.train.lr_d, dtype=torch.float64)
+        if scale is not None:
+            lr_d = lr_d * scale
+        return losses, torch.cat([stats.double(), lr_d.unsqueeze(-1)], dim=-1), frozen
 
     # -- the loop ------------------------------------------------------------------------------
 

@@ -1,0 +1,89 @@
+"""The optimizers and D learning-rate schedules of the registries in :mod:`ganstudy.optimizers`.
+
+An ensemble's parameters carry a leading member dimension and share one torch optimizer, whose
+state is per element and therefore per member. A schedule gives each member its own factor of
+``lr_d`` (a tensor of shape (K,)), applied by :func:`ganstudy.train.step.apply_update` to that
+member's step: Adam's and RMSProp's steps are linear in the learning rate (lr is in no state
+they keep), so scaling a member's step by s is training it with lr_d x s, up to the rounding of
+the parameter (a few ulps).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ganstudy.losses import ideal_d_loss
+from ganstudy.optimizers import D_LR_SCHEDULES, OPTIMIZERS
+
+
+def adam(params, lr: float, train) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=lr, betas=(train.beta1, train.beta2))
+
+
+def rmsprop(params, lr: float, train) -> torch.optim.Optimizer:
+    return torch.optim.RMSprop(
+        params,
+        lr=lr,
+        alpha=train.rmsprop_alpha,
+        eps=train.rmsprop_eps,
+        momentum=train.rmsprop_momentum,
+    )
+
+
+def build_optimizer(params, lr: float, train) -> torch.optim.Optimizer:
+    """The optimizer ``train.optimizer`` of a resolved train config over ``params``."""
+    return globals()[OPTIMIZERS[train.optimizer].build](params, lr, train)
+
+
+def direction_state(train) -> tuple[str, ...]:
+    """The optimizer state zeroed for a frozen member (see OptimizerSpec.direction_state)."""
+    return OPTIMIZERS[train.optimizer].direction_state
+
+
+class GapAwareSchedule:
+    """The gap-aware learning-rate schedule of D (Hazimeh & Ponomareva, "Mind the (optimality)
+    Gap", AISTATS 2023), per member, as its reference code computes it (google-research,
+    ``adversarial_nets_lr_scheduler/demo.ipynb``: ``lr_scheduler`` and ``train_step``):
+
+    - before each D update, the moving average of D's loss takes the loss of that update's batch:
+      ``ema <- w ema + (1 - w) loss_D`` (w = ``gap_ema``, 0.95), starting at the ideal loss V*;
+    - x = |ema - V*|; D's learning rate is lr_d x s with
+      ``s = min(f_max^(x / x_max), f_max)`` where ema > V*   (D loses: speed it up),
+      ``s = max(h_min^(x / x_min), h_min)`` otherwise       (D wins: slow it down),
+      x_min = ``gap_x_min`` V*, x_max = ``gap_x_max`` V* (the paper's 0.1 V*), h_min = 0.1,
+      f_max = 2.
+
+    V* is :func:`ganstudy.losses.ideal_d_loss` of the run's loss (log 4 for the standard GAN).
+    The state (each member's moving average) is part of every member checkpoint.
+    """
+
+    def __init__(self, train, ideal: float, members: int, device):
+        self.ideal = ideal
+        self.weight = train.gap_ema
+        self.h_min, self.f_max = train.gap_h_min, train.gap_f_max
+        self.x_min, self.x_max = train.gap_x_min * ideal, train.gap_x_max * ideal
+        self.ema = torch.full((members,), ideal, device=device)
+
+    def factor(self, loss_d: Tensor) -> Tensor:
+        """Update each member's moving average with its loss of this D update (shape (K,)) and
+        return each member's factor of lr_d for this update."""
+        self.ema = self.weight * self.ema + (1 - self.weight) * loss_d
+        gap = (self.ema - self.ideal).abs()
+        up = torch.pow(self.f_max, gap / self.x_max).clamp(1.0, self.f_max)
+        down = torch.pow(self.h_min, gap / self.x_min).clamp(self.h_min, 1.0)
+        return torch.where(self.ema > self.ideal, up, down)
+
+    def member_state(self, k: int) -> dict:
+        return {"ema": self.ema[k : k + 1].detach().clone().cpu()}
+
+    def load_members(self, states: list[dict]) -> None:
+        self.ema = torch.cat([s["ema"] for s in states]).to(self.ema.device)
+
+
+def build_schedule(cfg, members: int, device) -> GapAwareSchedule | None:
+    """The D learning-rate schedule of a resolved run config (None: a constant lr_d)."""
+    spec = D_LR_SCHEDULES[cfg.train.d_lr_schedule]
+    if spec.build is None:
+        return None
+    return globals()[spec.build](cfg.train, ideal_d_loss(cfg.loss), members, device)
