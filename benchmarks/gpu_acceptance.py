@@ -20,7 +20,7 @@ any failed):
    The table goes to ``OUT/gpu_hours.md`` (and ``.json``), ready for config/README.md.
 
 ``--dry-run`` runs every stage on the CPU at a tiny size (the gpu tests skip, Snakemake only
-plans the quick study, one setting per block with 2 members for 2 steps, the ensemble benchmark
+plans the quick study, one setting per architecture with 2 members for 2 steps, the ensemble benchmark
 on mlp2d only) so that CI keeps the script working; its table says it is not a measurement.
 """
 
@@ -90,7 +90,7 @@ def time_blocks(args, device: str, work: Path) -> list[dict]:
         members = 2 if args.dry_run else v.seeds_per_job
         setting = (v.arch, v.dataset, t["batch_size"], v.run_config["arch"]["width"], members)
         if args.dry_run:
-            setting = (v.block,)  # one timing per block is enough to exercise the code
+            setting = (v.arch,)  # one timing per architecture is enough to exercise the code
         if setting not in measured:
             steps = 2 if args.dry_run else max(args.min_steps, math.ceil(planned * args.fraction))
             _fake_data(work / "data", v.dataset, 1000 if args.dry_run else 20_000)

@@ -146,8 +146,9 @@ def main() -> None:
                 Trainer(c, [0], [out], device=device, progress=False).run()
 
             # Warm-up with short runs: first allocations, lazy imports (MLflow's too), compiling.
-            plain_loop(configs(20)["engine"], variant, device)()
-            for c in configs(20).values():
+            warm_up = min(20, args.steps)
+            plain_loop(configs(warm_up)["engine"], variant, device)()
+            for c in configs(warm_up).values():
                 engine(c)
             cfgs = configs(args.steps)
             arms = {"plain": plain_loop(cfgs["engine"], variant, device)}
