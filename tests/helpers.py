@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 
@@ -44,3 +45,10 @@ def train_command(cfg_path: Path, out: Path, *extra: str) -> list[str]:
     """The `ganstudy train` command line of a run, for tests that start training processes."""
     return [sys.executable, "-m", "ganstudy.cli", "train", "--config", str(cfg_path),
             "--out", str(out), "--quiet", *extra]  # fmt: skip
+
+
+def free_port() -> int:
+    """A TCP port on localhost that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

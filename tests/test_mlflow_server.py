@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 import yaml
 from browser import DevTools, evaluate, find_browser, open_page, screenshot
 from conftest import env_without_tracking_uri
-from helpers import ring_config, train_command
+from helpers import free_port, ring_config, train_command
 
 from ganstudy import cli, layout, tracking
 from ganstudy.train.runfiles import LOGGED_METRICS
@@ -23,12 +22,6 @@ from ganstudy.train.runfiles import LOGGED_METRICS
 SERVER_SCRIPT = (
     Path(__file__).resolve().parents[1] / "scripts" / "slurm-localhost" / "mlflow-server.sh"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _server(action: str, state: Path, port: int | None = None) -> None:
@@ -61,7 +54,7 @@ def _log_history(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
 def test_server_stopped_mid_run_then_sync_gives_the_full_history_and_the_ui_shows_it(tmp_path):
     from mlflow import MlflowClient
 
-    state, port = tmp_path / "server", _free_port()
+    state, port = tmp_path / "server", free_port()
     uri = f"http://127.0.0.1:{port}"
     steps = 2000
     data = ring_config(steps=steps, log_every=50, checkpoint_every=500).to_dict()

@@ -15,7 +15,6 @@ value comes from), which is also how ``summary.csv`` is read back with the right
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -29,6 +28,7 @@ import pandas as pd
 import yaml
 
 from ganstudy import layout
+from ganstudy.csvfile import parse_bool, parse_int, read_rows
 from ganstudy.errors import ConfigError
 from ganstudy.summary_columns import COLUMN_NAMES, COLUMNS, RunRecord
 
@@ -42,51 +42,27 @@ RUN_FILES = (layout.CONFIG, layout.METRICS, layout.EVAL)
 # reading the design and the run files
 
 
-def _parse_bool(value: Any, where: str) -> bool:
-    text = str(value).strip().lower()
-    allowed = {"0": False, "1": True, "false": False, "true": True}
-    if text not in allowed:
-        raise ConfigError(f"{where}: {value!r} is not allowed; allowed: 0, 1, true, false")
-    return allowed[text]
-
-
-def _parse_int(value: Any, where: str) -> int:
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        raise ConfigError(f"{where}: {value!r} is not an integer") from None
-
-
 def read_design(results: Path) -> list[dict[str, Any]]:
     """The expected runs: ``design.csv`` if present, else the run dirs found under ``runs/``."""
     path = results / layout.DESIGN
     if not path.exists():
         return discover_runs(results)
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in DESIGN_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ConfigError(
-                f"{path}: missing column(s) {', '.join(missing)}; "
-                f"required columns: {', '.join(DESIGN_COLUMNS)}"
-            )
-        rows = []
-        for line, raw in enumerate(reader, start=2):
-            where = f"{path} line {line}"
-            for key in ("dataset", "arch", "loss", "run_dir"):
-                if not (raw[key] or "").strip():
-                    raise ConfigError(f"{where}: column '{key}' is empty")
-            rows.append(
-                {
-                    "dataset": raw["dataset"].strip(),
-                    "arch": raw["arch"].strip(),
-                    "loss": raw["loss"].strip(),
-                    "bn_g": _parse_bool(raw["bn_g"], f"{where}, column 'bn_g'"),
-                    "bn_d": _parse_bool(raw["bn_d"], f"{where}, column 'bn_d'"),
-                    "seed": _parse_int(raw["seed"], f"{where}, column 'seed'"),
-                    "run_dir": raw["run_dir"].strip(),
-                }
-            )
+    rows = []
+    for where, raw in read_rows(path, DESIGN_COLUMNS):
+        for key in ("dataset", "arch", "loss", "run_dir"):
+            if not (raw[key] or "").strip():
+                raise ConfigError(f"{where}: column '{key}' is empty")
+        rows.append(
+            {
+                "dataset": raw["dataset"].strip(),
+                "arch": raw["arch"].strip(),
+                "loss": raw["loss"].strip(),
+                "bn_g": parse_bool(raw["bn_g"], f"{where}, column 'bn_g'"),
+                "bn_d": parse_bool(raw["bn_d"], f"{where}, column 'bn_d'"),
+                "seed": parse_int(raw["seed"], f"{where}, column 'seed'"),
+                "run_dir": raw["run_dir"].strip(),
+            }
+        )
     return rows
 
 

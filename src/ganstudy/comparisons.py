@@ -15,8 +15,8 @@ import io
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
+from ganstudy.csvfile import parse_bool, read_rows
 from ganstudy.data import registry
-from ganstudy.errors import ConfigError
 from ganstudy.power import CONTINUOUS, RATE
 
 
@@ -85,24 +85,10 @@ def read_pairs(path: str | Path) -> list[Pair] | None:
     path = Path(path)
     if not path.is_file():
         return None
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in PAIR_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ConfigError(
-                f"{path}: missing column(s) {', '.join(missing)}; required columns: "
-                f"{', '.join(PAIR_COLUMNS)}"
-            )
-        pairs = []
-        for line, row in enumerate(reader, start=2):
-            try:
-                bn = [{"0": False, "1": True}[row[k].strip()] for k in ("bn_g", "bn_d")]
-            except KeyError:
-                raise ConfigError(
-                    f"{path} line {line}: bn_g/bn_d {row['bn_g']!r}/{row['bn_d']!r}; allowed: 0, 1"
-                ) from None
-            pairs.append(
-                Pair(row["block"], row["dataset"], row["arch"], *bn, row["baseline"],
-                     row["candidate"])
-            )  # fmt: skip
+    pairs = []
+    for where, row in read_rows(path, PAIR_COLUMNS):
+        bn = [parse_bool(row[k], f"{where}, column '{k}'") for k in ("bn_g", "bn_d")]
+        pairs.append(
+            Pair(row["block"], row["dataset"], row["arch"], *bn, row["baseline"], row["candidate"])
+        )
     return pairs
