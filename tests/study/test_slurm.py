@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts" / "slurm-localhost"
@@ -214,6 +213,8 @@ def test_mlflow_server_script_serves_runs_over_http_and_stops(tmp_path, monkeypa
 
     state = tmp_path / "server"
     script = str(SCRIPTS / "mlflow-server.sh")
+    from helpers import free_port  # here: the cluster also runs this file as a script
+
     port = free_port()
     start = [script, "start", str(state), "--port", str(port), "--workers", "1"]
     pid = None
