@@ -67,8 +67,24 @@ def test_impossible_combination_is_refused():
         build(dataset__name="fashion_mnist", arch__name="dcgan64")
     with pytest.raises(ConfigError, match=r"'arch.name': 'dcgan28'"):
         build(arch__name="dcgan28")  # ring8 has no images
-    with pytest.raises(ConfigError, match=r"train.epochs.*only for image datasets"):
+    with pytest.raises(ConfigError, match=r"train.epochs.*sampled without end.*dataset.n_train"):
         config.from_dict({"dataset": {"name": "ring8"}, "train": {"epochs": 2}})
+    with pytest.raises(ConfigError, match=r"'dataset.n_train'.*data.prepare.fashion_mnist"):
+        build(dataset__name="fashion_mnist", arch__name="dcgan28", dataset__n_train=1000)
+    with pytest.raises(ConfigError, match=r"'arch.g_layers'.*dcgan28 has no such setting"):
+        build(dataset__name="fashion_mnist", arch__name="dcgan28", arch__g_layers=3)
+    with pytest.raises(ConfigError, match=r"'arch.init': 'xavier'.*allowed: dcgan, pytorch"):
+        build(arch__init="xavier")
+
+
+def test_mlp_depth_and_width_resolve_to_the_architecture_defaults():
+    ring = config.from_dict({"arch": {"name": "mlp2d_lrelu", "d_layers": 2}, "train": {"steps": 1}})
+    assert (ring.arch.g_layers, ring.arch.g_width) == (4, 400)
+    assert (ring.arch.d_layers, ring.arch.d_width) == (2, 200)
+    finite = config.from_dict(
+        {"dataset": {"name": "ring8", "n_train": 1000}, "train": {"epochs": 2, "batch_size": 100}}
+    )
+    assert finite.dataset.n_train == 1000
 
 
 def test_overrides():

@@ -20,7 +20,7 @@ import yaml
 from ganstudy.data.registry import DATASETS
 from ganstudy.errors import ConfigError
 from ganstudy.losses import LOSSES, ideal_d_loss, resolve_alphas, resolve_coding
-from ganstudy.nets import ARCHS
+from ganstudy.nets import ARCHS, INIT_SCHEMES, MLP_KEYS
 from ganstudy.numerics import COMPILE_MODES
 from ganstudy.optimizers import D_LR_SCHEDULES, OPTIMIZERS
 
@@ -40,6 +40,11 @@ class DataConfig:
     # A directory laid out like the download sources; files found there with the right
     # checksum are copied instead of downloaded (air-gapped machines).
     mirror: str | None = None
+    # 2D mixtures only: None samples fresh points every step; N trains on a fixed set of N
+    # points drawn from `sample_seed` (the same set for every seed), in epochs, reshuffled per
+    # epoch and member. Image datasets take their size from their preparation.
+    n_train: int | None = None
+    sample_seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,14 @@ class ArchConfig:
     z_dim: int = 64
     z_dist: str = "normal"
     bn: BatchNormConfig = field(default_factory=BatchNormConfig)
+    # Hidden layers and units of the MLP architectures' G and D (ganstudy.nets.MLP_KEYS); None:
+    # the architecture's default. Other architectures leave them unset.
+    g_layers: int | None = None
+    g_width: int | None = None
+    d_layers: int | None = None
+    d_width: int | None = None
+    # How weights are drawn (ganstudy.nets.INIT_SCHEMES).
+    init: str = "dcgan"
 
 
 @dataclass(frozen=True)
@@ -232,6 +245,7 @@ def validate(cfg: RunConfig) -> RunConfig:
         cfg.train.compile,
         ", ".join(COMPILE_MODES),
     )
+    _require(cfg.arch.init in INIT_SCHEMES, "arch.init", cfg.arch.init, ", ".join(INIT_SCHEMES))
     for key in ("width", "z_dim"):
         value = getattr(cfg.arch, key)
         _require(value > 0, f"arch.{key}", value, "a positive integer")
@@ -260,15 +274,46 @@ def validate(cfg: RunConfig) -> RunConfig:
         )
     if cfg.train.steps is not None:
         _require(cfg.train.steps > 0, "train.steps", cfg.train.steps, "a positive integer")
+    if cfg.dataset.n_train is not None:
+        _require(
+            spec.kind == "mixture2d",
+            "dataset.n_train",
+            cfg.dataset.n_train,
+            f"null for {spec.name}, whose size is set by its preparation "
+            f"(study key data.prepare.{spec.name})",
+        )
+        _require(
+            cfg.dataset.n_train >= cfg.train.batch_size,
+            "dataset.n_train",
+            cfg.dataset.n_train,
+            f"at least one batch (train.batch_size = {cfg.train.batch_size})",
+        )
     if cfg.train.epochs is not None:
         _require(cfg.train.epochs > 0, "train.epochs", cfg.train.epochs, "a positive number")
         _require(
-            spec.kind == "image",
+            spec.kind == "image" or cfg.dataset.n_train is not None,
             "train.epochs",
             cfg.train.epochs,
-            f"only for image datasets; {spec.name} is sampled without end: set train.steps",
+            f"null for {spec.name}, which is sampled without end: set train.steps, or give it "
+            "a fixed training set with dataset.n_train",
         )
     arch = ARCHS[cfg.arch.name]
+    mlp = {}
+    for key in MLP_KEYS:
+        value = getattr(cfg.arch, key)
+        if key not in arch.mlp_defaults:
+            _require(
+                value is None,
+                f"arch.{key}",
+                value,
+                f"null: {arch.name} has no such setting (it is a key of "
+                + ", ".join(n for n, a in ARCHS.items() if a.mlp_defaults)
+                + ")",
+            )
+            continue
+        value = arch.mlp_defaults[key] if value is None else value
+        _require(value > 0, f"arch.{key}", value, "a positive integer")
+        mlp[key] = value
     _require(
         arch.supports(spec),
         "arch.name",
@@ -287,7 +332,12 @@ def validate(cfg: RunConfig) -> RunConfig:
     a, b, c = resolve_coding(cfg.loss)
     alpha_d, alpha_g = resolve_alphas(cfg.loss)
     loss = dataclasses.replace(cfg.loss, a=a, b=b, c=c, alpha_d=alpha_d, alpha_g=alpha_g)
-    return dataclasses.replace(cfg, loss=loss, train=_resolve_training(cfg.train, loss))
+    return dataclasses.replace(
+        cfg,
+        arch=dataclasses.replace(cfg.arch, **mlp),
+        loss=loss,
+        train=_resolve_training(cfg.train, loss),
+    )
 
 
 def _resolve_training(train: TrainConfig, loss: LossConfig) -> TrainConfig:

@@ -4,7 +4,14 @@ import pytest
 import torch
 
 from ganstudy.data.registry import DATASETS
-from ganstudy.data.streams import ImageStream, MixtureStream, mixture_means
+from ganstudy import config
+from ganstudy.data.streams import (
+    ImageStream,
+    MixtureStream,
+    make_stream,
+    mixture_means,
+    mixture_training_set,
+)
 
 
 def test_ring8_has_eight_distinct_means_on_the_unit_circle():
@@ -63,6 +70,30 @@ def test_image_stream_is_a_function_of_the_batch_index():
     assert torch.equal(again.batch(4), stream.batch(4))
     assert not torch.equal(stream.batch(3), stream.batch(0))  # a new order every epoch
     assert first.min() >= -1 and first.max() <= 1
+
+
+def test_a_fixed_mixture_training_set_is_shared_by_seeds_and_shuffled_per_member():
+    points = mixture_training_set("ring8", 1000, sample_seed=1)
+    assert points.shape == (1000, 2)
+    assert torch.equal(points, mixture_training_set("ring8", 1000, sample_seed=1))
+    assert not torch.equal(points, mixture_training_set("ring8", 1000, sample_seed=2))
+    dist = torch.cdist(points, mixture_means("ring8")).min(dim=1).values
+    assert (dist < 5 * DATASETS["ring8"].mixture.sigma).all()
+
+    cfg = config.from_dict(
+        {"dataset": {"name": "ring8", "n_train": 1000, "sample_seed": 1},
+         "train": {"epochs": 3, "batch_size": 100}}
+    )  # fmt: skip
+    stream = make_stream(cfg, [], [11, 12], "cpu")
+    assert stream.batches_per_epoch == 10
+    epoch = torch.cat([stream.batch(i) for i in range(10)], dim=1)
+    assert epoch.shape == (2, 1000, 2)
+    # every member sees every training point once per epoch, in its own order
+    for k in range(2):
+        assert torch.equal(epoch[k][epoch[k][:, 0].argsort()], points[points[:, 0].argsort()])
+    assert not torch.equal(epoch[0], epoch[1])
+    solo = make_stream(cfg, [], [12], "cpu")
+    assert torch.equal(solo.batch(13)[0], stream.batch(13)[1])
 
 
 def test_registry_lists_the_study_datasets():

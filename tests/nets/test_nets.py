@@ -13,6 +13,7 @@ from ganstudy.train.step import init_networks
 
 CASES = [
     ("mlp2d", "ring8"),
+    ("mlp2d_lrelu", "ring8"),
     ("dcgan28", "fashion_mnist"),
     ("dcgan28", "stacked_mnist"),
     ("dcgan28_small", "fashion_mnist"),
@@ -104,3 +105,25 @@ def test_members_never_interact(arch, dataset):
     d(g(z))[0].sum().backward()
     for p in g.parameters():
         assert p.grad[1:].abs().sum() == 0
+
+
+def test_the_alpha_gan_ring_nets_match_the_reference_code():
+    """Welfert et al.'s experiments/2D.py: G Linear(2, 400) + 3 x Linear(400, 400) + Linear(400,
+    2) with ReLU; D Linear(2, 200) + 3 x Linear(200, 200) + Linear(200, 1) with LeakyReLU(0.2);
+    no batch norm, PyTorch's default initialisation."""
+    cfg = RunConfig(
+        dataset=DataConfig(name="ring8"),
+        arch=ArchConfig(name="mlp2d_lrelu", z_dim=2, init="pytorch", bn=BatchNormConfig(False, False)),
+        train=TrainConfig(steps=1),
+    )
+    g, d = init_networks(cfg, [0], torch.device("cpu"))
+    assert sum(p.numel() for p in g.parameters()) == 1200 + 3 * 160_400 + 802
+    assert sum(p.numel() for p in d.parameters()) == 600 + 3 * 40_200 + 201
+    assert [type(m).__name__ for m in d.body][:2] == ["Linear", "LeakyReLU"]
+    assert d.body[1].negative_slope == 0.2
+    assert [type(m).__name__ for m in g.body][:2] == ["Linear", "ReLU"]
+    hidden = g.body[2]  # Linear(400, 400): U(-1/20, 1/20), weights and biases
+    for param in (hidden.weight, hidden.bias):
+        assert param.abs().max() <= 1 / 20
+        assert param.abs().max() > 0.9 / 20
+        assert abs(param.std().item() - (1 / 20) / 3**0.5) < 0.002

@@ -66,8 +66,21 @@ class MixtureStream:
         self.generators[k].set_state(state["generator"])
 
 
+def mixture_training_set(name: str, n: int, sample_seed: int) -> Tensor:
+    """A fixed training set of ``n`` points of a 2D mixture, (n, 2) in the default dtype: mode
+    indices uniform, then N(0, sigma^2 I) offsets, drawn on the CPU from ``sample_seed`` (so the
+    set is the same on every device and for every seed of a study)."""
+    gen = torch.Generator().manual_seed(sample_seed)
+    means = mixture_means(name).double()
+    sigma = registry.dataset(name).mixture.sigma
+    mode = torch.randint(len(means), (n,), generator=gen)
+    noise = torch.randn(n, 2, generator=gen, dtype=torch.float64)
+    return (means[mode] + sigma * noise).to(torch.get_default_dtype())
+
+
 class ImageStream:
-    """Batches of a dataset held on the device as uint8, in a fresh random order every epoch.
+    """Batches of a dataset held on the device (as uint8 images, or as points), in a fresh
+    random order every epoch.
 
     The order of epoch e for a member is ``randperm(N)`` from a generator seeded with
     (member data seed, e), so batch n is a pure function of n: resuming needs no stream state.
@@ -79,6 +92,7 @@ class ImageStream:
             raise ValueError(
                 f"the dataset has {len(images)} images, fewer than one batch of {batch_size}"
             )
+        self.convert = to_unit_range if images.dtype == torch.uint8 else (lambda x: x)
         self.images = images.to(device)
         self.data_seeds, self.batch_size, self.device = data_seeds, batch_size, device
         self.batches_per_epoch = len(images) // batch_size
@@ -98,7 +112,7 @@ class ImageStream:
         epoch, pos = divmod(index, self.batches_per_epoch)
         start = pos * self.batch_size
         idx = self._order(epoch)[:, start : start + self.batch_size]
-        return to_unit_range(self.images[idx])
+        return self.convert(self.images[idx])
 
     def state_dict(self, k: int) -> dict:
         return {}
@@ -111,6 +125,9 @@ def make_stream(cfg, generators: list[torch.Generator], data_seeds: list[int], d
     """The batch stream of a validated run config for K members."""
     spec = registry.dataset(cfg.dataset.name)
     if spec.kind == "mixture2d":
+        if cfg.dataset.n_train is not None:
+            points = mixture_training_set(spec.name, cfg.dataset.n_train, cfg.dataset.sample_seed)
+            return ImageStream(points, data_seeds, cfg.train.batch_size, device)
         return MixtureStream(spec.name, generators, cfg.train.batch_size, device)
     images, _ = load_images(spec.name, cfg.dataset.data_root, "train", cfg.dataset.mirror)
     if tuple(images.shape[1:]) != spec.shape:

@@ -161,30 +161,48 @@ def mlp_g(k: int, shape, z_dim: int, width: int, bn_g: bool, bn_d: bool):
     return nn.Sequential(*layers), d
 
 
-def mlp2d(k: int, shape, z_dim: int, width: int, bn_g: bool, bn_d: bool):
-    """The 2D-mixture networks of the PacGAN/VEEGAN experiments.
+def _mlp(k: int, fan_in: int, layers: int, width: int, out: int, bn: bool, activation):
+    body: list[nn.Module] = []
+    for _ in range(layers):
+        body += [Linear(k, fan_in, width), *_bn(bn, k, width), activation()]
+        fan_in = width
+    body.append(Linear(k, fan_in, out))
+    return nn.Sequential(*body)
 
-    G: 4 hidden layers of 400 ReLU units -> 2. D: 3 hidden layers of 200 ReLU units -> 1.
+
+def mlp2d(k: int, shape, z_dim: int, width: int, bn_g: bool, bn_d: bool, *, mlp: dict):
+    """ReLU MLPs for 2D mixtures, the PacGAN/VEEGAN generator sizes by default.
+
+    G: z -> g_layers hidden layers of g_width ReLU units -> 2 (default 4 x 400).
+    D: x -> d_layers hidden layers of d_width ReLU units -> 1 (default 3 x 200).
     """
-    g_layers: list[nn.Module] = []
-    fan_in = z_dim
-    for _ in range(4):
-        g_layers += [Linear(k, fan_in, 400), *_bn(bn_g, k, 400), nn.ReLU()]
-        fan_in = 400
-    g_layers.append(Linear(k, 400, shape[0]))
-    d_layers: list[nn.Module] = []
-    fan_in = shape[0]
-    for _ in range(3):
-        d_layers += [Linear(k, fan_in, 200), *_bn(bn_d, k, 200), nn.ReLU()]
-        fan_in = 200
-    d_layers.append(Linear(k, 200, 1))
-    return nn.Sequential(*g_layers), nn.Sequential(*d_layers)
+    g = _mlp(k, z_dim, mlp["g_layers"], mlp["g_width"], shape[0], bn_g, nn.ReLU)
+    d = _mlp(k, shape[0], mlp["d_layers"], mlp["d_width"], 1, bn_d, nn.ReLU)
+    return g, d
+
+
+def mlp2d_lrelu(k: int, shape, z_dim: int, width: int, bn_g: bool, bn_d: bool, *, mlp: dict):
+    """The 2D-ring networks of the (alpha_D, alpha_G)-GAN (Welfert et al. 2023, experiments/2D.py).
+
+    G: z -> g_layers hidden layers of g_width ReLU units -> 2 (default 4 x 400).
+    D: x -> d_layers hidden layers of d_width LeakyReLU(0.2) units -> 1 (default 4 x 200).
+    """
+    g = _mlp(k, z_dim, mlp["g_layers"], mlp["g_width"], shape[0], bn_g, nn.ReLU)
+    d = _mlp(k, shape[0], mlp["d_layers"], mlp["d_width"], 1, bn_d, _lrelu)
+    return g, d
 
 
 def build_pair(cfg, members: int, sample_shape) -> tuple[Generator, Discriminator]:
     """An uninitialised (G, D) ensemble pair for a validated run config."""
     a = cfg.arch
-    build_bodies = globals()[ARCHS[a.name].bodies]
+    arch = ARCHS[a.name]
+    build_bodies = globals()[arch.bodies]
     shape = tuple(sample_shape)
-    g_body, d_body = build_bodies(members, shape, a.z_dim, a.width, a.bn.g, a.bn.d)
+    extra = {}
+    if arch.mlp_defaults:
+        extra["mlp"] = {
+            key: default if getattr(a, key) is None else getattr(a, key)
+            for key, default in arch.mlp_defaults.items()
+        }
+    g_body, d_body = build_bodies(members, shape, a.z_dim, a.width, a.bn.g, a.bn.d, **extra)
     return Generator(g_body, members, shape), Discriminator(d_body, members, shape)

@@ -28,11 +28,25 @@ class MemberModule(nn.Module):
         super().__init__()
         self.members = members
 
-    def init_member(self, k: int, generator: torch.Generator) -> None:
-        """DCGAN initialisation of member ``k``: weights N(0, 0.02), biases 0."""
+    def fan_in(self) -> int:
+        """The fan-in PyTorch's default initialisation uses for this layer's weight."""
+        raise NotImplementedError
+
+    def init_member(self, k: int, generator: torch.Generator, scheme: str = "dcgan") -> None:
+        """Initialise member ``k`` by ``scheme`` (a key of :data:`INIT_SCHEMES`).
+
+        dcgan: weights N(0, 0.02), biases 0 (Radford et al. 2016).
+        pytorch: weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)), which is what
+        ``nn.Linear``/``nn.Conv2d`` draw by default (kaiming_uniform with a = sqrt(5) gives the
+        same bound); ConvTranspose2d's fan-in is PyTorch's, computed from its weight's second
+        dimension.
+        """
         with torch.no_grad():
+            bound = 1.0 / self.fan_in() ** 0.5 if scheme == "pytorch" else 0.0
             for name, param in self.named_parameters(recurse=False):
-                if name == "weight":
+                if scheme == "pytorch":
+                    param[k].uniform_(-bound, bound, generator=generator)
+                elif name == "weight":
                     param[k].normal_(0.0, 0.02, generator=generator)
                 else:
                     param[k].zero_()
@@ -45,6 +59,9 @@ class Linear(MemberModule):
         super().__init__(members)
         self.weight = nn.Parameter(torch.empty(members, fan_in, fan_out))
         self.bias = nn.Parameter(torch.zeros(members, fan_out))
+
+    def fan_in(self) -> int:
+        return self.weight.shape[1]
 
     def forward(self, x: Tensor) -> Tensor:
         if self.weight.shape[2] == 1:
@@ -64,6 +81,9 @@ class Conv2d(MemberModule):
         self.bias = nn.Parameter(torch.zeros(members, c_out))
         self.stride, self.padding = stride, padding
 
+    def fan_in(self) -> int:
+        return self.weight[0, 0].numel()
+
     def forward(self, x: Tensor) -> Tensor:
         weight = self.weight.flatten(0, 1)
         return F.conv2d(
@@ -79,6 +99,10 @@ class ConvTranspose2d(MemberModule):
         self.weight = nn.Parameter(torch.empty(members, c_in, c_out, kernel, kernel))
         self.bias = nn.Parameter(torch.zeros(members, c_out))
         self.stride, self.padding = stride, padding
+
+    def fan_in(self) -> int:
+        # PyTorch's fan-in of a transposed convolution's weight (c_in, c_out, kh, kw).
+        return self.weight[0, 0].numel()
 
     def forward(self, x: Tensor) -> Tensor:
         weight = self.weight.flatten(0, 1)
@@ -104,10 +128,13 @@ class BatchNorm(MemberModule):
         self.eps, self.momentum = eps, momentum
         self.update_stats = True
 
-    def init_member(self, k: int, generator: torch.Generator) -> None:
-        """DCGAN initialisation: scale N(1, 0.02), shift 0."""
+    def init_member(self, k: int, generator: torch.Generator, scheme: str = "dcgan") -> None:
+        """dcgan: scale N(1, 0.02), shift 0; pytorch: scale 1, shift 0."""
         with torch.no_grad():
-            self.weight[k].normal_(1.0, 0.02, generator=generator)
+            if scheme == "pytorch":
+                self.weight[k].fill_(1.0)
+            else:
+                self.weight[k].normal_(1.0, 0.02, generator=generator)
             self.bias[k].zero_()
 
     def _normalise(self, x: Tensor) -> Tensor:
@@ -186,7 +213,9 @@ def member_layout_to_images(x: Tensor, members: int) -> Tensor:
     return x.view(batch, members, kc // members, height, width).transpose(0, 1)
 
 
-def init_members(module: nn.Module, k: int, generator: torch.Generator) -> None:
+def init_members(
+    module: nn.Module, k: int, generator: torch.Generator, scheme: str = "dcgan"
+) -> None:
     """Initialise member ``k`` of every member layer, in module order, from one generator.
 
     The order of draws depends only on the architecture, never on K, so member ``k`` of an
@@ -194,4 +223,4 @@ def init_members(module: nn.Module, k: int, generator: torch.Generator) -> None:
     """
     for layer in module.modules():
         if isinstance(layer, MemberModule):
-            layer.init_member(k, generator)
+            layer.init_member(k, generator, scheme)

@@ -51,8 +51,8 @@ def init_networks(cfg: RunConfig, seeds: list[int], device: torch.device):
     generator, discriminator = build_pair(cfg, len(seeds), spec.shape)
     for k, seed in enumerate(seeds):
         gen = torch.Generator().manual_seed(MemberSeeds.from_seed(seed).init)
-        init_members(generator, k, gen)
-        init_members(discriminator, k, gen)
+        init_members(generator, k, gen, cfg.arch.init)
+        init_members(discriminator, k, gen, cfg.arch.init)
     return generator.to(device), discriminator.to(device)
 
 
