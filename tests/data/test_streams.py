@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from ganstudy.data.registry import DATASETS
 from ganstudy import config
+from ganstudy.data.registry import DATASETS
 from ganstudy.data.streams import (
     ImageStream,
     MixtureStream,

@@ -113,7 +113,9 @@ def test_the_alpha_gan_ring_nets_match_the_reference_code():
     no batch norm, PyTorch's default initialisation."""
     cfg = RunConfig(
         dataset=DataConfig(name="ring8"),
-        arch=ArchConfig(name="mlp2d_lrelu", z_dim=2, init="pytorch", bn=BatchNormConfig(False, False)),
+        arch=ArchConfig(
+            name="mlp2d_lrelu", z_dim=2, init="pytorch", bn=BatchNormConfig(False, False)
+        ),
         train=TrainConfig(steps=1),
     )
     g, d = init_networks(cfg, [0], torch.device("cpu"))
