@@ -57,18 +57,22 @@ def _classify_channels(samples: Tensor, context: dict) -> np.ndarray:
 
 
 def _stacked(samples: Tensor, context: dict) -> modes.ModeCoverage:
-    return modes.stacked_mnist_modes(_classify_channels(samples, context))
+    return modes.stacked_mnist_modes(
+        _classify_channels(samples, context), context.get("min_count") or 1
+    )
 
 
 def _classes(samples: Tensor, context: dict) -> modes.ModeCoverage:
     labels = _classify_channels(samples, context)[:, 0]
-    return modes.class_modes(labels, context["spec"].n_classes)
+    return modes.class_modes(labels, context["spec"].n_classes, min_count=context.get("min_count"))
 
 
 def _mixture(samples: Tensor, context: dict) -> modes.ModeCoverage:
     spec = context["spec"]
     means = streams.mixture_means(spec.name).numpy()
-    return modes.mixture_modes(samples.numpy(), means, spec.mixture.sigma)
+    return modes.mixture_modes(
+        samples.numpy(), means, spec.mixture.sigma, min_count=context.get("min_count")
+    )
 
 
 MODE_METRICS: dict[str, ModeMetric] = {
@@ -125,6 +129,7 @@ def plan(
     allow_singular_fid: bool = False,
     mode_samples: int | None = None,
     allow_weak_classifier: bool = False,
+    mode_min_count: int | None = None,
 ) -> Plan:
     """Check the run and every option, resolve the FID weights and load the classifier.
 
@@ -142,6 +147,8 @@ def plan(
         )
     if mode_samples is not None and mode_samples < 1:
         raise ConfigError(f"--mode-samples {mode_samples}: allowed: a positive integer")
+    if mode_min_count is not None and mode_min_count < 1:
+        raise ConfigError(f"--mode-min-count {mode_min_count}: allowed: a positive integer")
     cfg = config_mod.load(run_dir / layout.CONFIG)
     spec = registry.dataset(cfg.dataset.name)
     p = Plan(
@@ -152,6 +159,7 @@ def plan(
         metrics=metrics,
     )
     p.context["spec"] = spec
+    p.context["min_count"] = mode_min_count
     if spec.fid is not None:
         p.protocol = fid.protocol_for(
             spec.name, fid_preset, fid_samples, fid_dims, allow_singular=allow_singular_fid

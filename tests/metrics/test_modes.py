@@ -66,6 +66,16 @@ def test_mixture_rule_counts_samples_within_3_sigma_and_a_minimum_per_mode():
     assert result.modes_covered == 1
     assert result.high_quality_fraction == pytest.approx(39 / n)
     assert "3 sigma" in result.rule and "at least 20" in result.rule
+    # The published rule (VEEGAN, PacGAN, (alpha_D, alpha_G)-GAN): one high-quality sample.
+    published = modes.mixture_modes(points, means, sigma, min_count=1)
+    assert published.modes_covered == 2
+    assert "at least 1 high-quality samples (a fixed count)" in published.rule
+    ring, ring_sigma = mixture_means("ring8").numpy(), DATASETS["ring8"].mixture.sigma
+    one_each = np.repeat(ring, [1] * 8, axis=0) + [2.9 * ring_sigma, 0]
+    lone = modes.mixture_modes(
+        np.concatenate([one_each, np.full((92, 2), 9.0)]), ring, ring_sigma, min_count=1
+    )
+    assert (lone.modes_covered, lone.success, lone.failure) == (8, True, False)
 
 
 @pytest.mark.parametrize("name", ["ring8", "grid25"])

@@ -12,7 +12,7 @@ rule evaluate:
     params:
         run=run_dir,
         fid=lambda wildcards: STUDY.fid_args() if STUDY.fid_protocol(wildcards.dataset) else "",
-        modes=STUDY.mode_args(),
+        modes=lambda wildcards: STUDY.mode_args(variant_of(wildcards)),
     threads: THREADS["evaluate"]
     resources:
         gpu_slot=GPU_RESOURCE,

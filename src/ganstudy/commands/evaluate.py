@@ -39,6 +39,7 @@ def _cli(args) -> int:
         fid_preset=args.fid_preset,
         allow_singular_fid=args.allow_singular_fid,
         mode_samples=args.mode_samples,
+        mode_min_count=args.mode_min_count,
         allow_weak_classifier=args.allow_weak_classifier,
     )
     result = evaluate(p, log_mlflow=not args.no_mlflow)
@@ -83,6 +84,13 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="compute FID with fewer samples than dims (flagged) instead of refusing",
     )
     p.add_argument("--mode-samples", type=int, metavar="N", help="samples for the mode metrics")
+    p.add_argument(
+        "--mode-min-count",
+        type=int,
+        metavar="N",
+        help="a mode is covered with at least N (high-quality) samples (default: a fifth of a "
+        "perfect generator's share for mixtures and classes, 1 for Stacked MNIST)",
+    )
     p.add_argument(
         "--allow-weak-classifier",
         action="store_true",

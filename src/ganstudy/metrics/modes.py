@@ -76,11 +76,12 @@ def _coverage(kind, counts, n_samples, min_count, rule, hq_fraction=None, verdic
     )
 
 
-def stacked_mnist_modes(digits: np.ndarray) -> ModeCoverage:
+def stacked_mnist_modes(digits: np.ndarray, min_count: int = 1) -> ModeCoverage:
     """Modes of Stacked MNIST from the digits predicted for each channel, shape (N, 3).
 
-    Mode of a sample = 100 d_0 + 10 d_1 + d_2 (1000 modes); a mode is covered when at least one
-    sample falls into it (the VEEGAN/PacGAN protocol); KL is that of the 1000-bin histogram.
+    Mode of a sample = 100 d_0 + 10 d_1 + d_2 (1000 modes); a mode is covered when at least
+    ``min_count`` samples fall into it (1: the VEEGAN/PacGAN protocol); KL is that of the
+    1000-bin histogram.
     """
     digits = np.asarray(digits)
     if digits.ndim != 2 or digits.shape[1] != 3:
@@ -91,25 +92,39 @@ def stacked_mnist_modes(digits: np.ndarray) -> ModeCoverage:
     counts = np.bincount(modes, minlength=STACKED_MNIST_MODES)
     rule = (
         "mode = the triple of digits predicted per channel by the MNIST classifier; "
-        "covered when at least 1 sample falls into it"
+        f"covered when at least {min_count} sample{'s' if min_count != 1 else ''} fall into it"
     )
-    return _coverage("stacked_mnist", counts, len(digits), 1, rule)
+    return _coverage("stacked_mnist", counts, len(digits), min_count, rule)
 
 
-def class_modes(labels: np.ndarray, n_classes: int, min_share: float = MIXTURE_MIN_SHARE):
+def _min_count(min_count: int | None, min_share: float, n: int, m: int) -> tuple[int, str]:
+    """The count that makes a mode covered, and how it was chosen: ``min_count`` as given (a
+    published protocol's rule), else ``ceil(min_share * N / M)``."""
+    if min_count is not None:
+        return min_count, "a fixed count"
+    return max(1, math.ceil(min_share * n / m)), f"{min_share:g} x N / {m}, N = {n}"
+
+
+def class_modes(
+    labels: np.ndarray,
+    n_classes: int,
+    min_share: float = MIXTURE_MIN_SHARE,
+    min_count: int | None = None,
+):
     """Class histogram of samples labelled by a classifier, e.g. Fashion-MNIST.
 
-    A class is covered when it receives at least ``ceil(min_share * N / K)`` samples: a
-    classifier spreads a few errors over every class, so one sample proves nothing.
+    A class is covered when it receives at least ``ceil(min_share * N / K)`` samples (or
+    ``min_count`` when given): a classifier spreads a few errors over every class, so one sample
+    proves little.
     """
     labels = np.asarray(labels)
     if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
         raise ValueError(f"labels must lie in 0..{n_classes - 1}")
-    min_count = max(1, math.ceil(min_share * len(labels) / n_classes))
+    min_count, why = _min_count(min_count, min_share, len(labels), n_classes)
     counts = np.bincount(labels, minlength=n_classes)
     rule = (
         f"class predicted by the classifier; covered when it receives at least {min_count} "
-        f"samples ({min_share:g} x N / {n_classes}, N = {len(labels)})"
+        f"samples ({why})"
     )
     return _coverage("classes", counts, len(labels), min_count, rule)
 
@@ -120,14 +135,15 @@ def mixture_modes(
     sigma: float,
     radius_sigmas: float = MIXTURE_RADIUS_SIGMAS,
     min_share: float = MIXTURE_MIN_SHARE,
+    min_count: int | None = None,
 ) -> ModeCoverage:
     """Coverage of a 2D Gaussian mixture with M means and standard deviation sigma.
 
     A sample is high quality when its distance to the nearest mean is at most
     ``radius_sigmas * sigma`` (3 sigma); it is then assigned to that mean. Mode m is covered when
     at least ``ceil(min_share * N / M)`` high-quality samples are assigned to it (a fifth of
-    the N / M a perfect generator gives it: 20 of 2,500 samples for 25 modes, 63 for 8).
-    KL is that of the histogram of high-quality samples over the modes. A run is a success
+    the N / M a perfect generator gives it: 20 of 2,500 samples for 25 modes, 63 for 8), or
+    ``min_count`` when given (1: the VEEGAN, PacGAN and (alpha_D, alpha_G)-GAN rule). KL is that of the histogram of high-quality samples over the modes. A run is a success
     when all M modes are covered and a failure when none is.
     """
     points = np.asarray(points, dtype=np.float64)
@@ -140,11 +156,11 @@ def mixture_modes(
     nearest = np.where(finite, np.nan_to_num(dist, nan=np.inf).argmin(axis=1), -1)
     near = finite & (dist.min(axis=1) <= radius_sigmas * sigma)
     counts = np.bincount(nearest[near], minlength=m)
-    min_count = max(1, math.ceil(min_share * n / m))
+    min_count, why = _min_count(min_count, min_share, n, m)
     rule = (
         f"a sample is high quality within {radius_sigmas:g} sigma (sigma = {sigma:g}) of its "
         f"nearest mode; a mode is covered when it receives at least {min_count} high-quality "
-        f"samples ({min_share:g} x N / {m}, N = {n}); success: all {m} covered, failure: none"
+        f"samples ({why}); success: all {m} covered, failure: none"
     )
     hq = float(near.sum() / n) if n else None
     return _coverage("mixture2d", counts, n, min_count, rule, hq_fraction=hq, verdicts=True)

@@ -203,7 +203,7 @@ def _variant_config(
     return {
         "seed": 0,
         "arm": arm.name if arm.name != arm.loss else None,
-        "dataset": {"name": dataset, "data_root": cfg["data"]["root"]},
+        "dataset": {"name": dataset, "data_root": cfg["data"]["root"], **block["dataset"]},
         "arch": {"name": arch, **block["arch"], "bn": {"g": bn["g"], "d": bn["d"]}},
         "loss": {"name": arm.loss, **block["loss"], **arm.loss_keys},
         "train": {**block["train"], **arm.train_keys},
@@ -480,11 +480,22 @@ class Study:
             return None
         return f"{self.data_root}/fid_stats/{dataset}-{protocol.name}.json"
 
-    def mode_args(self) -> str:
-        """The mode-metric options of ``ganstudy evaluate``."""
+    def mode_settings(self, variant: Variant | None = None) -> dict[str, int | None]:
+        """The mode-metric settings of a variant: its block's ``modes`` over the top level's."""
+        settings = dict(self.config["modes"])
+        if variant is not None:
+            block = self.config["experiments"][variant.block].get("modes") or {}
+            settings |= {k: v for k, v in block.items() if v is not None}
+        return settings
+
+    def mode_args(self, variant: Variant | None = None) -> str:
+        """The mode-metric options of ``ganstudy evaluate`` (for a variant: its block's)."""
+        settings = self.mode_settings(variant)
         args = []
-        if self.config["modes"]["samples"] is not None:
-            args.append(f"--mode-samples {self.config['modes']['samples']}")
+        if settings["samples"] is not None:
+            args.append(f"--mode-samples {settings['samples']}")
+        if settings.get("min_count") is not None:
+            args.append(f"--mode-min-count {settings['min_count']}")
         if self.config["classifiers"]["below_target"] == "flag":
             args.append("--allow-weak-classifier")
         return " ".join(args)

@@ -140,6 +140,7 @@ class RunOutputs:
             versions=self.versions,
             tracking_failure=self.tracking.failure if self.tracking else None,
             numerics=self.numerics,
+            training_data=self.training_data,
             **extra,
         )
 

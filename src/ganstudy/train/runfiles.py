@@ -140,7 +140,12 @@ def dataset_record(cfg) -> dict:
     spec = registry.dataset(cfg.dataset.name)
     profile = {"shape": list(spec.shape), "split": "train", "citation": spec.citation}
     if spec.mixture is not None:
-        identity = json.dumps({"means": spec.mixture.means, "sigma": spec.mixture.sigma})
+        mixture = {"means": spec.mixture.means, "sigma": spec.mixture.sigma}
+        if cfg.dataset.n_train is not None:
+            # A fixed training set: its size and seed identify it.
+            mixture |= {"n_train": cfg.dataset.n_train, "sample_seed": cfg.dataset.sample_seed}
+            profile["count"] = cfg.dataset.n_train
+        identity = json.dumps(mixture)
         source, source_type = f"ganstudy.data.registry:{spec.name}", "code"
         profile["modes"] = len(spec.mixture.means)
     else:

@@ -93,6 +93,12 @@ class Trainer(RunOutputs):
         ]
         data_gens = [torch.Generator(device=self.device).manual_seed(m.data) for m in member_seeds]
         self.stream = make_stream(cfg, data_gens, [m.data for m in member_seeds], self.device)
+        # What the run trained on, in metrics.json: the protocol comparisons read its size.
+        images = getattr(self.stream, "images", None)
+        self.training_data = {
+            "n_train": None if images is None else len(images),
+            "batches_per_epoch": getattr(self.stream, "batches_per_epoch", None),
+        }
         if t.steps is not None:
             self.total_steps = t.steps
         else:
