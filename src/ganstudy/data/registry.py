@@ -115,6 +115,14 @@ class DatasetSpec:
     nominal_train_size: int | None = None
     # Set on a dataset used in place of another one that cannot be fetched; reports name it so.
     substitute_for: str | None = None
+    # Set on another preparation of the same data (a published protocol's size): the report sets
+    # runs of either beside the other's published numbers, with the difference listed.
+    preparation_of: str | None = None
+
+    @property
+    def base(self) -> str:
+        """The dataset this one is a preparation of (itself for most)."""
+        return self.preparation_of or self.name
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -167,6 +175,20 @@ DATASETS: dict[str, DatasetSpec] = {
                 positive=("n_train", "n_test"),
             ),
             fid=_TEST_10K, classifier="mnist", mode_metric="stacked_mnist",
+        ),
+        DatasetSpec(
+            "stacked_mnist_100k", "image", (3, 28, 28), 1000,
+            "Stacked MNIST as the (alpha_D, alpha_G)-GAN protocol builds it: 100,000 training "
+            "and 25,000 test images, 1000 modes",
+            citation="Welfert, Otstot, Kurri, Sankar 2023 (experiments/stacked_mnist.py)",
+            source="mnist",
+            preparation=Preparation(
+                "stacked_mnist", ("train", "test"),
+                defaults={"seed": 1, "n_train": 100_000, "n_test": 25_000},
+                positive=("n_train", "n_test"),
+            ),
+            fid=_TEST_10K, classifier="mnist", mode_metric="stacked_mnist",
+            preparation_of="stacked_mnist",
         ),
         DatasetSpec(
             "cat64", "image", (3, 64, 64), 0,

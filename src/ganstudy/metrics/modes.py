@@ -41,6 +41,8 @@ class ModeCoverage:
     failure: bool | None
     rule: str
     counts: list[int]
+    # The count that made a mode covered.
+    min_count: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,6 +75,7 @@ def _coverage(kind, counts, n_samples, min_count, rule, hq_fraction=None, verdic
         failure=covered == 0 if verdicts else None,
         rule=rule,
         counts=counts.tolist(),
+        min_count=int(min_count),
     )
 
 

@@ -63,8 +63,12 @@ def dataset_info(name: str) -> tuple[str, str | None]:
 
 
 def load_references() -> dict[str, Any]:
+    from ganstudy.report.published import check_references
+
     text = resources.files("ganstudy.report").joinpath("references.yaml").read_text()
-    return yaml.safe_load(text)
+    refs = yaml.safe_load(text)
+    check_references(refs)
+    return refs
 
 
 RUN_CSVS = {

@@ -7,12 +7,16 @@ difference is printed beside the numbers.
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
+from ganstudy import layout, protocols
+from ganstudy.data.registry import DATASETS
 from ganstudy.errors import ConfigError
 from ganstudy.report.html import Html, fmt, join, summarize, table, tag
 from ganstudy.report.inputs import ReportInputs
@@ -24,60 +28,129 @@ OUR_METRICS: dict[str, tuple[str, float]] = {
     "success_percent": ("success", 100.0),
     "high_quality_percent": ("high_quality_fraction", 100.0),
 }
+FID_IMPLEMENTATION = "pytorch-fid {} (PyTorch port of the FID Inception)"
 
 
-def _distinct(values: Iterable[Any]) -> list[Any]:
+def check_references(refs: dict[str, Any]) -> None:
+    """Every protocol record complete, every result naming a known protocol and source."""
+    for name, record in refs.get("protocols", {}).items():
+        protocols.check_record(name, record)
+    for res in refs["results"]:
+        if res.get("protocol") not in refs.get("protocols", {}):
+            raise ConfigError(
+                f"references.yaml: result {res.get('id')!r} names protocol "
+                f"{res.get('protocol')!r}; allowed: {', '.join(refs.get('protocols', {}))}"
+            )
+        if res["metric"] not in OUR_METRICS:
+            raise ConfigError(
+                f"references.yaml: result {res['id']!r} has metric {res['metric']!r}; allowed: "
+                + ", ".join(OUR_METRICS)
+            )
+        unknown = set(res.get("protocol_fields") or {}) - set(protocols.FIELD_KEYS)
+        if unknown:
+            raise ConfigError(
+                f"references.yaml: result {res['id']!r} sets unknown protocol field "
+                f"{sorted(unknown)[0]!r}; allowed: {', '.join(protocols.FIELD_KEYS)}"
+            )
+
+
+def result_protocol(refs: dict[str, Any], res: dict[str, Any]) -> dict[str, Any]:
+    """The whole protocol of one published number: its record with the result's own fields."""
+    record = dict(refs["protocols"][res["protocol"]])
+    record.update(res.get("protocol_fields") or {})
+    record["metric"] = res["metric"]
+    return record
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _run_facts(study: ReportInputs, row: Any, metric: str, runs: int) -> protocols.Facts:
+    """What one run recorded that the protocol fields need (metrics.json, eval.json)."""
+    metrics = _read_json(study.run_path(row, layout.METRICS))
+    evaluation = _read_json(study.run_path(row, layout.EVAL))
+    modes = evaluation.get("modes") or {}
+    classifier = modes.get("classifier") or {}
+    column, _ = OUR_METRICS[metric]
+    has_metric = not _missing(getattr(row, column, None))
+    is_fid = metric == "fid"
+    version = (metrics.get("versions") or {}).get("pytorch_fid")
+    accuracy = classifier.get("test_accuracy")
+    return protocols.Facts(
+        n_train=(metrics.get("training_data") or {}).get("n_train"),
+        steps=metrics.get("steps_planned"),
+        metric=metric if has_metric else None,
+        n_samples=_int(row.fid_n_generated) if is_fid else _int(row.modes_n_samples),
+        min_count=None if is_fid else modes.get("min_count"),
+        classifier=(
+            f"ganstudy's {classifier['dataset']} classifier"
+            + (f", test accuracy {accuracy:.4f}" if accuracy is not None else "")
+            if classifier.get("dataset") and not is_fid
+            else None
+        ),
+        fid_implementation=FID_IMPLEMENTATION.format(version) if is_fid and version else None,
+        n_reference=_int(row.fid_n_reference) if is_fid else None,
+        runs=runs,
+    )
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _int(value: Any) -> int | None:
+    return None if _missing(value) else int(value)
+
+
+def _run_config(study: ReportInputs, row: Any) -> dict[str, Any] | None:
+    try:
+        return yaml.safe_load(study.run_path(row, layout.CONFIG).read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def our_values(study: ReportInputs, rows: pd.DataFrame, metric: str) -> list[dict[str, Any]]:
+    """:func:`ganstudy.protocols.ours` of every run of ``rows`` whose config can be read (a run
+    config of an older version fills what it can; a field it lacks is not compared)."""
     out = []
-    for v in values:
-        if v is None or (isinstance(v, float) and math.isnan(v)) or v in out:
+    for row in rows.itertuples():
+        cfg = _run_config(study, row)
+        if cfg is None:
             continue
-        out.append(v)
+        facts = _run_facts(study, row, metric, len(rows))
+        values = {}
+        for field in protocols.FIELDS:
+            try:
+                values[field.key] = field.ours(cfg, facts)
+            except (KeyError, TypeError):
+                values[field.key] = None
+        out.append(values)
     return out
 
 
-def _our_protocol(rows: pd.DataFrame, column: str) -> dict[str, list[Any]]:
-    """Our values of the protocol keys of references.yaml, as lists of distinct values."""
-    valued = rows[rows[column].notna()]
-    epochs = _distinct(valued["epochs"])
-    steps = _distinct(valued["steps"])
-    return {
-        "fid_implementation": [
-            f"pytorch-fid {v} (PyTorch port of the FID Inception)"
-            for v in _distinct(valued["fid_pytorch_fid_version"])
-        ],
-        "n_generated": _distinct(valued["fid_n_generated"]),
-        "n_reference": _distinct(valued["fid_n_reference"]),
-        "epochs": epochs if epochs else [f"{fmt(s)} steps" for s in steps],
-        "lr": _distinct([*valued["lr_g"], *valued["lr_d"]]),
-        "runs": [len(valued)],
-        "selection": ["fixed settings of the study config, every seed"],
-    }
+def protocol_differences(
+    record: dict[str, Any], study: ReportInputs, rows: pd.DataFrame, metric: str
+) -> list[str]:
+    """Every protocol field where our runs differ from the record, then every field not
+    compared."""
+    diffs = protocols.differences(record, our_values(study, rows, metric))
+    compared = [str(d) for d in diffs if d.compared]
+    skipped = [d.key for d in diffs if not d.compared]
+    if skipped:
+        compared.append(
+            "not compared (not published, or not recorded by our runs): " + ", ".join(skipped)
+        )
+    return compared
 
 
-def _same(published: Any, ours: Any) -> bool:
-    try:
-        return math.isclose(float(published), float(ours), rel_tol=1e-9)
-    except (TypeError, ValueError):
-        return str(published) == str(ours)
-
-
-def protocol_differences(protocol: dict[str, Any], ours: dict[str, list[Any]]) -> list[str]:
-    """'key: published X, ours Y' for every protocol key whose values differ (or we lack)."""
-    diffs = []
-    for key, published in protocol.items():
-        if key == "text":
-            continue
-        if key not in ours:
-            raise ConfigError(
-                f"references.yaml: protocol key '{key}' is not known; allowed: text, "
-                + ", ".join(ours)
-            )
-        mine = ours[key]
-        if not mine:
-            diffs.append(f"{key}: published {published}, ours not recorded")
-        elif not all(_same(published, v) for v in mine):
-            diffs.append(f"{key}: published {published}, ours {', '.join(fmt(v) for v in mine)}")
-    return diffs
+def _base(dataset: str) -> str:
+    """A dataset's base (Stacked MNIST for every preparation of it); unknown names stay."""
+    spec = DATASETS.get(dataset)
+    return dataset if spec is None else spec.base
 
 
 def _cite(source: dict[str, Any]) -> str:
@@ -87,8 +160,10 @@ def _cite(source: dict[str, Any]) -> str:
 
 
 def _published_value(res: dict[str, Any]) -> str:
-    sd = res.get("sd")
-    return fmt(res["mean"]) + (f" ± {fmt(sd)}" if sd is not None else "")
+    for key, label in (("sd", ""), ("se", " (SE)")):
+        if res.get(key) is not None:
+            return f"{fmt(res['mean'])} ± {fmt(res[key])}{label}"
+    return fmt(res["mean"])
 
 
 def _published_table(refs: dict[str, Any]) -> Html:
@@ -99,7 +174,7 @@ def _published_table(refs: dict[str, Any]) -> Html:
             res["label"],
             res["metric"],
             _published_value(res),
-            res["protocol"].get("text", ""),
+            refs["protocols"][res["protocol"]].get("text", ""),
             f"{_cite(sources[res['source']])}: {res['where']}",
         ]
         for res in refs["results"]
@@ -113,14 +188,16 @@ def _ours_table(study: ReportInputs) -> Html:
     for res in refs["results"]:
         column, scale = OUR_METRICS[res["metric"]]
         mine = study.runs[
-            (study.runs["dataset"] == res["dataset"]) & (study.runs["loss_label"] == res["loss"])
+            study.runs["dataset"].map(_base).eq(_base(res["dataset"]))
+            & (study.runs["loss_label"] == res["loss"])
         ]
         head = [res["dataset"], f"{res['label']} ({_cite(refs['sources'][res['source']])})"]
         if mine.empty:
             rows.append([*head, res["metric"], _published_value(res), "-", "-", "not run here"])
             continue
+        record = result_protocol(refs, res)
         for variant, g in mine.groupby("variant", sort=True):
-            diffs = protocol_differences(res["protocol"], _our_protocol(g, column))
+            diffs = protocol_differences(record, study, g, res["metric"])
             rows.append(
                 [
                     *head,
