@@ -158,11 +158,12 @@ FIELDS: tuple[Field, ...] = (
     Field("fid_implementation", "Inception network of FID", _fact("fid_implementation")),
     Field("n_reference", "real images FID compares with", _fact("n_reference")),
     Field("runs", "seeds or trials behind the number", _fact("runs")),
-    Field("spread", "what the plus-minus is", lambda cfg, facts: "SD over seeds, with a 95% CI"),
+    # The report gives the SD and a 95% CI of every mean; the field names the published spread.
+    Field("spread", "what the plus-minus is", lambda cfg, facts: "SD over seeds"),
     Field(
         "selection",
-        "how the reported setting was chosen",
-        lambda cfg, facts: "fixed settings of the study config, every seed reported",
+        "how the reported setting was chosen (ours: the study config's, every seed reported)",
+        lambda cfg, facts: "fixed setting",
     ),
 )
 FIELD_KEYS = tuple(f.key for f in FIELDS)
@@ -254,3 +255,11 @@ def conformance(record: Mapping, mine: Mapping[str, Any]) -> list[str]:
     """The fields where one run config departs from a record it reproduces: every compared
     mismatch (fields the record leaves null, or we cannot derive, are not departures)."""
     return [str(d) for d in differences(record, [mine]) if d.compared]
+
+
+def result_protocol(references: Mapping, result: Mapping) -> dict[str, Any]:
+    """The whole protocol of one published number: its record with the result's own fields."""
+    record = dict(references["protocols"][result["protocol"]])
+    record.update(result.get("protocol_fields") or {})
+    record["metric"] = result["metric"]
+    return record

@@ -1,4 +1,4 @@
-"""``ganstudy study design|init-tracking|cost``: the study-level steps of the workflow."""
+"""``ganstudy study design|init-tracking|cost|conformance``: the study-level steps of the workflow."""
 
 from __future__ import annotations
 
@@ -73,6 +73,26 @@ def _cmd_cost(args) -> int:
     return 0
 
 
+def _cmd_conformance(args) -> int:
+    from ganstudy.report.inputs import load_references
+    from ganstudy.study import reproduce
+
+    study = Study.from_config(load_configs(args.config), _schema_path(args.schema))
+    found = reproduce.checks(study, load_references())
+    if not found:
+        raise ConfigError(
+            "no enabled block of the study names a published protocol (key 'reproduces'); "
+            "allowed: a study such as config/reproduce.yaml"
+        )
+    print(reproduce.report(found))
+    failing = [c for c in found if not c.conforms]
+    print(
+        f"\n{len(found) - len(failing)} of {len(found)} checks conform"
+        + (f"; {len(failing)} do not" if failing else "")
+    )
+    return 1 if failing else 0
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="study_command", required=True, metavar="ACTION")
 
@@ -115,3 +135,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--schema", help="config schema (default: the one shipped with ganstudy)")
     p.add_argument("--data-root", help="read training-set sizes from prepared manifests here")
     p.set_defaults(func=_cmd_cost)
+
+    p = sub.add_parser(
+        "conformance",
+        help="check the reproduction blocks of a study against their published protocols",
+        description="Compare every run config of each block with `reproduces: <protocol>` with "
+        "that published protocol (references.yaml), field by field; every difference must be a "
+        "departure the block declares with its reason. Exit 1 if any check fails.",
+    )
+    p.add_argument("config", nargs="+", help="study config file(s), merged in order")
+    p.add_argument("--schema", help="config schema (default: the one shipped with ganstudy)")
+    p.set_defaults(func=_cmd_conformance)

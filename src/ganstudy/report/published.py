@@ -54,14 +54,6 @@ def check_references(refs: dict[str, Any]) -> None:
             )
 
 
-def result_protocol(refs: dict[str, Any], res: dict[str, Any]) -> dict[str, Any]:
-    """The whole protocol of one published number: its record with the result's own fields."""
-    record = dict(refs["protocols"][res["protocol"]])
-    record.update(res.get("protocol_fields") or {})
-    record["metric"] = res["metric"]
-    return record
-
-
 def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
@@ -195,7 +187,7 @@ def _ours_table(study: ReportInputs) -> Html:
         if mine.empty:
             rows.append([*head, res["metric"], _published_value(res), "-", "-", "not run here"])
             continue
-        record = result_protocol(refs, res)
+        record = protocols.result_protocol(refs, res)
         for variant, g in mine.groupby("variant", sort=True):
             diffs = protocol_differences(record, study, g, res["metric"])
             rows.append(

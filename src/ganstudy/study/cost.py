@@ -37,6 +37,8 @@ STEP_SECONDS: dict[tuple[str, str, int, int], float] = {
     ("mlp2d", "grid25", 256, 64): 0.0187,
     ("mlp2d", "ring8", 64, 64): 0.0070,
     ("mlp2d", "ring8", 256, 64): 0.0186,
+    # `ganstudy train` of 600 steps less about 4 s of start-up, load 0.2 to 0.9.
+    ("mlp2d_lrelu", "ring8", 128, 64): 0.0220,
 }
 
 ASSUMED_GPU_SPEEDUPS = (10, 50)
@@ -92,8 +94,8 @@ def estimate(study, data_root: str | Path | None = None, skip=frozenset()) -> li
         seeds = [s for s in v.seeds if v.run_dir(s) not in skip]
         if not seeds:
             continue
-        n_train = None
-        if v.run_config["train"]["steps"] is None:
+        n_train = v.run_config["dataset"].get("n_train")
+        if v.run_config["train"]["steps"] is None and n_train is None:
             n_train = train_size(v.dataset, study.prepare_params(v.dataset), data_root)
         steps = run_steps(v.run_config, n_train)
         per_step = step_seconds(
