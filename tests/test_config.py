@@ -221,5 +221,14 @@ def test_bad_optimizer_schedule_alpha_and_arm_values_are_named(changes, pattern)
 
 
 def test_a_schedule_works_with_every_loss_that_has_an_ideal_value():
-    for name in ("gan", "gan_minimax", "lsgan", "lsgan_chi2", "alpha", "hinge", "l1"):
+    for name in (
+        "gan",
+        "gan_minimax",
+        "lsgan",
+        "lsgan_chi2",
+        "lsgan_sigmoid",
+        "alpha",
+        "hinge",
+        "l1",
+    ):
         assert build(loss__name=name, train__d_lr_schedule="gap_aware").train.gap_ema == 0.95

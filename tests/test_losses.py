@@ -53,6 +53,37 @@ def test_lsgan_works_on_the_raw_unbounded_output():
     assert g(torch.tensor([-2.0])).item() == pytest.approx(4.5)
 
 
+def test_lsgan_sigmoid_by_hand():
+    """compare_gan's (v1) LSGAN: d_loss = 0.5 * (mean((s_real - 1)^2) + mean(s_fake^2)),
+    g_loss = 0.5 * mean((s_fake - 1)^2), s = sigmoid(logit)."""
+    d, g, gp = build_loss(LossConfig(name="lsgan_sigmoid"))
+    # sigmoid(2) = 0.8807970780, sigmoid(-1) = 0.2689414214 (reals);
+    # sigmoid(0.5) = 0.6224593312, sigmoid(3) = 0.9525741268 (fakes).
+    real_terms = (0.8807970780 - 1) ** 2 + (0.2689414214 - 1) ** 2  # 0.0142093 + 0.5344466
+    fake_terms = 0.6224593312**2 + 0.9525741268**2  # 0.3874556 + 0.9073975
+    expected_d = 0.5 * (real_terms / 2 + fake_terms / 2)
+    assert expected_d == pytest.approx(0.4608772670, rel=1e-9)
+    assert d(D_REAL, D_FAKE).item() == pytest.approx(expected_d, rel=1e-6)
+    expected_g = 0.5 * ((0.6224593312 - 1) ** 2 + (0.9525741268 - 1) ** 2) / 2
+    assert expected_g == pytest.approx(0.0361965425, rel=1e-9)
+    assert g(D_FAKE).item() == pytest.approx(expected_g, rel=1e-6)
+    assert not gp
+
+
+def test_lsgan_sigmoid_is_bounded_and_takes_no_coding():
+    # Unlike the raw-output LSGAN, a certain and wrong D costs at most 1/2 per term...
+    d, g, _ = build_loss(LossConfig(name="lsgan_sigmoid"))
+    assert d(torch.tensor([-30.0]), torch.tensor([30.0])).item() == pytest.approx(0.5 + 0.5)
+    assert g(torch.tensor([-30.0])).item() == pytest.approx(0.5)
+    # ...and a certain and right one almost nothing: 1/2 (1 - sigmoid(30))^2 = 1/2 e^-60 to
+    # first order, kept rather than rounded to 0 (1 - sigmoid(t) is computed as sigmoid(-t)).
+    assert 0 < g(torch.tensor([30.0])).item() == pytest.approx(0.5 * math.exp(-60), rel=1e-6)
+    assert LOSSES["lsgan_sigmoid"].role is None
+    assert "least squares on sigmoid(D)" in LOSSES["lsgan_sigmoid"].description
+    with pytest.raises(ConfigError, match="loss.a/b/c"):
+        resolve_coding(LossConfig(name="lsgan_sigmoid", a=0.0))
+
+
 def test_chi2_preset_satisfies_the_pearson_conditions():
     a, b, c = LOSSES["lsgan_chi2"].coding
     assert b - c == 1 and b - a == 2
@@ -196,6 +227,8 @@ EQUILIBRIUM = [
     (LossConfig(name="lsgan", a=0.0, b=1.0, c=1.0), 0.5, 0.25),
     (LossConfig(name="lsgan_chi2", a=-1.0, b=1.0, c=0.0), 0.0, 1.0),
     (LossConfig(name="lsgan", a=-1.0, b=3.0, c=1.0), 1.0, 4.0),
+    # least squares on sigmoid(D): sigmoid(0) = 1/2, 1/2 (1/4 + 1/4)
+    (LossConfig(name="lsgan_sigmoid"), 0.0, 0.25),
     (alpha_config(1.0, 1.0), 0.0, math.log(4)),
     (alpha_config(0.5, 1.2), 0.0, 2.0),
     (alpha_config(2.0, 2.0), 0.0, 4 - 2 * math.sqrt(2)),

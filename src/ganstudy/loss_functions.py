@@ -49,6 +49,29 @@ def lsgan_g_loss(d_fake: Tensor, c: float) -> Tensor:
     return 0.5 * (d_fake - c).square().mean(-1)
 
 
+def lsgan_sigmoid_d_loss(d_real: Tensor, d_fake: Tensor) -> Tensor:
+    """Least squares on sigmoid(D), Lucic et al. 2018's "LSGAN" as compare_gan codes it
+    (google/compare_gan, v1, compare_gan/src/gans/LSGAN.py: ``D_real``/``D_fake`` are the
+    discriminator's sigmoid outputs, abstract_gan.py), with targets 1 for reals and 0 for fakes:
+
+    L_D = 1/2 (E[(sigmoid(D(x)) - 1)^2] + E[sigmoid(D(G(z)))^2])
+        = 1/2 E[sigmoid(-D(x))^2] + 1/2 E[sigmoid(D(G(z)))^2]
+
+    (1 - sigmoid(t) = sigmoid(-t), which keeps the real term accurate where sigmoid(t) is near 1).
+    Unlike :func:`lsgan_d_loss` every term is bounded: at most 1/2 per sample. Its ideal value
+    (p_g = p_d, the best D outputs sigmoid(D) = 1/2 everywhere) is V* = 1/2 (1/4 + 1/4) = 1/4.
+    """
+    return 0.5 * (
+        torch.sigmoid(-d_real).square().mean(-1) + torch.sigmoid(d_fake).square().mean(-1)
+    )
+
+
+def lsgan_sigmoid_g_loss(d_fake: Tensor) -> Tensor:
+    """Least squares on sigmoid(D), generator (compare_gan's LSGAN ``g_loss``):
+    L_G = 1/2 E[(sigmoid(D(G(z))) - 1)^2] = 1/2 E[sigmoid(-D(G(z)))^2]."""
+    return 0.5 * torch.sigmoid(-d_fake).square().mean(-1)
+
+
 def _alpha_loss_of_correct(logit: Tensor, alpha: float) -> Tensor:
     """alpha-loss of a sample whose correct class has probability p = sigmoid(logit), per sample:
 

@@ -69,6 +69,12 @@ def _ideal_least_squares(loss_cfg) -> float:
     return (loss_cfg.b - loss_cfg.a) ** 2 / 4
 
 
+def _ideal_least_squares_sigmoid(loss_cfg) -> float:
+    """Least squares on sigmoid(D), 1/2 (s - 1)^2 + 1/2 s^2 with s = sigmoid(D), is least at
+    s = 1/2 (D = 0): V* = 1/2 (1/4 + 1/4) = 1/4."""
+    return 0.25
+
+
 def _ideal_alpha(loss_cfg) -> float:
     """alpha-loss, l(s) + l(1 - s) with l(p) = alpha/(alpha - 1) (1 - p^((alpha - 1)/alpha)), is
     least at s = 1/2 for every alpha (the optimal D of Welfert et al., Theorem 1, at p_r = p_g):
@@ -107,6 +113,10 @@ LOSSES: dict[str, Loss] = {
              "least squares GAN, (a, b, c) = (-1, 1, 0): b - c = 1, b - a = 2 (Pearson chi^2)",
              coding=LSGAN_PRESETS["lsgan_chi2"], ideal_d_loss=_ideal_least_squares,
              role="candidate"),
+        # Not a candidate: the study's LSGAN works on the raw output; this one is bounded.
+        Loss("lsgan_sigmoid", "lsgan_sigmoid_d_loss", "lsgan_sigmoid_g_loss",
+             "least squares on sigmoid(D) (Lucic et al. 2018's 'LSGAN'), targets 0, 1, 1",
+             ideal_d_loss=_ideal_least_squares_sigmoid),
         Loss("alpha", "alpha_d_loss", "alpha_ns_g_loss",
              "(alpha_D, alpha_G)-GAN: alpha-loss for D and for G (non-saturating G); "
              "alpha = 1 is the standard GAN", alphas=(1.0, 1.0), ideal_d_loss=_ideal_alpha),

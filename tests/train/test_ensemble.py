@@ -141,3 +141,26 @@ def test_member_checkpoint_is_a_solo_checkpoint(tmp_path):
     generator, loaded = load_generator(tmp_path / "m4")
     assert loaded.seed == 4 and generator.members == 1
     assert generate(generator, loaded, 10).shape == (10, 2)
+
+
+def test_maxout_member_equals_solo_run(tmp_path):
+    # PacGAN's maxout D (the max's gradient goes to each unit's largest piece) and bias-free
+    # hidden layers in G, trained with least squares on sigmoid(D).
+    cfg = run_config(
+        "mlp2d_maxout", "ring8", tmp_path, steps=40, batch_size=32, loss="lsgan_sigmoid"
+    )
+    Trainer(cfg, [5], [tmp_path / "solo"], progress=False).run()
+    dirs = [tmp_path / f"ens{s}" for s in (2, 5, 9)]
+    Trainer(cfg, [2, 5, 9], dirs, progress=False).run()
+    assert_same_trajectory(tmp_path / "solo", dirs[1])
+
+
+def test_dcgan28_tiny_member_equals_solo_run(tmp_path):
+    # Bias-free convolutions, output padding and a bias-free output layer.
+    write_fake_prepared(tmp_path, "stacked_mnist", 128, (3, 28, 28))
+    cfg = run_config("dcgan28_tiny", "stacked_mnist", tmp_path, steps=40, batch_size=8)
+    with torch.backends.mkldnn.flags(enabled=False):
+        Trainer(cfg, [4], [tmp_path / "solo"], progress=False).run()
+        dirs = [tmp_path / "ens1", tmp_path / "ens4"]
+        Trainer(cfg, [1, 4], dirs, progress=False).run()
+    assert_same_trajectory(tmp_path / "solo", dirs[1])

@@ -55,6 +55,7 @@ EQUILIBRIUM_D = [
     ({"name": "gan"}, 0.0),
     ({"name": "lsgan"}, 0.5),
     ({"name": "lsgan_chi2"}, 0.0),
+    ({"name": "lsgan_sigmoid"}, 0.0),
     ({"name": "alpha", "alpha_d": 0.5, "alpha_g": 1.2}, 0.0),
     ({"name": "alpha", "alpha_d": math.inf}, 0.0),
     ({"name": "hinge"}, 0.0),

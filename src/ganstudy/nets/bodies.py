@@ -19,6 +19,8 @@ from ganstudy.nets.layers import (
     Conv2d,
     ConvTranspose2d,
     Linear,
+    LinearMaxout,
+    Maxout,
     ToFeatures,
     ToImages,
     images_to_member_layout,
@@ -103,6 +105,39 @@ def dcgan28_small(k: int, shape, z_dim: int, width: int, bn_g: bool, bn_d: bool)
     return g, d
 
 
+def dcgan28_tiny(k: int, shape, z_dim: int, width: int, bn_g: bool, bn_d: bool):
+    """The small Stacked MNIST DCGAN of the (alpha_D, alpha_G)-GAN (Welfert, Otstot, Kurri, Sankar
+    2023; SankarLab/AlphaGan-Papers-Results, experiments/stacked_mnist.py, ``model_width`` 1):
+    3x3 kernels, stride 2, channels 8/16/32 and no bias in any convolution.
+
+    G: z as z_dim x 1 x 1 -> deconv3x3/2 32 (3x3) -> deconv3x3/2 16 (7x7) -> deconv3x3/2 pad 1
+    output_padding 1 8 (14x14) -> deconv3x3/2 pad 1 output_padding 1 C (28x28), BN + ReLU, tanh.
+    D: conv3x3/2 pad 1 8 (14x14), LeakyReLU(0.2), no BN -> conv3x3/2 pad 1 16 (7x7) -> conv3x3/2
+    32 (3x3), BN + LeakyReLU(0.2) -> conv3x3/2 1 (1x1), raw output. That last convolution sees a
+    3x3 map with a 3x3 kernel and no padding, so it is a dot product with the flattened
+    (32, 3, 3) features: it is built as a bias-free Linear(32 * 3 * 3, 1), the same function
+    with the same 288 weights in the same (channel, row, column) order and the same fan-in.
+    The reference draws z from N(0, I) with z_dim 100 and initialises as ``arch.init: dcgan``
+    (gan.py, ``weights_init``); ``width`` is unused.
+    """
+    c = shape[0]
+    g = nn.Sequential(
+        ToImages(z_dim, 1),
+        ConvTranspose2d(k, z_dim, 32, 3, 2, 0, bias=False), *_bn(bn_g, k, 32), nn.ReLU(),
+        ConvTranspose2d(k, 32, 16, 3, 2, 0, bias=False), *_bn(bn_g, k, 16), nn.ReLU(),
+        ConvTranspose2d(k, 16, 8, 3, 2, 1, 1, bias=False), *_bn(bn_g, k, 8), nn.ReLU(),
+        ConvTranspose2d(k, 8, c, 3, 2, 1, 1, bias=False), nn.Tanh(),
+    )  # fmt: skip
+    d = nn.Sequential(
+        Conv2d(k, c, 8, 3, 2, 1, bias=False), _lrelu(),
+        Conv2d(k, 8, 16, 3, 2, 1, bias=False), *_bn(bn_d, k, 16), _lrelu(),
+        Conv2d(k, 16, 32, 3, 2, 0, bias=False), *_bn(bn_d, k, 32), _lrelu(),
+        ToFeatures(k),
+        Linear(k, 32 * 3 * 3, 1, bias=False),
+    )  # fmt: skip
+    return g, d
+
+
 def _dcgan_generator(k, shape, z_dim, width, bn):
     c, res = shape[0], shape[1]
     n_up = int(math.log2(res)) - 2
@@ -161,10 +196,19 @@ def mlp_g(k: int, shape, z_dim: int, width: int, bn_g: bool, bn_d: bool):
     return nn.Sequential(*layers), d
 
 
-def _mlp(k: int, fan_in: int, layers: int, width: int, out: int, bn: bool, activation):
+def _mlp(
+    k: int,
+    fan_in: int,
+    layers: int,
+    width: int,
+    out: int,
+    bn: bool,
+    activation,
+    hidden_bias: bool = True,
+):
     body: list[nn.Module] = []
     for _ in range(layers):
-        body += [Linear(k, fan_in, width), *_bn(bn, k, width), activation()]
+        body += [Linear(k, fan_in, width, hidden_bias), *_bn(bn, k, width), activation()]
         fan_in = width
     body.append(Linear(k, fan_in, out))
     return nn.Sequential(*body)
@@ -190,6 +234,46 @@ def mlp2d_lrelu(k: int, shape, z_dim: int, width: int, bn_g: bool, bn_d: bool, *
     g = _mlp(k, z_dim, mlp["g_layers"], mlp["g_width"], shape[0], bn_g, nn.ReLU)
     d = _mlp(k, shape[0], mlp["d_layers"], mlp["d_width"], 1, bn_d, _lrelu)
     return g, d
+
+
+# Pieces per maxout unit of mlp2d_maxout's D: PacGAN's disc_maxout_pieces, fixed by the architecture.
+MAXOUT_PIECES = 5
+
+
+def mlp2d_maxout(k: int, shape, z_dim: int, width: int, bn_g: bool, bn_d: bool, *, mlp: dict):
+    """PacGAN's 2D-mixture networks (Lin et al. 2018; fjxmlzn/PacGAN,
+    synthetic_data_experiments/2D{Ring,Grid}_GAN&PacGAN/pacgan_task.py and config.py), unpacked.
+
+    G: z -> g_layers hidden layers of g_width ReLU units with BN -> 2 (default 4 x 400). As in the
+    reference (a blocks MLP with ``use_bias=False``, only the output layer given a bias back), a
+    hidden layer followed by batch norm has no bias: BN's shift takes its place. With ``bn.g``
+    false the hidden layers keep a bias.
+    D: x -> d_layers maxout layers of d_width units with :data:`MAXOUT_PIECES` (5) pieces each
+    -> a linear output of 1 (default 3 x 200), raw logits. The reference's D has biases and no
+    batch norm (``bn.d: false`` reproduces it); ``bn.d: true`` normalises each maxout layer's
+    linear outputs before the max, and drops their bias.
+    The reference draws weights N(0, 0.02) and biases 0 (``arch.init: dcgan``; its BN scales
+    start at 1, not N(1, 0.02)).
+    """
+    g = _mlp(
+        k, z_dim, mlp["g_layers"], mlp["g_width"], shape[0], bn_g, nn.ReLU, hidden_bias=not bn_g
+    )
+    body: list[nn.Module] = []
+    fan_in = shape[0]
+    for _ in range(mlp["d_layers"]):
+        units = mlp["d_width"]
+        if bn_d:
+            # Linear -> BN -> max over the pieces, as _mlp's Linear -> BN -> activation.
+            body += [
+                Linear(k, fan_in, units * MAXOUT_PIECES, bias=False),
+                BatchNorm(k, units * MAXOUT_PIECES),
+                Maxout(MAXOUT_PIECES),
+            ]
+        else:
+            body.append(LinearMaxout(k, fan_in, units, MAXOUT_PIECES))
+        fan_in = units
+    body.append(Linear(k, fan_in, 1))
+    return g, nn.Sequential(*body)
 
 
 def build_pair(cfg, members: int, sample_shape) -> tuple[Generator, Discriminator]:

@@ -39,7 +39,8 @@ class MemberModule(nn.Module):
         pytorch: weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)), which is what
         ``nn.Linear``/``nn.Conv2d`` draw by default (kaiming_uniform with a = sqrt(5) gives the
         same bound); ConvTranspose2d's fan-in is PyTorch's, computed from its weight's second
-        dimension.
+        dimension. A layer built with ``bias=False`` has no bias parameter, so nothing is drawn
+        for one (the fan-in depends on the weight alone).
         """
         with torch.no_grad():
             bound = 1.0 / self.fan_in() ** 0.5 if scheme == "pytorch" else 0.0
@@ -52,13 +53,21 @@ class MemberModule(nn.Module):
                     param[k].zero_()
 
 
-class Linear(MemberModule):
-    """y[k] = x[k] @ W[k] + b[k]; x: (K, B, fan_in) -> (K, B, fan_out)."""
+def _bias(module: MemberModule, enabled: bool, members: int, channels: int) -> None:
+    """A bias parameter of shape (K, channels), or none at all (``module.bias`` is None)."""
+    if enabled:
+        module.bias = nn.Parameter(torch.zeros(members, channels))
+    else:
+        module.register_parameter("bias", None)
 
-    def __init__(self, members: int, fan_in: int, fan_out: int):
+
+class Linear(MemberModule):
+    """y[k] = x[k] @ W[k] + b[k]; x: (K, B, fan_in) -> (K, B, fan_out). ``bias=False``: no b."""
+
+    def __init__(self, members: int, fan_in: int, fan_out: int, bias: bool = True):
         super().__init__(members)
         self.weight = nn.Parameter(torch.empty(members, fan_in, fan_out))
-        self.bias = nn.Parameter(torch.zeros(members, fan_out))
+        _bias(self, bias, members, fan_out)
 
     def fan_in(self) -> int:
         return self.weight.shape[1]
@@ -68,17 +77,68 @@ class Linear(MemberModule):
             # A single output is a matrix-vector product, which BLAS computes with a different
             # kernel (and rounding) for one matrix than for a batch; a plain dot product keeps
             # every member bitwise equal to a solo network.
-            return (x * self.weight.transpose(1, 2)).sum(-1, keepdim=True) + self.bias.unsqueeze(1)
+            out = (x * self.weight.transpose(1, 2)).sum(-1, keepdim=True)
+            return out if self.bias is None else out + self.bias.unsqueeze(1)
+        if self.bias is None:
+            return torch.bmm(x, self.weight)
         return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
 
 
-class Conv2d(MemberModule):
-    """Grouped convolution, one group per member; x: (B, K * C_in, H, W)."""
+class Maxout(nn.Module):
+    """The max over groups of ``pieces`` consecutive features: (..., F * pieces) -> (..., F).
 
-    def __init__(self, members: int, c_in: int, c_out: int, kernel: int, stride: int, padding: int):
+    The pieces of unit j are features j * pieces, ..., j * pieces + pieces - 1, as in blocks'
+    ``Maxout`` (a reshape to (..., F, pieces) and a max over the last axis), which PacGAN's
+    2D-mixture discriminator uses. Works on features (K, B, F * pieces) and needs no member
+    bookkeeping: it has no parameters and acts on each (member, sample) row alone.
+    """
+
+    def __init__(self, pieces: int):
+        super().__init__()
+        self.pieces = pieces
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.unflatten(-1, (-1, self.pieces)).amax(-1)
+
+
+class LinearMaxout(nn.Module):
+    """A maxout layer (Goodfellow et al. 2013): a :class:`Linear` to ``fan_out * pieces`` outputs,
+    then the max over each unit's pieces (:class:`Maxout`); x: (K, B, fan_in) -> (K, B, fan_out).
+
+    blocks' ``LinearMaxout``. Its parameters are the inner Linear's (``linear.weight`` of shape
+    (K, fan_in, fan_out * pieces), ``linear.bias``), so the member initialisation covers them
+    with the Linear's fan-in.
+    """
+
+    def __init__(self, members: int, fan_in: int, fan_out: int, pieces: int, bias: bool = True):
+        super().__init__()
+        self.linear = Linear(members, fan_in, fan_out * pieces, bias)
+        self.maxout = Maxout(pieces)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.maxout(self.linear(x))
+
+
+def _flat(bias: Tensor | None) -> Tensor | None:
+    return None if bias is None else bias.flatten()
+
+
+class Conv2d(MemberModule):
+    """Grouped convolution, one group per member; x: (B, K * C_in, H, W). ``bias=False``: none."""
+
+    def __init__(
+        self,
+        members: int,
+        c_in: int,
+        c_out: int,
+        kernel: int,
+        stride: int,
+        padding: int,
+        bias: bool = True,
+    ):
         super().__init__(members)
         self.weight = nn.Parameter(torch.empty(members, c_out, c_in, kernel, kernel))
-        self.bias = nn.Parameter(torch.zeros(members, c_out))
+        _bias(self, bias, members, c_out)
         self.stride, self.padding = stride, padding
 
     def fan_in(self) -> int:
@@ -86,19 +146,31 @@ class Conv2d(MemberModule):
 
     def forward(self, x: Tensor) -> Tensor:
         weight = self.weight.flatten(0, 1)
-        return F.conv2d(
-            x, weight, self.bias.flatten(), self.stride, self.padding, groups=self.members
-        )
+        return F.conv2d(x, weight, _flat(self.bias), self.stride, self.padding, groups=self.members)
 
 
 class ConvTranspose2d(MemberModule):
-    """Grouped transposed convolution, one group per member; x: (B, K * C_in, H, W)."""
+    """Grouped transposed convolution, one group per member; x: (B, K * C_in, H, W).
 
-    def __init__(self, members: int, c_in: int, c_out: int, kernel: int, stride: int, padding: int):
+    Output size (H - 1) * stride - 2 * padding + kernel + output_padding, as
+    ``nn.ConvTranspose2d``; ``bias=False``: no bias parameter.
+    """
+
+    def __init__(
+        self,
+        members: int,
+        c_in: int,
+        c_out: int,
+        kernel: int,
+        stride: int,
+        padding: int,
+        output_padding: int = 0,
+        bias: bool = True,
+    ):
         super().__init__(members)
         self.weight = nn.Parameter(torch.empty(members, c_in, c_out, kernel, kernel))
-        self.bias = nn.Parameter(torch.zeros(members, c_out))
-        self.stride, self.padding = stride, padding
+        _bias(self, bias, members, c_out)
+        self.stride, self.padding, self.output_padding = stride, padding, output_padding
 
     def fan_in(self) -> int:
         # PyTorch's fan-in of a transposed convolution's weight (c_in, c_out, kh, kw).
@@ -107,7 +179,13 @@ class ConvTranspose2d(MemberModule):
     def forward(self, x: Tensor) -> Tensor:
         weight = self.weight.flatten(0, 1)
         return F.conv_transpose2d(
-            x, weight, self.bias.flatten(), self.stride, self.padding, groups=self.members
+            x,
+            weight,
+            _flat(self.bias),
+            self.stride,
+            self.padding,
+            self.output_padding,
+            groups=self.members,
         )
 
 
