@@ -40,13 +40,17 @@ sys.path.insert(0, str(ROOT / "tests"))
 from helpers import write_fake_prepared  # noqa: E402
 
 
-def representatives(configs: list[str]) -> dict[tuple[str, str, int, int], study.Variant]:
+def representatives(
+    configs: list[str], blocks: list[str] | None = None
+) -> dict[tuple[str, str, int, int], study.Variant]:
     """One variant per (arch, dataset, batch size, width), the one with the most batch norm."""
     reps: dict[tuple[str, str, int, int], study.Variant] = {}
     for path in configs:
         merged = study_files.load_configs([ROOT / "config" / "config.yaml", path])
         s = study.Study.from_config(merged, default_schema_path())
         for v in s.variants:
+            if blocks and v.block not in blocks:
+                continue
             key = (
                 v.arch,
                 v.dataset,
@@ -79,6 +83,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument(
+        "--only-block", nargs="+", metavar="BLOCK", help="time only the variants of these blocks"
+    )
+    parser.add_argument(
         "--threads", type=int, default=1, help="torch threads, as a job with threads.train: 1"
     )
     args = parser.parse_args()
@@ -87,11 +94,16 @@ def main() -> None:
     rows, record = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        for (arch, dataset, batch, width), v in sorted(representatives(args.configs).items()):
+        for (arch, dataset, batch, width), v in sorted(
+            representatives(args.configs, args.only_block).items()
+        ):
             spec = DATASETS[dataset]
             if spec.kind == "image":
                 write_fake_prepared(root / "data", dataset, max(4 * batch, 512), spec.shape)
-            data = {**v.run_config, "dataset": {"name": dataset, "data_root": str(root / "data")}}
+            data = {
+                **v.run_config,
+                "dataset": {**v.run_config["dataset"], "data_root": str(root / "data")},
+            }
             data["tracking"] = {"enabled": False}
             data["train"] = {**data["train"], "fid_every": 0}
             cfg = run_config.from_dict(data)
@@ -112,7 +124,12 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"load average {os.getloadavg()[0]:.2f}, K = {args.members}"
     )
-    print(table(["arch", "dataset", "batch", "bn", "ms/step", "steps/s", "ensemble ratio"], rows))
+    print(
+        table(
+            ["arch", "dataset", "batch", "width", "bn", "ms/step", "steps/s", "ensemble ratio"],
+            rows,
+        )
+    )
     print("\nSTEP_SECONDS = {")
     for key, value in record.items():
         print(f"    {key!r}: {value:.5f},")

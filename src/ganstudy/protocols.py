@@ -100,7 +100,8 @@ def _training_set(cfg: Mapping, facts: Facts) -> str:
 
 
 def _epochs(cfg: Mapping, facts: Facts) -> Any:
-    return cfg["train"].get("epochs")
+    epochs = cfg["train"].get("epochs")
+    return "none: a set number of steps" if epochs is None else epochs
 
 
 def _z(cfg: Mapping, facts: Facts) -> str:

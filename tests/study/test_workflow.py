@@ -66,6 +66,25 @@ def write_config(path: Path, data: dict) -> Path:
 # dry runs and config errors
 
 
+def test_dry_run_of_the_reproductions_resolves(tmp_path):
+    cwd = workdir(tmp_path)
+    result = snakemake(cwd, "-n", "-p", "--configfile", "config/reproduce.yaml")
+    assert result.returncode == 0, result.stderr + result.stdout
+    counts = job_counts(result.stdout)
+    train = {k: v for k, v in counts.items() if k.startswith("train__")}
+    # ring: 2 losses x 200 seeds in jobs of 50; Stacked MNIST 2 x 100 in 25s; PacGAN 10 in one;
+    # Fashion-MNIST 2 x 50 in 25s.
+    assert len(train) == 8 + 8 + 1 + 4
+    assert counts["evaluate"] == 400 + 200 + 10 + 100
+    # Each block evaluates with its protocol's sample count and the one-sample rule.
+    commands = [line for line in result.stdout.splitlines() if "ganstudy evaluate" in line]
+    ring = [c for c in commands if "ring8/mlp2d_lrelu/" in c]
+    pacgan = [c for c in commands if "ring8/mlp2d_maxout/" in c]
+    assert len(ring) == 400 and len(pacgan) == 10
+    assert all("--mode-samples 25000 --mode-min-count 1" in c for c in ring)
+    assert all("--mode-samples 2500 --mode-min-count 1" in c for c in pacgan)
+
+
 def test_dry_run_shows_the_whole_default_study(tmp_path):
     cwd = workdir(tmp_path)
     result = snakemake(cwd, "-n", env=job_env(GANSTUDY_GPUS="2"))
