@@ -116,6 +116,12 @@ def test_published_numbers_and_protocol_differences(rendered):
     assert "26.5 ± 1.6" in page and "30.7 ± 2.2" in page
     assert "773 ± 86.5" in page and "739 ± 94.4" in page
     assert "<td>32.5</td>" in page and "6.3 ± 0.5 (SE)" in page and "98.2 ± 0.2 (SE)" in page
+    published = page[
+        page.index("Published numbers and their protocols") : page.index("Ours beside them")
+    ]
+    # Each published number shows every field of its protocol, the silent ones as such.
+    assert published.count("<summary>every field</summary>") == 8
+    assert "<li>steps: 156400</li>" in published and "<li>beta2: not stated</li>" in published
     ours = page[page.index("Ours beside them") : page.index("References</h3>")]
     # Every compared field that differs is listed, with both values.
     for line in (

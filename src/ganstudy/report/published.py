@@ -158,6 +158,25 @@ def _published_value(res: dict[str, Any]) -> str:
     return fmt(res["mean"])
 
 
+def _protocol_cell(refs: dict[str, Any], res: dict[str, Any]) -> Html:
+    """The protocol's summary, and every field of it (with the record's notes) folded below."""
+    record = protocols.result_protocol(refs, res)
+    fields = join(
+        tag("li", f"{f.key}: {'not stated' if record[f.key] is None else record[f.key]}")
+        for f in protocols.FIELDS
+    )
+    notes = record.get("notes")
+    return join(
+        [
+            tag("div", record.get("text", "")),
+            tag(
+                "details",
+                join([tag("summary", "every field"), tag("ul", fields), tag("p", notes or "")]),
+            ),
+        ]
+    )
+
+
 def _published_table(refs: dict[str, Any]) -> Html:
     sources = refs["sources"]
     rows = [
@@ -166,7 +185,7 @@ def _published_table(refs: dict[str, Any]) -> Html:
             res["label"],
             res["metric"],
             _published_value(res),
-            refs["protocols"][res["protocol"]].get("text", ""),
+            _protocol_cell(refs, res),
             f"{_cite(sources[res['source']])}: {res['where']}",
         ]
         for res in refs["results"]
