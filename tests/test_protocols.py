@@ -13,7 +13,6 @@ import yaml
 from ganstudy import config, protocols
 from ganstudy.errors import ConfigError
 from ganstudy.report.inputs import load_references
-from ganstudy.report.published import check_references
 from ganstudy.study import reproduce
 from ganstudy.study.files import load_configs
 from ganstudy.study.grid import Study
@@ -53,7 +52,7 @@ def test_every_published_number_carries_its_whole_protocol(references):
     del record["beta2"]
     incomplete["protocols"]["welfert2023-ring"] = record
     with pytest.raises(ConfigError, match=r"'welfert2023-ring' lacks field\(s\) beta2"):
-        check_references(incomplete)
+        protocols.check_references(incomplete)
 
 
 def _welfert_ring_run(**changes) -> dict:

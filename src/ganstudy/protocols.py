@@ -168,6 +168,8 @@ FIELDS: tuple[Field, ...] = (
     ),
 )
 FIELD_KEYS = tuple(f.key for f in FIELDS)
+# The metrics of published numbers (the report maps each to a summary column).
+METRICS = ("fid", "modes_covered", "success_percent", "high_quality_percent")
 # Keys of a protocol record besides the fields.
 RECORD_KEYS = ("source", "where", "text", "notes")
 
@@ -264,3 +266,26 @@ def result_protocol(references: Mapping, result: Mapping) -> dict[str, Any]:
     record.update(result.get("protocol_fields") or {})
     record["metric"] = result["metric"]
     return record
+
+
+def check_references(refs: Mapping) -> None:
+    """Every protocol record complete, every result naming a known protocol, metric and fields."""
+    for name, record in refs.get("protocols", {}).items():
+        check_record(name, record)
+    for res in refs["results"]:
+        if res.get("protocol") not in refs.get("protocols", {}):
+            raise ConfigError(
+                f"references.yaml: result {res.get('id')!r} names protocol "
+                f"{res.get('protocol')!r}; allowed: {', '.join(refs.get('protocols', {}))}"
+            )
+        if res["metric"] not in METRICS:
+            raise ConfigError(
+                f"references.yaml: result {res['id']!r} has metric {res['metric']!r}; allowed: "
+                + ", ".join(METRICS)
+            )
+        unknown = set(res.get("protocol_fields") or {}) - set(FIELD_KEYS)
+        if unknown:
+            raise ConfigError(
+                f"references.yaml: result {res['id']!r} sets unknown protocol field "
+                f"{sorted(unknown)[0]!r}; allowed: {', '.join(FIELD_KEYS)}"
+            )

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ganstudy import layout, summary_columns
+from ganstudy import layout, protocols, summary_columns
 from ganstudy.comparisons import Pair
 from ganstudy.data.registry import DATASETS
 from ganstudy.errors import ConfigError
@@ -63,11 +63,9 @@ def dataset_info(name: str) -> tuple[str, str | None]:
 
 
 def load_references() -> dict[str, Any]:
-    from ganstudy.report.published import check_references
-
     text = resources.files("ganstudy.report").joinpath("references.yaml").read_text()
     refs = yaml.safe_load(text)
-    check_references(refs)
+    protocols.check_references(refs)
     return refs
 
 

@@ -17,7 +17,6 @@ import yaml
 
 from ganstudy import layout, protocols
 from ganstudy.data.registry import DATASETS
-from ganstudy.errors import ConfigError
 from ganstudy.report.html import Html, fmt, join, summarize, table, tag
 from ganstudy.report.inputs import ReportInputs
 
@@ -29,29 +28,6 @@ OUR_METRICS: dict[str, tuple[str, float]] = {
     "high_quality_percent": ("high_quality_fraction", 100.0),
 }
 FID_IMPLEMENTATION = "pytorch-fid {} (PyTorch port of the FID Inception)"
-
-
-def check_references(refs: dict[str, Any]) -> None:
-    """Every protocol record complete, every result naming a known protocol and source."""
-    for name, record in refs.get("protocols", {}).items():
-        protocols.check_record(name, record)
-    for res in refs["results"]:
-        if res.get("protocol") not in refs.get("protocols", {}):
-            raise ConfigError(
-                f"references.yaml: result {res.get('id')!r} names protocol "
-                f"{res.get('protocol')!r}; allowed: {', '.join(refs.get('protocols', {}))}"
-            )
-        if res["metric"] not in OUR_METRICS:
-            raise ConfigError(
-                f"references.yaml: result {res['id']!r} has metric {res['metric']!r}; allowed: "
-                + ", ".join(OUR_METRICS)
-            )
-        unknown = set(res.get("protocol_fields") or {}) - set(protocols.FIELD_KEYS)
-        if unknown:
-            raise ConfigError(
-                f"references.yaml: result {res['id']!r} sets unknown protocol field "
-                f"{sorted(unknown)[0]!r}; allowed: {', '.join(protocols.FIELD_KEYS)}"
-            )
 
 
 def _read_json(path: Path) -> dict:
