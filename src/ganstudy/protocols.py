@@ -151,7 +151,11 @@ FIELDS: tuple[Field, ...] = (
     Field("epochs", "epochs over the training set", _epochs),
     Field("steps", "generator updates in all", _fact("steps")),
     Field("d_steps", "D updates per G update", _cfg("train.d_steps")),
-    Field("noise", "latent draws during training", lambda cfg, facts: "fresh draws every step"),
+    Field(
+        "noise",
+        "latent draws during training",
+        lambda cfg, facts: "fresh draws every step, separate batches for the D and the G step",
+    ),
     Field("metric", "the metric of the published number", _fact("metric")),
     Field("n_samples", "generated samples the metric uses", _fact("n_samples")),
     Field("min_count", "(high-quality) samples that make a mode covered", _fact("min_count")),

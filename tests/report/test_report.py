@@ -130,8 +130,8 @@ def test_published_numbers_and_protocol_differences(rendered):
         "steps: published 156400, ours 1000",
         "batch_size: published 128, ours 64",
         "n_samples: published 25000, ours 2500",
-        "noise: published one fixed set of 50,000 draws, reshuffled every epoch, ours fresh draws "
-        "every step",
+        "noise: published one fixed set of 50,000 draws, reshuffled every epoch; the G step reuses",
+        "batch, ours fresh draws every step, separate batches for the D and the G step",
         "selection: published best setting of a hyperparameter search",
         "dataset: published stacked_mnist_100k, ours stacked_mnist",
     ):
