@@ -76,9 +76,9 @@ def _mixture(samples: Tensor, context: dict) -> modes.ModeCoverage:
 
 
 MODE_METRICS: dict[str, ModeMetric] = {
-    "stacked_mnist": ModeMetric(_stacked, modes.STACKED_MNIST_SAMPLES, classifier=True),
-    "classes": ModeMetric(_classes, modes.CLASS_SAMPLES, classifier=True),
-    "mixture2d": ModeMetric(_mixture, modes.MIXTURE_SAMPLES, classifier=False),
+    "stacked_mnist": ModeMetric(_stacked, modes.DEFAULT_SAMPLES["stacked_mnist"], classifier=True),
+    "classes": ModeMetric(_classes, modes.DEFAULT_SAMPLES["classes"], classifier=True),
+    "mixture2d": ModeMetric(_mixture, modes.DEFAULT_SAMPLES["mixture2d"], classifier=False),
 }
 
 

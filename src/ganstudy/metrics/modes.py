@@ -24,6 +24,12 @@ STACKED_MNIST_MODES = 1000
 STACKED_MNIST_SAMPLES = 26_000
 MIXTURE_SAMPLES = 2_500
 CLASS_SAMPLES = 10_000
+# Samples a mode metric classifies by default, by kind (keys of evaluate.MODE_METRICS).
+DEFAULT_SAMPLES = {
+    "stacked_mnist": STACKED_MNIST_SAMPLES,
+    "classes": CLASS_SAMPLES,
+    "mixture2d": MIXTURE_SAMPLES,
+}
 # KL to uniform needs samples to spread: below this many counted samples per mode it is
 # undefined (null), e.g. 40 high-quality samples for 8 modes.
 KL_MIN_PER_MODE = 5

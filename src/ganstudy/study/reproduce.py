@@ -21,13 +21,6 @@ from ganstudy.metrics import modes
 from ganstudy.study import cost
 from ganstudy.study.grid import Study, Variant
 
-# Default sample counts of the mode metrics (ganstudy.evaluate.MODE_METRICS), by metric kind.
-_MODE_SAMPLES = {
-    "stacked_mnist": modes.STACKED_MNIST_SAMPLES,
-    "classes": modes.CLASS_SAMPLES,
-    "mixture2d": modes.MIXTURE_SAMPLES,
-}
-
 
 @dataclass(frozen=True)
 class Check:
@@ -78,7 +71,7 @@ def facts(study: Study, variant: Variant, metric: str) -> protocols.Facts:
     if is_fid and fid is not None:
         n_samples = fid.n_generated
     elif not is_fid and spec.mode_metric is not None:
-        n_samples = settings["samples"] or _MODE_SAMPLES[spec.mode_metric]
+        n_samples = settings["samples"] or modes.DEFAULT_SAMPLES[spec.mode_metric]
     min_count = None
     if not is_fid and spec.mode_metric is not None:
         min_count = settings.get("min_count") or (
