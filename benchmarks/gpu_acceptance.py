@@ -2,6 +2,8 @@
 
     python benchmarks/gpu_acceptance.py [--out acceptance] [--fraction 0.01]   # on the GPU machine
     python benchmarks/gpu_acceptance.py --dry-run --out /tmp/acceptance          # anywhere (CPU)
+    python benchmarks/gpu_acceptance.py --config config/config.yaml \
+        --config config/config.yaml config/reproduce.yaml                      # two tables
 
 Stages, each timed, each allowed to fail without stopping the others (the exit status is 1 if
 any failed):
@@ -17,11 +19,22 @@ any failed):
    step x the block's planned steps per job x its jobs, summed over variants (each variant
    timed where its architecture, dataset, batch size or width differs from one already timed).
    Image data are random pixels of the dataset's shape (throughput does not depend on them).
-   The table goes to ``OUT/gpu_hours.md`` (and ``.json``), ready for config/README.md.
+   The table goes to ``OUT/gpu_hours.md`` (and ``.json``), ready for config/README.md. Each
+   further ``--config`` (a list of config files merged as Snakemake merges them, e.g. the
+   default config and config/reproduce.yaml) gets a table of its own,
+   ``OUT/gpu_hours-<last file's stem>.md``.
+5. The compiled training step against eager (``benchmarks/train_throughput.py --compile``),
+   mlp2d and dcgan28, ``reduce-overhead`` (CUDA graphs) on the GPU.
+
+``--deadline-s`` bounds the whole run: a stage that would start after it is recorded as
+skipped, a running command stage is stopped at it, and the block timings stop between
+settings (the table then says which were not timed). ``OUT/acceptance.json`` is rewritten after
+every stage, so a run cut off from outside still leaves what it measured.
 
 ``--dry-run`` runs every stage on the CPU at a tiny size (the gpu tests skip, Snakemake only
-plans the quick study, one setting per architecture with 2 members for 2 steps, the ensemble benchmark
-on mlp2d only) so that CI keeps the script working; its table says it is not a measurement.
+plans the quick study, one setting per architecture with 2 members for 2 steps, the ensemble and
+compile benchmarks on mlp2d only) so that CI keeps the script working; its table says it is not
+a measurement.
 """
 
 from __future__ import annotations
@@ -40,8 +53,34 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # helpers.write_fake_prepared
 
 
+class Clock:
+    """The run's deadline: how long a stage may still take."""
+
+    def __init__(self, deadline_s: float | None):
+        self.end = None if deadline_s is None else time.monotonic() + deadline_s
+
+    def left(self, wanted: float) -> float:
+        return wanted if self.end is None else min(wanted, self.end - time.monotonic())
+
+
+def skipped(name: str, results: list[dict]) -> None:
+    print(f"== {name}: skipped, the deadline has passed", flush=True)
+    results.append({"stage": name, "ok": False, "seconds": 0.0, "output": "skipped: deadline"})
+
+
+STAGES = ["tests", "blocks", "ensemble", "quick", "compile"]
+
+
+def atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def stage(name: str, results: list[dict], command: list[str], cwd: Path = REPO, timeout=3600):
     """Run one command stage; record its status, time and the tail of its output."""
+    if timeout <= 1:
+        return skipped(name, results)
     print(f"== {name}: {' '.join(command)}", flush=True)
     start = time.monotonic()
     try:
@@ -67,8 +106,9 @@ def _fake_data(data_root: Path, dataset: str, n: int) -> None:
         write_fake_prepared(data_root, dataset, n, tuple(spec.shape))
 
 
-def time_blocks(args, device: str, work: Path) -> list[dict]:
-    """Time one job of each distinct setting of every block; GPU-hours per block."""
+def time_blocks(args, configs: list[str], device: str, work: Path, clock: Clock) -> list[dict]:
+    """Time one job of each distinct setting of every block; GPU-hours per block. Settings not
+    reached before the deadline get no row (the table names them)."""
     import torch
 
     from ganstudy import config
@@ -78,19 +118,22 @@ def time_blocks(args, device: str, work: Path) -> list[dict]:
     from ganstudy.study.schema import default_schema_path
     from ganstudy.train.trainer import Trainer
 
-    study = Study.from_config(load_configs([args.config]), default_schema_path())
+    study = Study.from_config(load_configs(configs), default_schema_path())
     measured: dict[tuple, float] = {}
     rows = []
     for v in study.variants:
         t = v.run_config["train"]
-        n_train = None
-        if t["steps"] is None:
+        n_train = v.run_config["dataset"].get("n_train")  # a fixed training set, if any
+        if t["steps"] is None and n_train is None:
             n_train = cost.train_size(v.dataset, study.prepare_params(v.dataset))
         planned = cost.run_steps(v.run_config, n_train)
         members = 2 if args.dry_run else v.seeds_per_job
         setting = (v.arch, v.dataset, t["batch_size"], v.run_config["arch"]["width"], members)
         if args.dry_run:
             setting = (v.arch,)  # one timing per architecture is enough to exercise the code
+        if setting not in measured and clock.left(60) < 60:
+            rows.append({"block": v.block, "variant": v.key, "not_timed": "deadline"})
+            continue
         if setting not in measured:
             steps = 2 if args.dry_run else max(args.min_steps, math.ceil(planned * args.fraction))
             _fake_data(work / "data", v.dataset, 1000 if args.dry_run else 20_000)
@@ -104,7 +147,7 @@ def time_blocks(args, device: str, work: Path) -> list[dict]:
                     checkpoint_every=10 * n_steps, sample_every=10 * n_steps,
                 )  # fmt: skip
                 data["tracking"] = {"enabled": False}
-                out = work / "runs" / f"{len(measured)}-{name}"
+                out = work / "runs" / f"{len(rows)}-{name}"
                 dirs = [out / f"s{s}" for s in seeds]
                 return Trainer(config.from_dict(data), seeds, dirs, progress=False)
 
@@ -135,12 +178,15 @@ def time_blocks(args, device: str, work: Path) -> list[dict]:
     return rows
 
 
-def gpu_hours_table(rows: list[dict], device_name: str, dry_run: bool) -> str:
+def gpu_hours_table(rows: list[dict], device_name: str, dry_run: bool, configs=()) -> str:
+    missing = [r["variant"] for r in rows if "not_timed" in r]
+    rows = [r for r in rows if "not_timed" not in r]
     blocks: dict[str, list[dict]] = {}
     for row in rows:
         blocks.setdefault(row["block"], []).append(row)
     lines = [
         f"Measured on {device_name} with `benchmarks/gpu_acceptance.py`"
+        + (f" for {' + '.join(Path(f).name for f in configs)}" if configs else "")
         + (" (DRY RUN on the CPU: not a measurement)" if dry_run else ""),
         "",
         "| block | variants | runs | jobs | steps per run | ms per step (job) | GPU-hours |",
@@ -156,6 +202,8 @@ def gpu_hours_table(rows: list[dict], device_name: str, dry_run: bool) -> str:
             f"{', '.join(map(str, per_step)) if name != 'total' else '-'} | "
             f"{sum(r['hours'] for r in items):,.2f} |"
         )
+    if missing:
+        lines += ["", f"Not timed (deadline reached, not in the total): {', '.join(missing)}"]
     return "\n".join(lines) + "\n"
 
 
@@ -164,62 +212,49 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", default="acceptance", help="output directory")
-    parser.add_argument("--config", default=str(REPO / "config" / "config.yaml"))
+    parser.add_argument(
+        "--config",
+        nargs="+",
+        action="append",
+        metavar="FILE",
+        help="config files merged into one study whose blocks are timed; repeat for another "
+        "table (default: config/config.yaml)",
+    )
     parser.add_argument("--fraction", type=float, default=0.01, help="of each block's steps")
     parser.add_argument("--min-steps", type=int, default=200)
     parser.add_argument("--dry-run", action="store_true", help="everything on the CPU, tiny")
     parser.add_argument(
-        "--skip", nargs="*", default=[], choices=["tests", "ensemble", "quick", "blocks"]
+        "--quick-config",
+        nargs="*",
+        default=[],
+        metavar="FILE",
+        help="config files merged on top of the quick study (to leave out blocks, say)",
     )
+    parser.add_argument(
+        "--quick-dir", default=None, help="the quick study's working directory (default OUT/quick)"
+    )
+    parser.add_argument(
+        "--deadline-s", type=float, default=None, help="stop starting stages after this long"
+    )
+    parser.add_argument("--skip", nargs="*", default=[], choices=STAGES)
     args = parser.parse_args()
     import torch
 
     if not args.dry_run and not torch.cuda.is_available():
         print("no CUDA device: run with --dry-run to check the script on the CPU", file=sys.stderr)
         return 2
+    studies = args.config or [[str(REPO / "config" / "config.yaml")]]
+    for path in [f for group in studies for f in group] + args.quick_config:
+        if not Path(path).is_file():
+            print(f"config file {path} does not exist", file=sys.stderr)
+            return 2
     device = "cpu" if args.dry_run else "cuda"
     device_name = "the CPU" if args.dry_run else torch.cuda.get_device_name(0)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    clock = Clock(args.deadline_s)
     results: list[dict] = []
     py = sys.executable
-
-    if "tests" not in args.skip:
-        stage(
-            "gpu tests",
-            results,
-            [py, "-m", "pytest", "-q", "-m", "gpu", "-rs", "tests/test_gpu.py"],
-        )
-    if "ensemble" not in args.skip:
-        size = ["--members", "2", "--steps", "2", "--repeats", "1"] if args.dry_run else [
-            "--members", "32", "--steps", "300", "--repeats", "3"]  # fmt: skip
-        variants = ["mlp2d"] if args.dry_run else ["mlp2d", "dcgan28"]
-        stage("ensemble benchmark", results, [py, "benchmarks/ensemble_throughput.py", *size,
-              "--device", device, "--variants", *variants])  # fmt: skip
-    if "quick" not in args.skip:
-        quick = out / "quick"
-        quick.mkdir(exist_ok=True)
-        command = ["snakemake", "--cores", "all", "--snakefile", str(REPO / "workflow" / "Snakefile"),
-                   "--configfile", str(REPO / "config" / "config.yaml"), str(REPO / "config" / "quick.yaml"),
-                   "--directory", str(quick)]  # fmt: skip
-        stage("quick study", results, [*command, "-n"] if args.dry_run else command, timeout=7200)
-    if "blocks" not in args.skip:
-        print("== default study blocks", flush=True)
-        start = time.monotonic()
-        try:
-            with tempfile.TemporaryDirectory(prefix="ganstudy-accept-") as tmp:
-                rows = time_blocks(args, device, Path(tmp))
-            table = gpu_hours_table(rows, device_name, args.dry_run)
-            (out / "gpu_hours.json").write_text(json.dumps(rows, indent=2))
-            (out / "gpu_hours.md").write_text(table)
-            print(table)
-            ok, note = True, table
-        except Exception as err:  # noqa: BLE001 - one failed stage must not hide the others
-            ok, note = False, f"{type(err).__name__}: {err}"
-            print(note, file=sys.stderr)
-        results.append({"stage": "default study blocks", "ok": ok,
-                        "seconds": round(time.monotonic() - start, 1), "output": note[-4000:]})  # fmt: skip
-
     summary = {
         "device": device_name,
         "dry_run": args.dry_run,
@@ -227,7 +262,70 @@ def main() -> int:
         "cuda": torch.version.cuda,
         "stages": results,
     }
-    (out / "acceptance.json").write_text(json.dumps(summary, indent=2))
+
+    def record() -> None:
+        atomic_write(out / "acceptance.json", json.dumps(summary, indent=2))
+
+    if "tests" not in args.skip:
+        stage(
+            "gpu tests",
+            results,
+            [py, "-m", "pytest", "-q", "-m", "gpu", "-rA", "tests/test_gpu.py"],
+            timeout=clock.left(1200),
+        )
+        record()
+    if "blocks" not in args.skip:
+        for index, configs in enumerate(studies):
+            names = " + ".join(Path(f).name for f in configs)
+            name = "default study blocks" if index == 0 else f"blocks of {names}"
+            suffix = "" if index == 0 else f"-{Path(configs[-1]).stem}"
+            if clock.left(60) < 60:
+                skipped(name, results)
+                continue
+            print(f"== {name}", flush=True)
+            start = time.monotonic()
+            try:
+                with tempfile.TemporaryDirectory(prefix="ganstudy-accept-") as tmp:
+                    rows = time_blocks(args, configs, device, Path(tmp), clock)
+                table = gpu_hours_table(rows, device_name, args.dry_run, configs)
+                atomic_write(out / f"gpu_hours{suffix}.json", json.dumps(rows, indent=2))
+                atomic_write(out / f"gpu_hours{suffix}.md", table)
+                print(table)
+                ok, note = True, table
+            except Exception as err:  # noqa: BLE001 - one failed stage must not hide the others
+                ok, note = False, f"{type(err).__name__}: {err}"
+                print(note, file=sys.stderr)
+            results.append({"stage": name, "ok": ok,
+                            "seconds": round(time.monotonic() - start, 1), "output": note[-4000:]})  # fmt: skip
+            record()
+    if "ensemble" not in args.skip:
+        size = ["--members", "2", "--steps", "2", "--repeats", "1"] if args.dry_run else [
+            "--members", "32", "--steps", "300", "--repeats", "3"]  # fmt: skip
+        variants = ["mlp2d"] if args.dry_run else ["mlp2d", "dcgan28"]
+        stage("ensemble benchmark", results, [py, "benchmarks/ensemble_throughput.py", *size,
+              "--device", device, "--variants", *variants], timeout=clock.left(1800))  # fmt: skip
+        record()
+    if "quick" not in args.skip:
+        quick = Path(args.quick_dir).resolve() if args.quick_dir else out / "quick"
+        quick.mkdir(parents=True, exist_ok=True)
+        configs = [str(REPO / "config" / "config.yaml"), str(REPO / "config" / "quick.yaml"),
+                   *[str(Path(f).resolve()) for f in args.quick_config]]  # fmt: skip
+        command = [py, "-m", "snakemake", "--cores", "all",
+                   "--snakefile", str(REPO / "workflow" / "Snakefile"),
+                   "--configfile", *configs, "--directory", str(quick)]  # fmt: skip
+        stage("quick study", results, [*command, "-n"] if args.dry_run else command,
+              timeout=clock.left(7200))  # fmt: skip
+        record()
+    if "compile" not in args.skip:
+        size = ["--steps", "3", "--repeats", "1", "--variants", "mlp2d"] if args.dry_run else [
+            "--steps", "300", "--repeats", "3", "--variants", "mlp2d", "dcgan28"]  # fmt: skip
+        # Compiling costs about 30 s on a CPU: the dry run checks the stage with the eager arms.
+        mode = "none" if args.dry_run else "reduce-overhead"
+        stage("compiled vs eager", results, [py, "benchmarks/train_throughput.py", *size,
+              "--device", device, "--compile", mode, "--no-mlflow"],
+              timeout=clock.left(1800))  # fmt: skip
+        record()
+
     print("\n".join(f"{r['stage']:<22} {'ok' if r['ok'] else 'FAILED':<7} {r['seconds']:>8.1f} s"
                     for r in results))  # fmt: skip
     return 0 if all(r["ok"] for r in results) else 1

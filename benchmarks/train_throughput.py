@@ -116,6 +116,9 @@ def main() -> None:
         help="also time the engine with train.compile set to this (after its compile warm-up)",
     )
     parser.add_argument("--variants", nargs="*", default=["mlp2d/ring8", "dcgan28/fashion_mnist"])
+    parser.add_argument(
+        "--no-mlflow", action="store_true", help="leave out the arm with MLflow tracking"
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     work = Path(tempfile.mkdtemp(prefix="ganstudy-bench-"))
@@ -127,12 +130,11 @@ def main() -> None:
                 base = variant_config(variant, work / "data", steps, args.batch_size, args.device)
                 tracking = {"enabled": True, "uri": f"sqlite:///{work}/mlflow.db",
                             "experiment": "bench"}  # fmt: skip
-                out = {
-                    "engine": base,
-                    "tracked": dataclasses.replace(
+                out = {"engine": base}
+                if not args.no_mlflow:
+                    out["tracked"] = dataclasses.replace(
                         base, tracking=config.TrackingConfig(**tracking)
-                    ),
-                }
+                    )
                 if args.compile != "none":
                     train = dataclasses.replace(base.train, compile=args.compile)
                     out["compiled"] = dataclasses.replace(base, train=train)
@@ -162,10 +164,14 @@ def main() -> None:
                 for name in names:
                     times[name].append(median_time(arms[name], 1))
             ratio = statistics.median(p / e for p, e in zip(times["plain"], times["engine"]))
-            overhead = statistics.median(
-                t / e - 1 for t, e in zip(times["tracked"], times["engine"])
-            )
-            plain_s, engine_s, tracked_s = (statistics.median(times[n]) for n in list(arms)[:3])
+            plain_s, engine_s = (statistics.median(times[n]) for n in ("plain", "engine"))
+            tracked_rate = overhead = "-"
+            if "tracked" in arms:
+                share = statistics.median(
+                    t / e - 1 for t, e in zip(times["tracked"], times["engine"])
+                )
+                overhead = f"{100 * share:+.1f}%"
+                tracked_rate = f"{args.steps / statistics.median(times['tracked']):.1f}"
             compiled = "-"
             if "compiled" in arms:
                 speedup = statistics.median(
@@ -181,8 +187,8 @@ def main() -> None:
                     f"{args.steps / plain_s:.1f}",
                     f"{args.steps / engine_s:.1f}",
                     f"{ratio:.3f}",
-                    f"{args.steps / tracked_s:.1f}",
-                    f"{100 * overhead:+.1f}%",
+                    tracked_rate,
+                    overhead,
                     compiled,
                 ]
             )

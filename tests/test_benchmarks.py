@@ -11,6 +11,7 @@ import pytest
 from conftest import env_without_tracking_uri
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+CONFIGS = BENCHMARKS.parent / "config"
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 WEIGHTS = SHARED / "fid-inception" / "pt_inception-2015-12-05-6726825d.pth"
 
@@ -78,15 +79,32 @@ def test_fid_throughput(tmp_path):
 def test_gpu_acceptance_dry_run_exercises_every_stage_on_the_cpu(tmp_path):
     # The ensemble benchmark stage is the script above, smoke-run already.
     _run(tmp_path, "gpu_acceptance.py", "--dry-run", "--out", str(tmp_path / "acc"),
-               "--skip", "ensemble")  # fmt: skip
+         "--skip", "ensemble", "--config", str(CONFIGS / "config.yaml"),
+         "--config", str(CONFIGS / "config.yaml"), str(CONFIGS / "reproduce.yaml"))  # fmt: skip
     summary = json.loads((tmp_path / "acc" / "acceptance.json").read_text())
     assert [s["stage"] for s in summary["stages"]] == [
         "gpu tests",
-        "quick study",
         "default study blocks",
+        "blocks of config.yaml + reproduce.yaml",
+        "quick study",
+        "compiled vs eager",
     ]
     assert all(s["ok"] for s in summary["stages"]), summary
     table = (tmp_path / "acc" / "gpu_hours.md").read_text()
     assert "DRY RUN" in table
     for block in ("mixtures", "fashion_mnist", "stacked_mnist", "cats", "total"):
         assert f"| {block} |" in table
+    reproduce = (tmp_path / "acc" / "gpu_hours-reproduce.md").read_text()
+    for block in ("welfert_ring", "welfert_stacked", "pacgan_ring", "lucic_fashion"):
+        assert f"| {block} |" in reproduce
+
+
+def test_gpu_acceptance_stops_starting_stages_at_its_deadline(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "gpu_acceptance.py"), "--dry-run", "--out",
+         str(tmp_path / "acc"), "--skip", "ensemble", "compile", "--deadline-s", "0"],
+        capture_output=True, text=True, timeout=300, env=env_without_tracking_uri(),
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-3000:]  # a skipped stage is not a pass
+    stages = json.loads((tmp_path / "acc" / "acceptance.json").read_text())["stages"]
+    assert [s["output"] for s in stages] == ["skipped: deadline"] * 3, stages
