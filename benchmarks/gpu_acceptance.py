@@ -87,12 +87,16 @@ def stage(name: str, results: list[dict], command: list[str], cwd: Path = REPO, 
         done = subprocess.run(
             command, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
         )
-        ok, tail = done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+        ok, output = done.returncode == 0, done.stdout + done.stderr
     except subprocess.TimeoutExpired as err:
-        ok, tail = False, f"timed out after {timeout} s: {str(err)[-2000:]}"
+        partial = (err.stdout or b"") + (err.stderr or b"")
+        text = partial.decode(errors="replace") if isinstance(partial, bytes) else partial
+        ok, output = False, f"{text}\ntimed out after {timeout:.0f} s"
     seconds = time.monotonic() - start
-    results.append({"stage": name, "ok": ok, "seconds": round(seconds, 1), "output": tail})
-    print(tail, flush=True)
+    results.append(
+        {"stage": name, "ok": ok, "seconds": round(seconds, 1), "output": output[-4000:]}
+    )
+    print(output, flush=True)  # whole, for the log; the summary keeps the tail
     print(f"== {name}: {'ok' if ok else 'FAILED'} in {seconds:.1f} s", flush=True)
 
 
@@ -223,6 +227,8 @@ def main() -> int:
     parser.add_argument("--fraction", type=float, default=0.01, help="of each block's steps")
     parser.add_argument("--min-steps", type=int, default=200)
     parser.add_argument("--dry-run", action="store_true", help="everything on the CPU, tiny")
+    parser.add_argument("--ensemble-steps", type=int, default=300)
+    parser.add_argument("--ensemble-repeats", type=int, default=3)
     parser.add_argument(
         "--quick-config",
         nargs="*",
@@ -300,7 +306,8 @@ def main() -> int:
             record()
     if "ensemble" not in args.skip:
         size = ["--members", "2", "--steps", "2", "--repeats", "1"] if args.dry_run else [
-            "--members", "32", "--steps", "300", "--repeats", "3"]  # fmt: skip
+            "--members", "32", "--steps", str(args.ensemble_steps),
+            "--repeats", str(args.ensemble_repeats)]  # fmt: skip
         variants = ["mlp2d"] if args.dry_run else ["mlp2d", "dcgan28"]
         stage("ensemble benchmark", results, [py, "benchmarks/ensemble_throughput.py", *size,
               "--device", device, "--variants", *variants], timeout=clock.left(1800))  # fmt: skip

@@ -7,6 +7,7 @@ import json
 import os
 import urllib.error
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -189,7 +190,6 @@ def _write_pngs(images: torch.Tensor, folder: Path) -> None:
         )
 
 
-@pytest.mark.filterwarnings("ignore:The `disp` argument:DeprecationWarning")
 def test_fid_equals_pytorch_fid_on_the_same_images_written_as_png(
     tmp_path, weights, torch_home_with_weights
 ):
@@ -259,3 +259,51 @@ def test_reference_statistics_are_cached_with_their_settings(tmp_path, weights, 
         training_fid(shifted[:69])
     with pytest.raises(FIDError, match="has 70; allowed: at most 70"):
         fid.TrainingFID("fashion_mnist", tmp_path, 80, 64, weights.path, "cpu")
+
+
+# -- SciPy without sqrtm's ``disp`` -------------------------------------------------------------
+
+
+def _spd_product(seed: int, n: int = 12) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(size=(n, 2 * n)), rng.normal(size=(n, 2 * n))
+    return (a @ a.T / n) @ (b @ b.T / n)
+
+
+@pytest.mark.filterwarnings("ignore:The `disp` argument:DeprecationWarning")
+def test_the_sqrtm_given_to_pytorch_fid_returns_what_scipy_disp_false_returned():
+    import inspect
+
+    from scipy import linalg
+
+    if "disp" not in inspect.signature(linalg.sqrtm).parameters:
+        pytest.skip("this SciPy has no sqrtm(disp=...) to compare with")
+    product = _spd_product(0)
+    root, error = fid._LinalgForPytorchFid.sqrtm(product, disp=False)
+    scipy_root, scipy_error = linalg.sqrtm(product, disp=False)
+    np.testing.assert_allclose(root, scipy_root, rtol=1e-10, atol=1e-12)
+    assert error == pytest.approx(scipy_error, rel=1e-6, abs=1e-14)
+
+
+def test_fid_works_with_a_scipy_whose_sqrtm_has_no_disp(monkeypatch):
+    from scipy import linalg
+
+    def sqrtm_without_disp(matrix):  # SciPy 1.18's signature
+        return linalg.sqrtm(matrix)
+
+    monkeypatch.setattr(fid, "scipy_linalg", SimpleNamespace(sqrtm=sqrtm_without_disp))
+    rng = np.random.default_rng(1)
+    feats = [rng.normal(size=(200, 8)) + shift for shift in (0.0, 0.5)]
+    stats = [fid.Statistics(f.mean(0), np.cov(f, rowvar=False), len(f)) for f in feats]
+    value, note = fid.frechet_distance(*stats)
+    # closed form with the same covariances: the squared distance of the means plus the trace
+    # term, computed here with an eigen-decomposition instead of sqrtm
+    a, b = stats[0].sigma, stats[1].sigma
+    w, v = np.linalg.eigh(a)
+    half = v @ np.diag(np.sqrt(w)) @ v.T
+    cross = np.linalg.eigvalsh(half @ b @ half)
+    expected = (
+        np.sum((stats[0].mu - stats[1].mu) ** 2) + np.trace(a + b) - 2 * np.sum(np.sqrt(cross))
+    )
+    assert value == pytest.approx(expected, rel=1e-9)
+    assert note is None

@@ -25,16 +25,17 @@ import io
 import json
 import os
 import threading
-import warnings
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 import torch
+from pytorch_fid import fid_score as pt_fid_score
 from pytorch_fid import inception as pt_inception
 from pytorch_fid.fid_score import calculate_frechet_distance
 from pytorch_fid.inception import InceptionV3
+from scipy import linalg as scipy_linalg
 from torch import Tensor
 
 from ganstudy import atomic
@@ -214,15 +215,34 @@ def statistics(features: np.ndarray) -> Statistics:
     return Statistics(features.mean(axis=0), np.cov(features, rowvar=False), len(features))
 
 
+class _LinalgForPytorchFid:
+    """``scipy.linalg`` as pytorch-fid 0.3.0 uses it: its distance calls
+    ``sqrtm(M, disp=False)``, an argument SciPy 1.18 removed. The root is scipy's own; the
+    error estimate that ``disp=False`` returned beside it, ||X X - M||_F / ||M||_F, is
+    computed here (pytorch-fid discards it)."""
+
+    def __getattr__(self, name: str):
+        return getattr(scipy_linalg, name)
+
+    @staticmethod
+    def sqrtm(matrix, disp: bool = True):
+        root = scipy_linalg.sqrtm(matrix)
+        if disp:
+            return root
+        error = np.linalg.norm(root @ root - matrix, "fro") / np.linalg.norm(matrix, "fro")
+        return root, error
+
+
+pt_fid_score.linalg = _LinalgForPytorchFid()
+
+
 def frechet_distance(a: Statistics, b: Statistics) -> tuple[float, str | None]:
     """pytorch-fid's Frechet distance ||mu_a - mu_b||^2 + Tr(C_a + C_b - 2 (C_a C_b)^(1/2)),
     with a note when it had to regularise a singular product."""
     printed = io.StringIO()
     # pytorch-fid prints (instead of warning) when it adds eps to the diagonals; keep it as a
     # note next to the value rather than on the console.
-    with contextlib.redirect_stdout(printed), warnings.catch_warnings():
-        # pytorch-fid 0.3.0 passes scipy's deprecated ``disp`` argument; the result is unchanged.
-        warnings.filterwarnings("ignore", message=".*`disp` argument", category=DeprecationWarning)
+    with contextlib.redirect_stdout(printed):
         value = float(calculate_frechet_distance(a.mu, a.sigma, b.mu, b.sigma))
     note = printed.getvalue().strip() or None
     return value, note
