@@ -15,9 +15,13 @@ any failed):
 3. The quick study, end to end, with Snakemake on the GPU (into ``OUT/quick``).
 4. One training job of every block of the default study, its first variant with the block's
    ``seeds_per_job`` members, for ``--fraction`` of its planned steps (at least
-   ``--min-steps``), timed after one warm-up step; the block's GPU-hours are that job's time per
-   step x the block's planned steps per job x its jobs, summed over variants (each variant
-   timed where its architecture, dataset, batch size or width differs from one already timed).
+   ``--min-steps``), timed after one warm-up step. Its time per step is the training loop's
+   own (the step log's clock between its first and last rows); the rest of the job's time
+   (set-up, the end-of-run sample grids, checkpoints and metrics of every member) is reported
+   beside it, once per job. A block's GPU-hours are (time per step x planned steps per job +
+   the rest) x its jobs, summed over variants (each variant timed where its architecture,
+   dataset, batch size, width or members differ from one already timed); periodic
+   checkpoints, sample grids and training-time FIDs during a run are not in it.
    Image data are random pixels of the dataset's shape (throughput does not depend on them).
    The table goes to ``OUT/gpu_hours.md`` (and ``.json``), ready for config/README.md. Each
    further ``--config`` (a list of config files merged as Snakemake merges them, e.g. the
@@ -115,7 +119,7 @@ def time_blocks(args, configs: list[str], device: str, work: Path, clock: Clock)
     reached before the deadline get no row (the table names them)."""
     import torch
 
-    from ganstudy import config
+    from ganstudy import config, layout
     from ganstudy.study import cost
     from ganstudy.study.files import load_configs
     from ganstudy.study.grid import Study
@@ -148,6 +152,7 @@ def time_blocks(args, configs: list[str], device: str, work: Path, clock: Clock)
                 data["dataset"]["data_root"] = str(work / "data")
                 data["train"].update(
                     steps=n_steps, epochs=None, device=device, fid_every=0,
+                    log_every=max(1, n_steps // 20),
                     checkpoint_every=10 * n_steps, sample_every=10 * n_steps,
                 )  # fmt: skip
                 data["tracking"] = {"enabled": False}
@@ -164,8 +169,14 @@ def time_blocks(args, configs: list[str], device: str, work: Path, clock: Clock)
             timed.run()
             if device == "cuda":
                 torch.cuda.synchronize()
-            measured[setting] = (time.perf_counter() - start) / steps
-            print(f"   {v.key} x{members}: {measured[setting] * 1000:.1f} ms per step", flush=True)
+            whole = time.perf_counter() - start
+            step_s = steady_step_seconds(timed.run_dirs[0] / layout.LOG)
+            # The rest of the job's time: set-up and the end-of-run writes of every member
+            # (sample grid, checkpoints, metrics), paid once per job.
+            measured[setting] = (step_s, max(0.0, whole - step_s * steps))
+            print(f"   {v.key} x{members}: {step_s * 1000:.2f} ms per step, "
+                  f"{measured[setting][1]:.2f} s per job besides ({whole:.2f} s in all)",
+                  flush=True)  # fmt: skip
         jobs = math.ceil(len(v.seeds) / v.seeds_per_job)
         rows.append(
             {
@@ -175,11 +186,26 @@ def time_blocks(args, configs: list[str], device: str, work: Path, clock: Clock)
                 "jobs": jobs,
                 "members_per_job": v.seeds_per_job,
                 "steps_per_run": planned,
-                "seconds_per_step": measured[setting],
-                "hours": measured[setting] * planned * jobs / 3600,
+                "seconds_per_step": measured[setting][0],
+                "seconds_per_job_besides": measured[setting][1],
+                "hours": (measured[setting][0] * planned + measured[setting][1]) * jobs / 3600,
             }
         )
     return rows
+
+
+def steady_step_seconds(log_csv: Path) -> float:
+    """Training seconds per step between the first and the last row of a run's step log (its
+    ``wall_s`` is the training loop's own clock), so start-up and end-of-run writes stay out."""
+    import csv
+
+    with log_csv.open() as handle:
+        rows = list(csv.DictReader(handle))
+    first, last = rows[0], rows[-1]
+    steps = int(last["step"]) - int(first["step"])
+    if steps <= 0:
+        return float(last["wall_s"]) / max(1, int(last["step"]))
+    return (float(last["wall_s"]) - float(first["wall_s"])) / steps
 
 
 def gpu_hours_table(rows: list[dict], device_name: str, dry_run: bool, configs=()) -> str:
@@ -193,17 +219,20 @@ def gpu_hours_table(rows: list[dict], device_name: str, dry_run: bool, configs=(
         + (f" for {' + '.join(Path(f).name for f in configs)}" if configs else "")
         + (" (DRY RUN on the CPU: not a measurement)" if dry_run else ""),
         "",
-        "| block | variants | runs | jobs | steps per run | ms per step (job) | GPU-hours |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| block | variants | runs | jobs | steps per run | ms per step (job) "
+        "| s per job besides the steps | GPU-hours |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, items in [*blocks.items(), ("total", rows)]:
         steps = sorted({r["steps_per_run"] for r in items})
-        per_step = sorted({round(r["seconds_per_step"] * 1000, 1) for r in items})
+        per_step = sorted({round(r["seconds_per_step"] * 1000, 2) for r in items})
+        besides = sorted({round(r["seconds_per_job_besides"], 1) for r in items})
         lines.append(
             f"| {name} | {len(items)} | {sum(r['runs'] for r in items)} | "
             f"{sum(r['jobs'] for r in items)} | "
             f"{', '.join(f'{s:,}' for s in steps) if name != 'total' else '-'} | "
             f"{', '.join(map(str, per_step)) if name != 'total' else '-'} | "
+            f"{', '.join(map(str, besides)) if name != 'total' else '-'} | "
             f"{sum(r['hours'] for r in items):,.2f} |"
         )
     if missing:

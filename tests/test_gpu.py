@@ -1,10 +1,15 @@
 """Training, resuming, FID and GPU slots on a CUDA device (marked ``gpu``: skipped without one).
 
 Tolerances, stated once:
-* member vs solo on CUDA, deterministic mode: every parameter within 1e-4 absolute after 60
-  steps. cuBLAS may pick other kernels for a batched product than for a single one, so the
-  CPU's bitwise equality is not promised; the bound is what float32 rounding drift over a short
-  run leaves.
+* member vs solo on CUDA, deterministic mode: the losses and discriminator outputs of the first
+  3 steps within 1e-5 (as compiled vs eager steps). cuBLAS may pick other kernels for a batched
+  product than for a single one, so the CPU's bitwise equality is not promised, and no bound on
+  later parameters is: Adam turns rounding differences into updates of the size of the learning
+  rate where a gradient is near zero, and GAN training amplifies them. Measured: on an H200,
+  members differed from their solo runs by up to 0.084 after 60 steps (a discriminator
+  batch-norm running mean); on the CPU, moving every initial generator weight by one ulp gives
+  0.0845 at the same parameter after 60 steps (3.5e-4 after one step). The 60-step differences
+  are printed beside that one-ulp reference measured on the same device.
 * a run stopped by SIGTERM and resumed on CUDA in deterministic mode: bitwise equal to one
   trained straight through (the same kernels, in the same order, on the same device).
 * FID of the same images on CUDA and on the CPU: within 1e-3 relative (features in full fp32),
@@ -15,7 +20,9 @@ Tolerances, stated once:
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -31,7 +38,7 @@ from helpers import ring_config
 from ganstudy import checkpoint as ckpt
 from ganstudy import config, layout
 from ganstudy.train.signals import EXIT_INTERRUPTED
-from ganstudy.train.trainer import train
+from ganstudy.train.trainer import Trainer, train
 
 pytestmark = pytest.mark.gpu
 
@@ -54,8 +61,23 @@ def _states(run_dir: Path) -> dict:
     return {part: state[part] for part in ("generator", "discriminator")}
 
 
-def test_a_solo_run_and_an_ensemble_train_on_cuda_and_members_match_solo_runs(tmp_path):
-    cfg = _cuda_config(steps=60)
+def _log(run_dir: Path) -> list[dict]:
+    with (run_dir / layout.LOG).open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def _largest_difference(a: dict, b: dict) -> tuple[float, tuple]:
+    differences = {
+        (part, name): (tensor.double() - b[part][name].double()).abs().max().item()
+        for part in a
+        for name, tensor in a[part].items()
+    }
+    worst = max(differences, key=differences.get)
+    return differences[worst], worst
+
+
+def test_a_solo_run_and_an_ensemble_train_on_cuda_and_members_follow_solo_runs(tmp_path):
+    cfg = _cuda_config(steps=60, log_every=1)
     solo = [train(cfg, [s], [tmp_path / f"solo{s}"], progress=False)[0] for s in (0, 2)]
     members = train(cfg, [0, 1, 2], [tmp_path / f"m{s}" for s in (0, 1, 2)], progress=False)
     for metrics in solo + members:
@@ -63,18 +85,26 @@ def test_a_solo_run_and_an_ensemble_train_on_cuda_and_members_match_solo_runs(tm
         assert metrics["status"] == "completed" and metrics["device"].startswith("cuda"), seen
         assert metrics["numerics"]["deterministic"] is True, seen
         assert metrics["numerics"]["cublas_workspace_config"] == ":4096:8", seen
-    largest = {}
     for seed in (0, 2):
-        a, b = _states(tmp_path / f"solo{seed}"), _states(tmp_path / f"m{seed}")
-        for part in a:
-            for name, tensor in a[part].items():
-                difference = (tensor.double() - b[part][name].double()).abs().max().item()
-                largest[seed, part, name] = difference
-    worst = max(largest, key=largest.get)
-    print(
-        f"member vs solo on CUDA after 60 steps: largest difference {largest[worst]:.3g} at {worst}"
-    )
-    assert largest[worst] <= 1e-4, largest
+        solo_log, member_log = _log(tmp_path / f"solo{seed}"), _log(tmp_path / f"m{seed}")
+        for a, b in zip(solo_log[:3], member_log[:3]):
+            for key in ("loss_d", "loss_g", "d_real", "d_fake"):
+                assert abs(float(a[key]) - float(b[key])) <= 1e-5, (seed, a["step"], key, a, b)
+        largest, where = _largest_difference(
+            _states(tmp_path / f"solo{seed}"), _states(tmp_path / f"m{seed}")
+        )
+        print(
+            f"seed {seed}: member vs solo after 60 steps, largest difference {largest:.3g} at {where}"
+        )
+
+    # The reference: the same solo run with every initial generator weight moved by one ulp.
+    trainer = Trainer(cfg, [0], [tmp_path / "ulp"], progress=False)
+    with torch.no_grad():
+        for parameter in trainer.G.parameters():
+            parameter.copy_(torch.nextafter(parameter, torch.full_like(parameter, math.inf)))
+    trainer.run()
+    largest, where = _largest_difference(_states(tmp_path / "solo0"), _states(tmp_path / "ulp"))
+    print(f"one ulp in G's initial weights, solo after 60 steps: {largest:.3g} at {where}")
 
 
 def test_a_run_stopped_on_cuda_resumes_bitwise(tmp_path):
