@@ -691,6 +691,45 @@ def test_unmeasured_variants_are_reported_not_guessed(monkeypatch):
     assert "1 variant(s) have no measured step time" in study_cost.cpu_warning([cost], 2)
 
 
+def test_gpu_time_comes_from_measured_jobs_and_the_long_run_check_uses_this_machine(monkeypatch):
+    monkeypatch.setattr(study_cost, "STEP_SECONDS", {("mlp2d", "ring8", 200, 64): 0.01})
+    monkeypatch.setattr(study_cost, "GPU_STEP_SECONDS", {("mlp2d", "ring8", 200, 64, 2): 0.004})
+    cfg = {
+        "experiments": {
+            "toy": small_block(
+                datasets=["ring8", "grid25"], seeds=4, seeds_per_job=2,
+                train={"steps": 9000, "batch_size": 200},
+            )
+        }
+    }  # fmt: skip
+    ring, grid = study_cost.estimate(study.Study.from_config(cfg, SCHEMA))
+    # one job of 2 seeds: 0.004 s per step, 9000 steps, 2 jobs, one after another
+    assert ring.gpu_seconds == pytest.approx(0.004 * 9000 * 2)
+    assert grid.gpu_seconds is None and grid.cpu_seconds is None
+    text = study_cost.table([ring, grid])
+    assert "H200-h" in text and "1 variant(s) have no GPU measurement" in text
+    # CPU: 4 runs x 9000 x 0.01 s = 360 s, 2 jobs at a time = 0.05 h
+    hours, basis = study_cost.local_hours([ring, grid], gpus=0, parallel_jobs=2)
+    assert hours == pytest.approx(360 / 3600 / 2)
+    assert "2 job(s) at a time" in basis and "1 variant(s) without" in basis
+    assert study_cost.long_run_stop([ring], 0, 2, max_hours=0.06) is None
+    stop = study_cost.long_run_stop([ring], 0, 2, max_hours=0.04)
+    assert stop.startswith("Not starting") and "more than max_training_hours (0.04)" in stop
+    assert "config/quick.yaml" in stop and "confirm_long_run=True" in stop
+    # GPU: 72 s of GPU time on two GPUs
+    hours, basis = study_cost.local_hours([ring], gpus=2, parallel_jobs=16)
+    assert hours == pytest.approx(72 / 3600 / 2) and "H200" in basis
+    assert study_cost.long_run_stop([ring], 2, 16, max_hours=0.01) is None
+    assert study_cost.long_run_stop([ring], 1, 16, max_hours=0.01) is not None
+
+
+def test_every_variant_of_the_shipped_configs_has_a_measured_gpu_step_time():
+    reproduce = DEFAULT.parent / "reproduce.yaml"
+    for files in ((DEFAULT,), (DEFAULT, reproduce)):
+        s = expanded(files=files)
+        assert not [c.key for c in study_cost.estimate(s) if c.gpu_seconds is None]
+
+
 def test_every_variant_of_the_shipped_configs_has_a_measured_step_time():
     for files in ((DEFAULT,), (DEFAULT, QUICK)):
         s = expanded(files=files)

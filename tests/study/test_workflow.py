@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ganstudy import layout
+
 REPO = Path(__file__).resolve().parents[2]
 SNAKEFILE = REPO / "workflow" / "Snakefile"
 SHARED = REPO.parent / "shared"
@@ -156,6 +158,30 @@ def shared_files() -> None:
 def read_design(results: Path) -> list[dict]:
     with (results / "design.csv").open() as fh:
         return list(csv.DictReader(fh))
+
+
+def test_a_study_too_long_for_this_machine_stops_before_any_job(tmp_path):
+    cwd = workdir(tmp_path)
+    result = snakemake(cwd, "--cores", "2", env=job_env(GANSTUDY_GPUS="0"))
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    message = result.stderr[result.stderr.index("Not starting") :]
+    assert "648 runs" in message and "more than max_training_hours (4)" in message
+    assert "snakemake --cores all --configfile config/quick.yaml" in message
+    assert "--config confirm_long_run=True" in message
+    assert not (cwd / "results").exists()  # no job ran, not even the design
+
+    # Confirmed, the same study starts (here only its design, the first job).
+    design = str(Path("results") / layout.DESIGN)
+    confirmed = snakemake(cwd, "--cores", "1", design, "--config", "confirm_long_run=True",
+                          env=job_env(GANSTUDY_GPUS="0"))  # fmt: skip
+    assert confirmed.returncode == 0, confirmed.stderr[-3000:]
+    assert "Not starting" not in confirmed.stderr
+    assert (cwd / design).is_file()
+    # A higher bound does the same; a smaller study below the bound starts without confirming.
+    raised = snakemake(cwd, "--cores", "1", design, "--config", "max_training_hours=100000",
+                       env=job_env(GANSTUDY_GPUS="0"))  # fmt: skip
+    assert raised.returncode == 0 and "Not starting" not in raised.stderr, raised.stderr[-3000:]
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 from ganstudy import layout
@@ -79,10 +80,6 @@ def variant_of(wildcards):
 
 
 onstart:
-    if TRACKING_URI:
-        shell(
-            f"ganstudy study init-tracking --uri {TRACKING_URI!r} --experiment {STUDY.name!r}"
-        )
     trained = {
         run.run_dir for run in STUDY.runs if os.path.isfile(STUDY.run_path(run, layout.FINAL))
     }
@@ -95,8 +92,20 @@ onstart:
     disk_warning = disk.warning(disk.estimate(STUDY, skip=trained), RESULTS)
     if disk_warning:
         logger.warning(disk_warning)
-    # The CPU-time estimate is for local runs; an executor (e.g. SLURM) leaves workflow.cores unset.
-    if not GPUS and workflow.local_exec:
+    # The time estimate is for local runs; an executor (e.g. SLURM) leaves workflow.cores unset.
+    if workflow.local_exec:
         costs = cost.estimate(STUDY, data_root=DATA, skip=trained)
-        if costs:
-            logger.warning(cost.cpu_warning(costs, workflow.cores // THREADS["train"]))
+        parallel = workflow.cores // THREADS["train"]
+        if costs and not GPUS:
+            logger.warning(cost.cpu_warning(costs, parallel))
+        elif costs:
+            hours, basis = cost.local_hours(costs, len(GPUS), parallel)
+            logger.info(f"Training takes about {hours:,.1f} h on this machine ({basis}).")
+        stop = cost.long_run_stop(costs, len(GPUS), parallel, STUDY.config["max_training_hours"])
+        if stop and not STUDY.config["confirm_long_run"]:
+            logger.error(stop)
+            sys.exit(1)
+    if TRACKING_URI:
+        shell(
+            f"ganstudy study init-tracking --uri {TRACKING_URI!r} --experiment {STUDY.name!r}"
+        )

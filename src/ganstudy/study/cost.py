@@ -9,8 +9,12 @@ A combination that was not measured is estimated from the same arch, dataset and
 nearest measured batch size, scaled linearly in the batch size; without any measurement it is
 counted as unknown.
 
-GPU time is not measured here: estimates for a GPU are this CPU time divided by an assumed
-speed-up, and say so.
+GPU time: ``GPU_STEP_SECONDS[(arch, dataset, batch_size, width, members)]`` is the time per
+step of one training job of ``members`` seeds on one NVIDIA H200, measured with
+``benchmarks/gpu_acceptance.py`` (the job's whole time over its 200 to 4,000 timed steps, so
+set-up and its end-of-run writes are in it: an upper bound of the training loop's speed). A
+variant's GPU time is that x its planned steps x its jobs; a setting not measured there is
+counted as unknown. Where no GPU time is known, an assumed speed-up over the CPU says so.
 """
 
 from __future__ import annotations
@@ -45,6 +49,24 @@ STEP_SECONDS: dict[tuple[str, str, int, int], float] = {
 }
 
 ASSUMED_GPU_SPEEDUPS = (10, 50)
+
+GPU_NAME = "NVIDIA H200"
+# Measured with benchmarks/gpu_acceptance.py on one NVIDIA H200 (torch 2.11, CUDA 13.0, 16 CPU
+# cores, nothing else running): seconds per step of a whole job of `members` seeds, timed for 1%
+# of the block's steps (at least 200) after a one-step warm-up, so each value holds the job's
+# start and end-of-run writes too (dcgan28 x8: 46.4 ms over 200 steps, 19.8 ms over 1,000).
+GPU_STEP_SECONDS: dict[tuple[str, str, int, int, int], float] = {
+    ("mlp2d", "ring8", 256, 64, 24): 0.02256,
+    ("mlp2d", "grid25", 256, 64, 24): 0.02645,
+    ("dcgan28", "fashion_mnist", 64, 64, 8): 0.04642,
+    ("dcgan28_small", "fashion_mnist", 64, 64, 8): 0.01039,
+    ("dcgan28", "stacked_mnist", 64, 64, 8): 0.01980,
+    ("dcgan64", "cat64", 32, 64, 8): 0.03664,
+    ("mlp2d_lrelu", "ring8", 128, 64, 50): 0.01068,
+    ("dcgan28_tiny", "stacked_mnist_100k", 64, 64, 25): 0.01370,
+    ("mlp2d_maxout", "ring8", 100, 64, 10): 0.00875,
+    ("dcgan28", "fashion_mnist", 64, 64, 25): 0.15916,
+}
 
 
 def train_size(dataset: str, prepare_params: dict, data_root: str | Path | None = None) -> int:
@@ -88,6 +110,7 @@ class VariantCost:
     jobs: int
     steps_per_run: int
     cpu_seconds: float | None  # all runs of the variant, None when not measured
+    gpu_seconds: float | None = None  # all its jobs, one after another on one H200; None: unknown
 
 
 def estimate(study, data_root: str | Path | None = None, skip=frozenset()) -> list[VariantCost]:
@@ -106,7 +129,12 @@ def estimate(study, data_root: str | Path | None = None, skip=frozenset()) -> li
         )
         cpu = None if per_step is None else per_step * steps * len(seeds)
         jobs = math.ceil(len(seeds) / v.seeds_per_job)
-        out.append(VariantCost(v.block, v.key, len(seeds), jobs, steps, cpu))
+        t, width = v.run_config["train"], v.run_config["arch"]["width"]
+        gpu_step = GPU_STEP_SECONDS.get(
+            (v.arch, v.dataset, t["batch_size"], width, v.seeds_per_job)
+        )
+        gpu = None if gpu_step is None else gpu_step * steps * jobs
+        out.append(VariantCost(v.block, v.key, len(seeds), jobs, steps, cpu, gpu))
     return out
 
 
@@ -120,10 +148,12 @@ def table(costs: list[VariantCost]) -> str:
     blocks: dict[str, list[VariantCost]] = {}
     for c in costs:
         blocks.setdefault(c.block, []).append(c)
-    header = ["block", "variants", "runs", "jobs", "steps", "CPU-h", "unmeasured variants"]
+    header = ["block", "variants", "runs", "jobs", "steps", "CPU-h", "H200-h",
+              "unmeasured variants (CPU, GPU)"]  # fmt: skip
     rows = []
     for name, items in [*blocks.items(), ("total", costs)]:
         known = [c.cpu_seconds for c in items if c.cpu_seconds is not None]
+        gpu = [c.gpu_seconds for c in items if c.gpu_seconds is not None]
         rows.append(
             [
                 name,
@@ -132,19 +162,28 @@ def table(costs: list[VariantCost]) -> str:
                 str(sum(c.jobs for c in items)),
                 f"{sum(c.runs * c.steps_per_run for c in items):,}",
                 _hours(sum(known)),
-                str(sum(c.cpu_seconds is None for c in items)),
+                _hours(sum(gpu)) if gpu else "-",
+                f"{sum(c.cpu_seconds is None for c in items)}, "
+                f"{sum(c.gpu_seconds is None for c in items)}",
             ]
         )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
              for r in [header, *rows]]  # fmt: skip
     lines.insert(1, "-" * len(lines[0]))
-    total = sum(c.cpu_seconds for c in costs if c.cpu_seconds is not None)
-    gpu = ", ".join(f"{_hours(total / s)} at {s}x" for s in ASSUMED_GPU_SPEEDUPS)
-    lines.append(
-        f"CPU-hours from step times measured on a 2-core CPU (ganstudy.study.cost); "
-        f"GPU-hours, not measured, for an assumed GPU speed-up: {gpu}."
+    note = (
+        "CPU-hours from step times measured on a 2-core CPU; H200-hours from whole training "
+        f"jobs timed on one {GPU_NAME} (an upper bound; ganstudy.study.cost)."
     )
+    unmeasured = [c for c in costs if c.gpu_seconds is None]
+    if unmeasured:
+        cpu = sum(c.cpu_seconds for c in unmeasured if c.cpu_seconds is not None)
+        assumed = ", ".join(f"{_hours(cpu / s)} at {s}x" for s in ASSUMED_GPU_SPEEDUPS)
+        note += (
+            f" {len(unmeasured)} variant(s) have no GPU measurement: their GPU-hours, not "
+            f"measured, for an assumed speed-up over the CPU: {assumed}."
+        )
+    lines.append(note)
     return "\n".join(lines)
 
 
@@ -162,3 +201,45 @@ def cpu_warning(costs: list[VariantCost], parallel_jobs: int) -> str:
     if unknown:
         text += f" {unknown} variant(s) have no measured step time and are not counted."
     return text
+
+
+def local_hours(costs: list[VariantCost], gpus: int, parallel_jobs: int) -> tuple[float, str]:
+    """Estimated wall-clock hours of training here, and what the estimate rests on: GPU jobs
+    one at a time per GPU (H200 step times), or CPU jobs ``parallel_jobs`` at a time."""
+    if gpus:
+        known = [c.gpu_seconds for c in costs if c.gpu_seconds is not None]
+        unknown = sum(c.gpu_seconds is None for c in costs)
+        basis = f"training jobs timed on one {GPU_NAME}, {gpus} GPU(s) here"
+        hours = sum(known) / 3600 / gpus
+    else:
+        known = [c.cpu_seconds for c in costs if c.cpu_seconds is not None]
+        unknown = sum(c.cpu_seconds is None for c in costs)
+        parallel = max(1, min(parallel_jobs, sum(c.jobs for c in costs)))
+        basis = f"step times measured on a 2-core CPU, {parallel} job(s) at a time"
+        hours = sum(known) / 3600 / parallel
+    if unknown:
+        basis += f"; {unknown} variant(s) without a measured step time are not counted"
+    return hours, basis
+
+
+def long_run_stop(
+    costs: list[VariantCost],
+    gpus: int,
+    parallel_jobs: int,
+    max_hours: float,
+    quick_command: str = "snakemake --cores all --configfile config/quick.yaml",
+) -> str | None:
+    """The message that stops a study before its first job when training here is estimated to
+    take longer than ``max_hours``; None when it does not."""
+    hours, basis = local_hours(costs, gpus, parallel_jobs)
+    if hours <= max_hours:
+        return None
+    runs = sum(c.runs for c in costs)
+    return (
+        f"Not starting: training the {runs} runs not yet trained would take about "
+        f"{_hours(hours * 3600)} h on this machine ({basis}), more than max_training_hours "
+        f"({max_hours:g}). Either run the quick study first ({quick_command}: about 10 minutes "
+        "on 2 CPU cores), or confirm the long run: add --config confirm_long_run=True (or set "
+        "confirm_long_run: true in your config); `ganstudy study cost` shows the estimate per "
+        "block."
+    )
