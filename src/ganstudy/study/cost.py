@@ -238,7 +238,7 @@ def long_run_stop(
     return (
         f"Not starting: training the {runs} runs not yet trained would take about "
         f"{_hours(hours * 3600)} h on this machine ({basis}), more than max_training_hours "
-        f"({max_hours:g}). Either run the quick study first ({quick_command}: about 10 minutes "
+        f"({max_hours:g}). Either run the quick study first ({quick_command}: about 15 minutes "
         "on 2 CPU cores), or confirm the long run: add --config confirm_long_run=True (or set "
         "confirm_long_run: true in your config); `ganstudy study cost` shows the estimate per "
         "block."
