@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,25 @@ def atomic_save(obj: Any, path: Path) -> None:
         else:
             record.unlink(missing_ok=True)
         raise
+
+
+def save_same_as(source: Path, path: Path) -> None:
+    """``path`` as the checkpoint ``source`` holds, with its own checksum record: a hard link
+    (no second serialisation or write), or a copy where the filesystem has no links. Files
+    are only ever replaced by renaming, never written in place, so the two names never go
+    apart by a later write of either."""
+    import shutil
+
+    digest = recorded_sha256(source)
+    if digest is None:
+        raise CheckpointError(f"{source} has no checksum record to give {path.name}")
+    atomic.write_text(checksum_path(path), f"{digest}  {path.name}\n")
+    with atomic.replacing(path, source.stat().st_size) as tmp:
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
 
 
 def recorded_sha256(path: Path) -> str | None:

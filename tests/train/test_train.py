@@ -55,6 +55,27 @@ def test_short_ring8_run_learns_and_writes_its_outputs(tmp_path):
     assert state["step"] == 1000 and state["config"] == cfg.to_dict()
 
 
+def test_the_last_checkpoint_and_final_pt_are_one_write(tmp_path, monkeypatch):
+    # 60 steps, checkpoints every 50: the loop writes step 50; the end writes step 60 once
+    cfg = ring_config(steps=60, checkpoint_every=50)
+    runs = [tmp_path / "linked", tmp_path / "copied"]
+    train(cfg, [0], [runs[0]], progress=False)
+    monkeypatch.setattr(os, "link", lambda *a: (_ for _ in ()).throw(OSError("no links here")))
+    train(cfg, [0], [runs[1]], progress=False)
+    for run in runs:
+        last, final = ckpt.checkpoint_path(run, 60), run / "final.pt"
+        assert last.read_bytes() == final.read_bytes()
+        assert ckpt.load(final)["status"] == ckpt.load(last)["status"] == "completed"
+        assert ckpt.available_steps(run) == [50, 60]
+    assert os.path.samefile(ckpt.checkpoint_path(runs[0], 60), runs[0] / "final.pt")
+    assert not os.path.samefile(ckpt.checkpoint_path(runs[1], 60), runs[1] / "final.pt")
+    # a checksum record of its own: a damaged final.pt is recognised as such
+    final = runs[1] / "final.pt"
+    final.write_bytes(final.read_bytes()[:-10])
+    with pytest.raises(ckpt.CheckpointError):
+        ckpt.load(final)
+
+
 def test_rerun_of_a_finished_run_does_nothing(tmp_path):
     cfg = ring_config(steps=50)
     run = tmp_path / "run"

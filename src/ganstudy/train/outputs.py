@@ -260,14 +260,22 @@ class RunOutputs:
     def _finish(self) -> list[dict]:
         if self.tracking is not None:
             self.tracking.wait()  # the run ids, for the checkpoints and metrics.json
-        if not ckpt.checkpoint_path(self.run_dirs[0], self.step).is_file():
-            self.save_checkpoint()
+        # The last step's checkpoint (what a longer rerun resumes from) and final.pt hold the
+        # same state with the final status: written once, final.pt is the same file by a link.
+        write_last = not ckpt.checkpoint_path(self.run_dirs[0], self.step).is_file()
         if self.step % self.cfg.train.sample_every != 0:
             self._save_samples()
         results = []
         for k, run_dir in enumerate(self.run_dirs):
             status = self._status(k, finished=True)
-            ckpt.atomic_save(self._member_checkpoint(k, status), run_dir / layout.FINAL)
+            member = self._member_checkpoint(k, status)
+            if write_last:
+                last = ckpt.checkpoint_path(run_dir, self.step)
+                ckpt.atomic_save(member, last)
+                ckpt.save_same_as(last, run_dir / layout.FINAL)
+                ckpt.prune(run_dir)
+            else:
+                ckpt.atomic_save(member, run_dir / layout.FINAL)
             metrics = self._metrics(k, finished=True)
             atomic.write_json(self._metrics_path(k), metrics)
             tracker = self._tracker(k)
