@@ -653,21 +653,20 @@ def test_steps_of_runs_set_in_epochs():
     assert study_cost.run_steps(stacked.run_config, 128_000) == 50 * 2000
 
 
+def toy_cost_study(steps: int) -> study.Study:
+    """ring8 and grid25, 4 seeds each in jobs of 2, batch 200."""
+    block = small_block(datasets=["ring8", "grid25"], seeds=4, seeds_per_job=2,
+                        train={"steps": steps, "batch_size": 200})  # fmt: skip
+    return study.Study.from_config({"experiments": {"toy": block}}, SCHEMA)
+
+
 def test_cost_estimate_scales_with_runs_and_steps(monkeypatch):
     monkeypatch.setattr(
         study_cost,
         "STEP_SECONDS",
         {("mlp2d", "ring8", 100, 64): 0.01, ("mlp2d", "grid25", 64, 64): 0.02},
     )
-    cfg = {
-        "experiments": {
-            "toy": small_block(
-                datasets=["ring8", "grid25"], seeds=4, seeds_per_job=2,
-                train={"steps": 1000, "batch_size": 200},
-            )
-        }
-    }  # fmt: skip
-    s = study.Study.from_config(cfg, SCHEMA)
+    s = toy_cost_study(steps=1000)
     costs = study_cost.estimate(s)
     ring, grid = costs
     # ring8: measured at batch 100, so batch 200 is twice the time: 4 runs x 1000 x 0.02 s
@@ -694,15 +693,7 @@ def test_unmeasured_variants_are_reported_not_guessed(monkeypatch):
 def test_gpu_time_comes_from_measured_jobs_and_the_long_run_check_uses_this_machine(monkeypatch):
     monkeypatch.setattr(study_cost, "STEP_SECONDS", {("mlp2d", "ring8", 200, 64): 0.01})
     monkeypatch.setattr(study_cost, "GPU_STEP_SECONDS", {("mlp2d", "ring8", 200, 64, 2): 0.004})
-    cfg = {
-        "experiments": {
-            "toy": small_block(
-                datasets=["ring8", "grid25"], seeds=4, seeds_per_job=2,
-                train={"steps": 9000, "batch_size": 200},
-            )
-        }
-    }  # fmt: skip
-    ring, grid = study_cost.estimate(study.Study.from_config(cfg, SCHEMA))
+    ring, grid = study_cost.estimate(toy_cost_study(steps=9000))
     # one job of 2 seeds: 0.004 s per step, 9000 steps, 2 jobs, one after another
     assert ring.gpu_seconds == pytest.approx(0.004 * 9000 * 2)
     assert grid.gpu_seconds is None and grid.cpu_seconds is None
