@@ -75,12 +75,6 @@ def skipped(name: str, results: list[dict]) -> None:
 STAGES = ["tests", "blocks", "ensemble", "quick", "compile"]
 
 
-def atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def stage(name: str, results: list[dict], command: list[str], cwd: Path = REPO, timeout=3600):
     """Run one command stage; record its status, time and the tail of its output."""
     if timeout <= 1:
@@ -131,10 +125,7 @@ def time_blocks(args, configs: list[str], device: str, work: Path, clock: Clock)
     rows = []
     for v in study.variants:
         t = v.run_config["train"]
-        n_train = v.run_config["dataset"].get("n_train")  # a fixed training set, if any
-        if t["steps"] is None and n_train is None:
-            n_train = cost.train_size(v.dataset, study.prepare_params(v.dataset))
-        planned = cost.run_steps(v.run_config, n_train)
+        planned = cost.planned_steps(study, v)
         members = 2 if args.dry_run else v.seeds_per_job
         setting = (v.arch, v.dataset, t["batch_size"], v.run_config["arch"]["width"], members)
         if args.dry_run:
@@ -275,6 +266,8 @@ def main() -> int:
     args = parser.parse_args()
     import torch
 
+    from ganstudy import atomic
+
     if not args.dry_run and not torch.cuda.is_available():
         print("no CUDA device: run with --dry-run to check the script on the CPU", file=sys.stderr)
         return 2
@@ -299,7 +292,7 @@ def main() -> int:
     }
 
     def record() -> None:
-        atomic_write(out / "acceptance.json", json.dumps(summary, indent=2))
+        atomic.write_text(out / "acceptance.json", json.dumps(summary, indent=2))
 
     if "tests" not in args.skip:
         stage(
@@ -323,8 +316,8 @@ def main() -> int:
                 with tempfile.TemporaryDirectory(prefix="ganstudy-accept-") as tmp:
                     rows = time_blocks(args, configs, device, Path(tmp), clock)
                 table = gpu_hours_table(rows, device_name, args.dry_run, configs)
-                atomic_write(out / f"gpu_hours{suffix}.json", json.dumps(rows, indent=2))
-                atomic_write(out / f"gpu_hours{suffix}.md", table)
+                atomic.write_text(out / f"gpu_hours{suffix}.json", json.dumps(rows, indent=2))
+                atomic.write_text(out / f"gpu_hours{suffix}.md", table)
                 print(table)
                 ok, note = True, table
             except Exception as err:  # noqa: BLE001 - one failed stage must not hide the others

@@ -89,6 +89,15 @@ def run_steps(run_config: dict, n_train: int | None) -> int:
     return math.ceil(t["epochs"] * (n_train // t["batch_size"]) / t["d_steps"])
 
 
+def planned_steps(study, variant, data_root: str | Path | None = None) -> int:
+    """Generator steps of one run of ``variant``: its fixed training set's size (mixtures with
+    ``dataset.n_train``) or its dataset's, where the run is set in epochs."""
+    n_train = variant.run_config["dataset"].get("n_train")
+    if variant.run_config["train"]["steps"] is None and n_train is None:
+        n_train = train_size(variant.dataset, study.prepare_params(variant.dataset), data_root)
+    return run_steps(variant.run_config, n_train)
+
+
 def step_seconds(arch: str, dataset: str, batch_size: int, width: int) -> float | None:
     """Measured seconds per step, or the nearest measured batch size scaled linearly."""
     if (arch, dataset, batch_size, width) in STEP_SECONDS:
@@ -120,10 +129,7 @@ def estimate(study, data_root: str | Path | None = None, skip=frozenset()) -> li
         seeds = [s for s in v.seeds if v.run_dir(s) not in skip]
         if not seeds:
             continue
-        n_train = v.run_config["dataset"].get("n_train")
-        if v.run_config["train"]["steps"] is None and n_train is None:
-            n_train = train_size(v.dataset, study.prepare_params(v.dataset), data_root)
-        steps = run_steps(v.run_config, n_train)
+        steps = planned_steps(study, v, data_root)
         per_step = step_seconds(
             v.arch, v.dataset, v.run_config["train"]["batch_size"], v.run_config["arch"]["width"]
         )
@@ -187,12 +193,17 @@ def table(costs: list[VariantCost]) -> str:
     return "\n".join(lines)
 
 
+def _parallel_jobs(costs: list[VariantCost], parallel_jobs: int) -> int:
+    """CPU training jobs at a time: the slots, but no more than there are jobs."""
+    return max(1, min(parallel_jobs, sum(c.jobs for c in costs)))
+
+
 def cpu_warning(costs: list[VariantCost], parallel_jobs: int) -> str:
     """The start-of-study warning when no GPU is used."""
     runs = sum(c.runs for c in costs)
     known = sum(c.cpu_seconds for c in costs if c.cpu_seconds is not None)
     unknown = sum(c.cpu_seconds is None for c in costs)
-    parallel = max(1, min(parallel_jobs, sum(c.jobs for c in costs)))
+    parallel = _parallel_jobs(costs, parallel_jobs)
     text = (
         f"No GPU: every training and evaluation job runs on the CPU. Training the {runs} runs "
         f"not yet trained takes about {_hours(known)} CPU-hours (from step times measured on a "
@@ -214,7 +225,7 @@ def local_hours(costs: list[VariantCost], gpus: int, parallel_jobs: int) -> tupl
     else:
         known = [c.cpu_seconds for c in costs if c.cpu_seconds is not None]
         unknown = sum(c.cpu_seconds is None for c in costs)
-        parallel = max(1, min(parallel_jobs, sum(c.jobs for c in costs)))
+        parallel = _parallel_jobs(costs, parallel_jobs)
         basis = f"step times measured on a 2-core CPU, {parallel} job(s) at a time"
         hours = sum(known) / 3600 / parallel
     if unknown:
