@@ -19,6 +19,8 @@ VARIANTS = {
     "mlp2d/ring8": {"dataset": {"name": "ring8"}, "arch": {"name": "mlp2d"}},
     "dcgan28/fashion_mnist": {"dataset": {"name": "fashion_mnist"}, "arch": {"name": "dcgan28"}},
 }
+# Steps per timed run where a benchmark is not told: a few seconds per run on one CPU thread.
+DEFAULT_STEPS = {"mlp2d/ring8": 300, "dcgan28/fashion_mnist": 60}
 
 
 def resolve_variant(name: str) -> str:
@@ -70,6 +72,29 @@ def median_time(fn, repeats: int) -> float:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def median_ci(values: list[float], level: float = 0.95) -> tuple[float, float, float, float]:
+    """The median of ``values`` with a distribution-free confidence interval: (median, low,
+    high, coverage).
+
+    For n independent values, the interval between the j-th smallest and the j-th largest
+    covers the true median with probability 1 - 2 P(Binomial(n, 1/2) < j); j is the largest
+    whose coverage is still at least ``level``. Below n = 6 no such j exists for 95%; the
+    interval is then [min, max] with its own, lower, coverage.
+    """
+    from math import comb
+
+    xs = sorted(values)
+    n = len(xs)
+
+    def coverage(j: int) -> float:
+        return 1.0 - 2.0 * sum(comb(n, i) for i in range(j)) / 2**n
+
+    j = 1
+    while j + 1 <= (n + 1) // 2 and coverage(j + 1) >= level:
+        j += 1
+    return statistics.median(xs), xs[j - 1], xs[n - j], coverage(j)
 
 
 def table(header: list[str], rows: list[list]) -> str:

@@ -2,12 +2,20 @@
 
 Both train the same model (same layers, initialisation, batch, Adam settings, loss) side by side
 in one process, in an order that turns every repeat; the medians of the per-repeat ratios are
-reported. The engine's time includes everything a real run does: per-member random streams,
-divergence bookkeeping, the step log every 50 steps, the final checkpoint and sample grid. A
-third arm adds MLflow tracking to a local SQLite store (with system metrics, as by default), to
-measure its overhead per run; MLflow's import, once per process, is left out by the warm-up.
+reported with a distribution-free 95% confidence interval (the machine's speed drifts: a single
+run pair proves little). The engine's time includes everything a real run does: per-member
+random streams, divergence bookkeeping, the step log every 50 steps, the final checkpoint and
+sample grid. A third arm adds MLflow tracking to a local SQLite store (with system metrics, as
+by default), to measure its overhead per run; MLflow's import, once per process, is left out by
+the warm-up.
 
-    python benchmarks/train_throughput.py [--steps 300] [--repeats 3] [--device cpu]
+With ``--members K`` (K > 1) the engine trains a K-member ensemble and the plain arm is its
+plain batched equivalent: the same member-dimension networks in the minimal loop (one noise draw
+for all members, the sum of the members' losses differentiated, one optimizer step).
+
+    python benchmarks/train_throughput.py [--steps N] [--repeats 9] [--members 1] [--device cpu]
+
+Steps per run default to a few seconds on one CPU thread (mlp2d 300, dcgan28 60).
 """
 
 from __future__ import annotations
@@ -20,14 +28,14 @@ import tempfile
 from pathlib import Path
 
 import torch
-from _common import median_time, resolve_variant, table, variant_config
+from _common import DEFAULT_STEPS, median_ci, median_time, resolve_variant, table, variant_config
 from torch import nn
 
 from ganstudy import config
 from ganstudy.data.streams import make_stream
 from ganstudy.losses import build_loss
 from ganstudy.numerics import COMPILE_MODES
-from ganstudy.train.step import MemberSeeds
+from ganstudy.train.step import MemberSeeds, init_networks
 from ganstudy.train.trainer import Trainer
 
 
@@ -101,12 +109,47 @@ def plain_loop(cfg, variant: str, device: torch.device):
     return run
 
 
+def plain_batched_loop(cfg, members: int, device: torch.device):
+    """The plain batched equivalent of a K-member ensemble: the engine's member-dimension
+    networks in the minimal loop, with none of the engine's per-member noise streams,
+    divergence masks, logs or files."""
+    seeds = list(range(members))
+    g, d = init_networks(cfg, seeds, device)
+    t = cfg.train
+    opt_g = torch.optim.Adam(g.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
+    opt_d = torch.optim.Adam(d.parameters(), lr=t.lr_d, betas=(t.beta1, t.beta2))
+    d_loss, g_loss, _ = build_loss(cfg.loss)
+    data_seeds = [MemberSeeds.from_seed(s).data for s in seeds]
+    gens = [torch.Generator(device=device).manual_seed(s) for s in data_seeds]
+    stream = make_stream(cfg, gens, data_seeds, device)
+    shape = (members, t.batch_size, cfg.arch.z_dim)
+
+    def run():
+        for step in range(t.steps):
+            real = stream.batch(step)
+            with torch.no_grad():
+                fake = g(torch.randn(shape, device=device))
+            loss = d_loss(d(real), d(fake)).sum()
+            opt_d.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_d.step()
+            loss = g_loss(d(g(torch.randn(shape, device=device)))).sum()
+            opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_g.step()
+
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--steps", type=int, default=None, help="steps per timed run (default: per variant)"
+    )
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--members", type=int, default=1, help="ensemble size K (1: solo runs)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument(
@@ -120,90 +163,28 @@ def main() -> None:
         "--no-mlflow", action="store_true", help="leave out the arm with MLflow tracking"
     )
     args = parser.parse_args()
+    if args.members < 1:
+        raise SystemExit(f"--members {args.members}: give an ensemble size of at least 1")
     device = torch.device(args.device)
     work = Path(tempfile.mkdtemp(prefix="ganstudy-bench-"))
     rows = []
     try:
         for variant in [resolve_variant(v) for v in args.variants]:
-
-            def configs(steps: int) -> dict:
-                base = variant_config(variant, work / "data", steps, args.batch_size, args.device)
-                tracking = {"enabled": True, "uri": f"sqlite:///{work}/mlflow.db",
-                            "experiment": "bench"}  # fmt: skip
-                out = {"engine": base}
-                if not args.no_mlflow:
-                    out["tracked"] = dataclasses.replace(
-                        base, tracking=config.TrackingConfig(**tracking)
-                    )
-                if args.compile != "none":
-                    train = dataclasses.replace(base.train, compile=args.compile)
-                    out["compiled"] = dataclasses.replace(base, train=train)
-                return out
-
-            counter = {"n": 0}
-
-            def engine(c, variant=variant):
-                counter["n"] += 1
-                out = work / variant.replace("/", "-") / f"run{counter['n']}"
-                Trainer(c, [0], [out], device=device, progress=False).run()
-
-            # Warm-up with short runs: first allocations, lazy imports (MLflow's too), compiling.
-            warm_up = min(20, args.steps)
-            plain_loop(configs(warm_up)["engine"], variant, device)()
-            for c in configs(warm_up).values():
-                engine(c)
-            cfgs = configs(args.steps)
-            arms = {"plain": plain_loop(cfgs["engine"], variant, device)}
-            arms.update({name: (lambda c=c: engine(c)) for name, c in cfgs.items()})
-            times = {name: [] for name in arms}
-            for repeat in range(args.repeats):
-                # The order turns every repeat, so that a drifting load favours no arm; the
-                # ratios are taken within a repeat and their median reported.
-                turn = repeat % len(arms)
-                names = list(arms)[turn:] + list(arms)[:turn]
-                for name in names:
-                    times[name].append(median_time(arms[name], 1))
-            ratio = statistics.median(p / e for p, e in zip(times["plain"], times["engine"]))
-            plain_s, engine_s = (statistics.median(times[n]) for n in ("plain", "engine"))
-            tracked_rate = overhead = "-"
-            if "tracked" in arms:
-                share = statistics.median(
-                    t / e - 1 for t, e in zip(times["tracked"], times["engine"])
-                )
-                overhead = f"{100 * share:+.1f}%"
-                tracked_rate = f"{args.steps / statistics.median(times['tracked']):.1f}"
-            compiled = "-"
-            if "compiled" in arms:
-                speedup = statistics.median(
-                    e / c for e, c in zip(times["engine"], times["compiled"])
-                )
-                compiled = f"{speedup:.3f}"
-            rows.append(
-                [
-                    variant,
-                    str(device),
-                    args.batch_size,
-                    args.steps,
-                    f"{args.steps / plain_s:.1f}",
-                    f"{args.steps / engine_s:.1f}",
-                    f"{ratio:.3f}",
-                    tracked_rate,
-                    overhead,
-                    compiled,
-                ]
-            )
+            rows.append(measure(variant, args, device, work))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(
         table(
             [
                 "variant",
+                "K",
                 "device",
                 "batch",
                 "steps",
+                "repeats",
                 "plain steps/s",
                 "engine steps/s",
-                "engine/plain",
+                "engine/plain [95% CI]",
                 "engine+mlflow steps/s",
                 "mlflow overhead",
                 "compiled/eager speed",
@@ -211,6 +192,86 @@ def main() -> None:
             rows,
         )
     )
+    print(
+        "\nengine/plain: median of the per-repeat ratios; the interval covers the true median "
+        "with the probability given (distribution-free; [min, max] below 6 repeats)."
+    )
+
+
+def measure(variant: str, args, device: torch.device, work: Path) -> list:
+    """One table row: every arm of ``variant`` timed ``args.repeats`` times, in turns."""
+    steps = args.steps or DEFAULT_STEPS[variant]
+    seeds = list(range(args.members))
+
+    def configs(steps: int) -> dict:
+        base = variant_config(variant, work / "data", steps, args.batch_size, args.device)
+        tracking = {"enabled": True, "uri": f"sqlite:///{work}/mlflow.db", "experiment": "bench"}
+        out = {"engine": base}
+        if not args.no_mlflow:
+            out["tracked"] = dataclasses.replace(base, tracking=config.TrackingConfig(**tracking))
+        if args.compile != "none":
+            train = dataclasses.replace(base.train, compile=args.compile)
+            out["compiled"] = dataclasses.replace(base, train=train)
+        return out
+
+    def plain(c):
+        if args.members == 1:
+            return plain_loop(c, variant, device)
+        return plain_batched_loop(c, args.members, device)
+
+    counter = {"n": 0}
+
+    def engine(c):
+        counter["n"] += 1
+        root = work / variant.replace("/", "-") / f"run{counter['n']}"
+        Trainer(c, seeds, [root / f"s{s}" for s in seeds], device=device, progress=False).run()
+
+    # Warm-up with short runs: first allocations, lazy imports (MLflow's too), compiling.
+    warm_up = min(20, steps)
+    plain(configs(warm_up)["engine"])()
+    for c in configs(warm_up).values():
+        engine(c)
+    cfgs = configs(steps)
+    arms = {"plain": plain(cfgs["engine"])}
+    arms.update({name: (lambda c=c: engine(c)) for name, c in cfgs.items()})
+    times = {name: [] for name in arms}
+    for repeat in range(args.repeats):
+        # The order turns every repeat, so that a drifting load favours no arm; the ratios are
+        # taken within a repeat.
+        turn = repeat % len(arms)
+        for name in list(arms)[turn:] + list(arms)[:turn]:
+            times[name].append(median_time(arms[name], 1))
+
+    def per_repeat(a: str, b: str) -> list[float]:
+        return [x / y for x, y in zip(times[a], times[b])]
+
+    def with_ci(ratios: list[float]) -> str:
+        middle, low, high, coverage = median_ci(ratios)
+        if len(ratios) == 1:
+            return f"{middle:.3f}"
+        return f"{middle:.3f} [{low:.3f}, {high:.3f}] ({100 * coverage:.0f}%)"
+
+    plain_s, engine_s = (statistics.median(times[n]) for n in ("plain", "engine"))
+    tracked_rate = overhead = compiled = "-"
+    if "tracked" in arms:
+        overhead = f"{100 * (statistics.median(per_repeat('tracked', 'engine')) - 1):+.1f}%"
+        tracked_rate = f"{steps / statistics.median(times['tracked']):.1f}"
+    if "compiled" in arms:
+        compiled = with_ci(per_repeat("engine", "compiled"))
+    return [
+        variant,
+        args.members,
+        str(device),
+        args.batch_size,
+        steps,
+        args.repeats,
+        f"{steps / plain_s:.1f}",
+        f"{steps / engine_s:.1f}",
+        with_ci(per_repeat("plain", "engine")),
+        tracked_rate,
+        overhead,
+        compiled,
+    ]
 
 
 if __name__ == "__main__":
