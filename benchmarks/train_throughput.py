@@ -153,6 +153,9 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument(
+        "--threads", type=int, default=1, help="CPU threads of torch (a study job's default: 1)"
+    )
+    parser.add_argument(
         "--compile",
         default="none",
         choices=COMPILE_MODES,
@@ -165,6 +168,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.members < 1:
         raise SystemExit(f"--members {args.members}: give an ensemble size of at least 1")
+    torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     work = Path(tempfile.mkdtemp(prefix="ganstudy-bench-"))
     rows = []
@@ -179,6 +183,7 @@ def main() -> None:
                 "variant",
                 "K",
                 "device",
+                "threads",
                 "batch",
                 "steps",
                 "repeats",
@@ -262,6 +267,7 @@ def measure(variant: str, args, device: torch.device, work: Path) -> list:
         variant,
         args.members,
         str(device),
+        args.threads,
         args.batch_size,
         steps,
         args.repeats,
