@@ -198,3 +198,13 @@ def test_cli_writes_summary_and_reports_bad_input(results, tmp_path, capsys):
     (results / "design.csv").unlink()
     assert cli.main(["aggregate", "--results", str(results)]) == 2
     assert "configuration error" in capsys.readouterr().err
+
+
+def test_numerics_label_names_the_optimizer_implementation_where_recorded():
+    from ganstudy.summary_columns import _numerics_label
+
+    record = {"deterministic": True, "tf32": False, "compile": "none"}
+    assert _numerics_label(record) == "deterministic, TF32 off, compile none"
+    record |= {"optimizer_implementation": "fused"}
+    assert _numerics_label(record) == "deterministic, TF32 off, compile none, fused optimizer"
+    assert _numerics_label(None) is None

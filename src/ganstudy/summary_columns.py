@@ -79,16 +79,18 @@ def _loss_label(rec: RunRecord) -> str:
 
 
 def _numerics_label(record: dict | None) -> str | None:
-    """e.g. "deterministic, TF32 off, compile none" (None for runs that predate the record)."""
+    """e.g. "deterministic, TF32 off, compile none, fused optimizer" (None for runs that predate
+    the record; the optimizer's implementation is left out for runs that predate its record)."""
     if not record:
         return None
-    return ", ".join(
-        [
-            "deterministic" if record.get("deterministic") else "nondeterministic",
-            f"TF32 {'on' if record.get('tf32') else 'off'}",
-            f"compile {record.get('compile', 'none')}",
-        ]
-    )
+    parts = [
+        "deterministic" if record.get("deterministic") else "nondeterministic",
+        f"TF32 {'on' if record.get('tf32') else 'off'}",
+        f"compile {record.get('compile', 'none')}",
+    ]
+    if record.get("optimizer_implementation"):
+        parts.append(f"{record['optimizer_implementation']} optimizer")
+    return ", ".join(parts)
 
 
 def _diverged(rec: RunRecord) -> bool | None:

@@ -136,3 +136,34 @@ def test_a_frozen_member_keeps_its_parameters(train, direction):
     assert torch.equal(param.detach()[1], before[1])
     assert torch.count_nonzero(opt.state[param][direction][1]) == 0
     assert torch.isfinite(param).all() and not torch.equal(param.detach()[0], before[0])
+
+
+def test_adam_runs_fused_and_follows_the_for_loop_implementation_to_rounding():
+    # The engine's Adam is PyTorch's fused kernel on the CPU; the update is the same maths as
+    # the for-loop implementation (PyTorch's CPU default), so the two agree to float rounding.
+    train = run_config({"name": "gan"}, optimizer="adam").train
+    torch.manual_seed(0)
+    start = [torch.randn(3, 40, 7), torch.randn(3, 7)]
+    ours = [torch.nn.Parameter(p.clone()) for p in start]
+    theirs = [torch.nn.Parameter(p.clone()) for p in start]
+    opt = optim.build_optimizer(ours, 1e-3, train)
+    reference = torch.optim.Adam(theirs, lr=1e-3, betas=(train.beta1, train.beta2), foreach=False)
+    assert optim.implementation(opt) == "fused" and optim.implementation(reference) == "for-loop"
+    for _ in range(50):
+        grads = [torch.randn_like(p) for p in start]
+        for p, g in zip(ours, grads):
+            p.grad = g.clone()
+        for p, g in zip(theirs, grads):
+            p.grad = g.clone()
+        opt.step()
+        reference.step()
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    # Every step moved the parameters lr-sized steps: the comparison is not of two still tensors.
+    assert (ours[0] - start[0]).abs().max() > 1e-2
+
+
+def test_rmsprop_has_no_fused_kernel_and_says_so():
+    train = run_config({"name": "gan"}, optimizer="rmsprop").train
+    opt = optim.build_optimizer([torch.nn.Parameter(torch.zeros(2, 3))], 1e-3, train)
+    assert optim.implementation(opt) == "for-loop"

@@ -16,9 +16,21 @@ from torch import Tensor
 from ganstudy.losses import ideal_d_loss
 from ganstudy.optimizers import D_LR_SCHEDULES, OPTIMIZERS
 
+# Devices on which PyTorch's fused Adam runs (one kernel per tensor for the whole update).
+FUSED_DEVICES = ("cpu", "cuda")
+
 
 def adam(params, lr: float, train) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=lr, betas=(train.beta1, train.beta2))
+    """Adam with PyTorch's fused kernel where the parameters' device has one: the same update,
+    computed in one pass over each tensor instead of a dozen elementwise operations (the
+    for-loop implementation, PyTorch's default on the CPU, took 1.56 ms of a 12 ms mlp2d step
+    on one CPU thread, the fused one 0.51 ms). Rounding may differ from the for-loop
+    implementation in the last bit; which one ran is recorded (:func:`implementation`)."""
+    params = list(params)
+    fused = bool(params) and all(p.device.type in FUSED_DEVICES for p in params)
+    return torch.optim.Adam(
+        params, lr=lr, betas=(train.beta1, train.beta2), fused=True if fused else None
+    )
 
 
 def rmsprop(params, lr: float, train) -> torch.optim.Optimizer:
@@ -34,6 +46,13 @@ def rmsprop(params, lr: float, train) -> torch.optim.Optimizer:
 def build_optimizer(params, lr: float, train) -> torch.optim.Optimizer:
     """The optimizer ``train.optimizer`` of a resolved train config over ``params``."""
     return globals()[OPTIMIZERS[train.optimizer].build](params, lr, train)
+
+
+def implementation(optimizer: torch.optim.Optimizer) -> str:
+    """Which of PyTorch's implementations ``optimizer`` runs: fused, foreach or for-loop."""
+    if optimizer.defaults.get("fused"):
+        return "fused"
+    return "foreach" if optimizer.defaults.get("foreach") else "for-loop"
 
 
 def direction_state(train) -> tuple[str, ...]:
