@@ -167,3 +167,32 @@ def test_rmsprop_has_no_fused_kernel_and_says_so():
     train = run_config({"name": "gan"}, optimizer="rmsprop").train
     opt = optim.build_optimizer([torch.nn.Parameter(torch.zeros(2, 3))], 1e-3, train)
     assert optim.implementation(opt) == "for-loop"
+
+
+def test_a_run_resumed_from_a_for_loop_adam_checkpoint_keeps_it_and_says_so(tmp_path, monkeypatch):
+    # Checkpoints of versions before the fused kernel name the for-loop Adam in their settings;
+    # the resumed run continues with it, and metrics.json records what ran, not the default.
+    import time
+
+    from ganstudy.train.trainer import Trainer
+
+    cfg = run_config({"name": "gan"}, steps=4, checkpoint_every=2, d_lr_schedule="none")
+    run_dir = tmp_path / "run"
+
+    def for_loop_adam(params, lr, train):
+        return torch.optim.Adam(list(params), lr=lr, betas=(train.beta1, train.beta2))
+
+    monkeypatch.setattr(optim, "adam", for_loop_adam)
+    older = Trainer(cfg, [0], [run_dir], progress=False)
+    run_dir.mkdir(parents=True)
+    older._t_start = time.monotonic()
+    for step in range(2):
+        older.train_step(step, None, False)
+    older.step = 2
+    older.save_checkpoint()
+    monkeypatch.undo()
+    (resumed,) = Trainer(cfg, [0], [run_dir], progress=False).run()
+    assert resumed["steps"] == 4 and resumed["status"] == "completed"
+    assert resumed["numerics"]["optimizer_implementation"] == "for-loop"
+    (fresh,) = Trainer(cfg, [0], [tmp_path / "fresh"], progress=False).run()
+    assert fresh["numerics"]["optimizer_implementation"] == "fused"

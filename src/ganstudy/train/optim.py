@@ -49,10 +49,18 @@ def build_optimizer(params, lr: float, train) -> torch.optim.Optimizer:
 
 
 def implementation(optimizer: torch.optim.Optimizer) -> str:
-    """Which of PyTorch's implementations ``optimizer`` runs: fused, foreach or for-loop."""
-    if optimizer.defaults.get("fused"):
+    """Which of PyTorch's implementations ``optimizer`` runs: fused, foreach or for-loop.
+
+    Read from the parameter group, which ``step`` reads (a loaded state dict replaces the
+    group's settings, not the optimizer's defaults). ``foreach`` None is PyTorch's choice:
+    foreach where every tensor is on CUDA, the for-loop otherwise."""
+    group = optimizer.param_groups[0]
+    if group.get("fused"):
         return "fused"
-    return "foreach" if optimizer.defaults.get("foreach") else "for-loop"
+    foreach = group.get("foreach")
+    if foreach is None:
+        foreach = all(p.device.type == "cuda" for p in group["params"])
+    return "foreach" if foreach else "for-loop"
 
 
 def direction_state(train) -> tuple[str, ...]:

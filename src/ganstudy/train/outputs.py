@@ -19,7 +19,7 @@ from ganstudy import atomic, layout
 from ganstudy import checkpoint as ckpt
 from ganstudy.errors import CheckpointError
 from ganstudy.sample import generate_members, sampling, save_samples
-from ganstudy.train import runfiles
+from ganstudy.train import optim, runfiles
 from ganstudy.train import step as step_maths
 from ganstudy.train.signals import StopRequest
 
@@ -139,7 +139,12 @@ class RunOutputs:
             experiment_id=self.tracking.experiment_id if self.tracking else None,
             versions=self.versions,
             tracking_failure=self.tracking.failure if self.tracking else None,
-            numerics=self.numerics,
+            # Read from the optimizer: a run resumed from a checkpoint of an older version keeps
+            # the implementation its checkpoint's settings name.
+            numerics={
+                **self.numerics,
+                "optimizer_implementation": optim.implementation(self.opt_d),
+            },
             training_data=self.training_data,
             **extra,
         )

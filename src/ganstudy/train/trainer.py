@@ -85,7 +85,6 @@ class Trainer(RunOutputs):
         t = cfg.train
         self.opt_g = optim.build_optimizer(self.G.parameters(), t.lr_g, t)
         self.opt_d = optim.build_optimizer(self.D.parameters(), t.lr_d, t)
-        self.numerics["optimizer_implementation"] = optim.implementation(self.opt_d)
         self.d_schedule = optim.build_schedule(cfg, self.K, self.device)
         self.direction = optim.direction_state(t)
         member_seeds = [step_maths.MemberSeeds.from_seed(s) for s in seeds]
