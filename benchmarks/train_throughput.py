@@ -12,6 +12,8 @@ the warm-up.
 With ``--members K`` (K > 1) the engine trains a K-member ensemble and the plain arm is its
 plain batched equivalent: the same member-dimension networks in the minimal loop (one noise draw
 for all members, the sum of the members' losses differentiated, one optimizer step).
+``--control`` times a second plain loop beside the first: their ratio is what the machine's own
+drift does to a ratio of identical work.
 
     python benchmarks/train_throughput.py [--steps N] [--repeats 9] [--members 1] [--device cpu]
 
@@ -165,6 +167,11 @@ def main() -> None:
     parser.add_argument(
         "--no-mlflow", action="store_true", help="leave out the arm with MLflow tracking"
     )
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="add a second plain loop: its ratio to the first is the machine's noise floor",
+    )
     args = parser.parse_args()
     if args.members < 1:
         raise SystemExit(f"--members {args.members}: give an ensemble size of at least 1")
@@ -190,6 +197,7 @@ def main() -> None:
                 "plain steps/s",
                 "engine steps/s",
                 "engine/plain [95% CI]",
+                "plain/plain control",
                 "engine+mlflow steps/s",
                 "mlflow overhead",
                 "compiled/eager speed",
@@ -198,8 +206,9 @@ def main() -> None:
         )
     )
     print(
-        "\nengine/plain: median of the per-repeat ratios; the interval covers the true median "
-        "with the probability given (distribution-free; [min, max] below 6 repeats)."
+        "\nengine/plain and the control: medians of the per-repeat ratios; the interval covers "
+        "the true median with the probability given (distribution-free; [min, max] below 6 "
+        "repeats)."
     )
 
 
@@ -238,6 +247,8 @@ def measure(variant: str, args, device: torch.device, work: Path) -> list:
         engine(c)
     cfgs = configs(steps)
     arms = {"plain": plain(cfgs["engine"])}
+    if args.control:
+        arms["control"] = plain(cfgs["engine"])
     arms.update({name: (lambda c=c: engine(c)) for name, c in cfgs.items()})
     times = {name: [] for name in arms}
     for repeat in range(args.repeats):
@@ -257,7 +268,9 @@ def measure(variant: str, args, device: torch.device, work: Path) -> list:
         return f"{middle:.3f} [{low:.3f}, {high:.3f}] ({100 * coverage:.0f}%)"
 
     plain_s, engine_s = (statistics.median(times[n]) for n in ("plain", "engine"))
-    tracked_rate = overhead = compiled = "-"
+    tracked_rate = overhead = compiled = control = "-"
+    if "control" in arms:
+        control = with_ci(per_repeat("plain", "control"))
     if "tracked" in arms:
         overhead = f"{100 * (statistics.median(per_repeat('tracked', 'engine')) - 1):+.1f}%"
         tracked_rate = f"{steps / statistics.median(times['tracked']):.1f}"
@@ -274,6 +287,7 @@ def measure(variant: str, args, device: torch.device, work: Path) -> list:
         f"{steps / plain_s:.1f}",
         f"{steps / engine_s:.1f}",
         with_ci(per_repeat("plain", "engine")),
+        control,
         tracked_rate,
         overhead,
         compiled,

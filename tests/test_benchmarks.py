@@ -35,6 +35,15 @@ def test_train_throughput_of_two_variants_named_by_their_architecture(tmp_path):
     assert "engine/plain" in out and "mlp2d/ring8" in out and "dcgan28/fashion_mnist" in out
 
 
+def test_train_throughput_of_ensembles_with_the_control_arm(tmp_path):
+    out = _run(tmp_path, "train_throughput.py", "--steps", "3", "--repeats", "2", "--members",
+               "2", "--control", "--no-mlflow", "--variants", "mlp2d", "dcgan28")  # fmt: skip
+    rows = [line.split() for line in out.splitlines() if line.startswith(("mlp2d", "dcgan28"))]
+    assert [row[:2] for row in rows] == [["mlp2d/ring8", "2"], ["dcgan28/fashion_mnist", "2"]]
+    # Two repeats: each ratio with its [min, max] interval, the control's too.
+    assert all(line.count("[") == 2 for line in out.splitlines() if line.startswith("mlp2d"))
+
+
 def test_an_unknown_variant_is_named_with_the_allowed_ones(tmp_path):
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / "train_throughput.py"), "--variants", "mlp3d"],
