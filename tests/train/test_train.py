@@ -222,3 +222,20 @@ def test_sigkill_and_resume_gives_bitwise_identical_weights(tmp_path):
                 assert torch.equal(state[key], b[part]["state"][idx][key])
     rows = list(csv.DictReader((killed / "log.csv").open()))
     assert [int(r["step"]) for r in rows] == list(range(50, 1501, 50))  # no duplicate rows
+
+
+def test_member_scatters_drawn_on_one_figure_are_the_files_of_separate_figures(tmp_path):
+    from ganstudy.data import registry
+    from ganstudy.sample import save_member_samples, save_samples
+
+    spec = registry.dataset("ring8")
+    points = [torch.randn(64, 2, generator=torch.Generator().manual_seed(k)) for k in range(3)]
+    shared = [tmp_path / "shared" / f"m{k}.png" for k in range(3)]
+    save_member_samples(points, spec, shared)
+    for k, p in enumerate(points):
+        alone = tmp_path / "alone" / f"m{k}.png"
+        save_samples(p, spec, alone)
+        assert shared[k].read_bytes() == alone.read_bytes()
+    # Each member's file shows its own points: the three files differ.
+    assert len({path.read_bytes() for path in shared}) == 3
+    assert sorted(x.name for x in (tmp_path / "shared").iterdir()) == ["m0.png", "m1.png", "m2.png"]

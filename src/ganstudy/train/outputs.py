@@ -18,7 +18,7 @@ from torch import Tensor
 from ganstudy import atomic, layout
 from ganstudy import checkpoint as ckpt
 from ganstudy.errors import CheckpointError
-from ganstudy.sample import generate_members, sampling, save_samples
+from ganstudy.sample import generate_members, sampling, save_member_samples
 from ganstudy.train import optim, runfiles
 from ganstudy.train import step as step_maths
 from ganstudy.train.signals import StopRequest
@@ -190,12 +190,13 @@ class RunOutputs:
     def _save_samples(self) -> None:
         with sampling(self.G):
             samples = self.G(self.sample_z).float().cpu()
-        for k, run_dir in enumerate(self.run_dirs):
-            if self.diverged_step[k] is not None:
-                continue
-            save_samples(
-                samples[k], self.spec, run_dir / layout.SAMPLES / f"step_{self.step:08d}.png"
-            )
+        alive = [k for k in range(self.K) if self.diverged_step[k] is None]
+        name = f"step_{self.step:08d}.png"
+        save_member_samples(
+            [samples[k] for k in alive],
+            self.spec,
+            [self.run_dirs[k] / layout.SAMPLES / name for k in alive],
+        )
 
     def generate_all(self, n: int) -> Tensor:
         """n samples of every member, (K, n, *sample_shape) on the CPU, from fixed noise."""
