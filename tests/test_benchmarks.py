@@ -117,3 +117,16 @@ def test_gpu_acceptance_stops_starting_stages_at_its_deadline(tmp_path):
     assert result.returncode == 1, result.stderr[-3000:]  # a skipped stage is not a pass
     stages = json.loads((tmp_path / "acc" / "acceptance.json").read_text())["stages"]
     assert [s["output"] for s in stages] == ["skipped: deadline"] * 3, stages
+
+
+def test_median_interval_by_the_binomial_order_statistics():
+    sys.path.insert(0, str(BENCHMARKS))
+    from _common import median_ci
+
+    # n = 9: the 2nd smallest to the 2nd largest covers the median with 1 - 2 (1 + 9) / 2^9;
+    # the 3rd to the 3rd would cover it with 1 - 2 (1 + 9 + 36) / 2^9 = 0.82 < 0.95.
+    middle, low, high, coverage = median_ci([9.0, 1.0, 8.0, 2.0, 7.0, 3.0, 6.0, 4.0, 5.0])
+    assert (middle, low, high) == (5.0, 2.0, 8.0)
+    assert coverage == pytest.approx(1 - 20 / 512)
+    # Below 6 values no interval reaches 95%: [min, max] with its own coverage.
+    assert median_ci([3.0, 1.0, 2.0]) == (2.0, 1.0, 3.0, 0.75)
