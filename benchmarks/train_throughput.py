@@ -77,67 +77,53 @@ def plain_networks(variant: str, z_dim: int) -> tuple[nn.Module, nn.Module]:
 
 
 def plain_loop(cfg, variant: str, device: torch.device):
-    """A minimal GAN loop: one D step and one G step per iteration, nothing else."""
+    """A minimal GAN loop of the model written with torch.nn's standard layers."""
     g, d = plain_networks(variant, cfg.arch.z_dim)
     for m in list(g.modules()) + list(d.modules()):
         if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.normal_(m.weight, 0, 0.02)
             nn.init.zeros_(m.bias)
-    g, d = g.to(device), d.to(device)
-    t = cfg.train
-    opt_g = torch.optim.Adam(g.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
-    opt_d = torch.optim.Adam(d.parameters(), lr=t.lr_d, betas=(t.beta1, t.beta2))
-    d_loss, g_loss, _ = build_loss(cfg.loss)
-    seeds = MemberSeeds.from_seed(0)
-    stream = make_stream(
-        cfg, [torch.Generator(device=device).manual_seed(seeds.data)], [seeds.data], device
-    )
-
-    def run():
-        for step in range(t.steps):
-            real = stream.batch(step)[0]
-            z = torch.randn(t.batch_size, cfg.arch.z_dim, device=device)
-            with torch.no_grad():
-                fake = g(z)
-            loss = d_loss(d(real), d(fake))
-            opt_d.zero_grad(set_to_none=True)
-            loss.backward()
-            opt_d.step()
-            loss = g_loss(d(g(torch.randn(t.batch_size, cfg.arch.z_dim, device=device))))
-            opt_g.zero_grad(set_to_none=True)
-            loss.backward()
-            opt_g.step()
-
-    return run
+    return minimal_loop(cfg, g.to(device), d.to(device), 1, device, member_dim=False)
 
 
 def plain_batched_loop(cfg, members: int, device: torch.device):
     """The plain batched equivalent of a K-member ensemble: the engine's member-dimension
     networks in the minimal loop, with none of the engine's per-member noise streams,
     divergence masks, logs or files."""
-    seeds = list(range(members))
-    g, d = init_networks(cfg, seeds, device)
+    g, d = init_networks(cfg, list(range(members)), device)
+    return minimal_loop(cfg, g, d, members, device, member_dim=True)
+
+
+def minimal_loop(cfg, g, d, members: int, device: torch.device, member_dim: bool):
+    """One D step and one G step per iteration, nothing else, with PyTorch's default Adam.
+
+    Networks with a member dimension take (K, B, ...) batches, one noise draw for all members,
+    and the members' losses are summed; plain networks take member 0's (B, ...) batch."""
     t = cfg.train
     opt_g = torch.optim.Adam(g.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
     opt_d = torch.optim.Adam(d.parameters(), lr=t.lr_d, betas=(t.beta1, t.beta2))
     d_loss, g_loss, _ = build_loss(cfg.loss)
-    data_seeds = [MemberSeeds.from_seed(s).data for s in seeds]
+    data_seeds = [MemberSeeds.from_seed(s).data for s in range(members)]
     gens = [torch.Generator(device=device).manual_seed(s) for s in data_seeds]
     stream = make_stream(cfg, gens, data_seeds, device)
-    shape = (members, t.batch_size, cfg.arch.z_dim)
+    shape = (
+        (members, t.batch_size, cfg.arch.z_dim) if member_dim else (t.batch_size, cfg.arch.z_dim)
+    )
 
     def run():
         for step in range(t.steps):
             real = stream.batch(step)
+            if not member_dim:
+                real = real[0]
             with torch.no_grad():
                 fake = g(torch.randn(shape, device=device))
-            loss = d_loss(d(real), d(fake)).sum()
+            loss = d_loss(d(real), d(fake))
             opt_d.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss.sum() if member_dim else loss).backward()
             opt_d.step()
-            loss = g_loss(d(g(torch.randn(shape, device=device)))).sum()
+            loss = g_loss(d(g(torch.randn(shape, device=device))))
             opt_g.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss.sum() if member_dim else loss).backward()
             opt_g.step()
 
     return run

@@ -8,15 +8,14 @@ engine, ``ganstudy evaluate`` and ``ganstudy sample`` all draw through this modu
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from ganstudy import atomic, layout
 from ganstudy import checkpoint as ckpt
 from ganstudy import config as config_mod
-from ganstudy import layout
 from ganstudy.data import registry, streams
 from ganstudy.nets.bodies import build_pair
 from ganstudy.nets.layers import BatchNorm
@@ -62,8 +61,8 @@ def save_member_samples(samples: list[Tensor] | Tensor, spec, paths: list[Path])
         from torchvision.utils import save_image
 
         for member, path in zip(samples, paths):
-            with _atomic_png(path) as tmp:
-                save_image(member.clamp(-1, 1) * 0.5 + 0.5, tmp, nrow=8)
+            with atomic.replacing(path) as tmp:
+                save_image(member.clamp(-1, 1) * 0.5 + 0.5, tmp, nrow=8, format="png")
         return
     # A bare Figure (no pyplot state) with a fixed layout: a third faster than pyplot with
     # tight_layout, and this runs for every member at every sample step.
@@ -80,17 +79,8 @@ def save_member_samples(samples: list[Tensor] | Tensor, spec, paths: list[Path])
     ax.set_aspect("equal")
     for member, path in zip(samples, paths):
         points.set_offsets(member.numpy())
-        with _atomic_png(path) as tmp:
-            fig.savefig(tmp)
-
-
-@contextlib.contextmanager
-def _atomic_png(path: Path):
-    """A temporary name beside ``path`` to write to, renamed to ``path`` when the block ends."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    yield tmp
-    os.replace(tmp, path)
+        with atomic.replacing(path) as tmp:
+            fig.savefig(tmp, format="png")
 
 
 def checkpoint_file(path: str | Path) -> Path:
