@@ -1,0 +1,226 @@
+"""The study's outcomes and its declared primary hypotheses (study config ``analysis.primary``).
+
+A primary hypothesis is a (candidate vs baseline, outcome, scope) triple: the candidate arm
+against the baseline arm on one outcome, pooled over every planned comparison of the two arms
+(:class:`~ganstudy.comparisons.Pair`) on the scope's datasets. Each such pair is a stratum: one
+dataset x architecture x batch norm x block (a block fixes every other training setting). Holm's
+correction runs over the primary family only; every per-cell comparison is secondary.
+
+Outcomes are a registry (``OUTCOMES``): a column of summary.csv, rate or continuous, its
+direction, the datasets it applies to and its default smallest effect that matters
+(``min_effect``): for rates a difference of 0.10 from the hypothesis' ``base_rate``, for
+continuous outcomes a probability of improvement of 0.65 (a published difference: 22% vs 32.5%
+success on the ring; FID and modes: see config/README.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ganstudy.comparisons import Pair
+from ganstudy.data import registry
+from ganstudy.errors import ConfigError
+from ganstudy.power import CONTINUOUS, RATE
+
+DEFAULT_RATE_EFFECT = 0.10
+DEFAULT_POI_EFFECT = 0.65
+DEFAULT_BASE_RATE = 0.5
+
+
+@dataclass(frozen=True)
+class Outcome:
+    column: str  # a column of summary.csv
+    label: str
+    kind: str  # power.RATE or power.CONTINUOUS
+    higher_is_better: bool
+    applies: Callable[[registry.DatasetSpec], bool]
+    where: str  # the datasets it applies to, in words
+    # How a run that diverged enters it (rates: as this value; continuous: ranked worst).
+    if_diverged: bool | None = None
+
+    @property
+    def default_min_effect(self) -> float:
+        return DEFAULT_RATE_EFFECT if self.kind == RATE else DEFAULT_POI_EFFECT
+
+
+def _has_fid(spec) -> bool:
+    return spec.fid is not None
+
+
+def _has_modes(spec) -> bool:
+    return spec.mode_metric is not None
+
+
+def _is_mixture(spec) -> bool:
+    return spec.mode_metric == "mixture2d"
+
+
+OUTCOMES: dict[str, Outcome] = {
+    o.column: o
+    for o in (
+        Outcome("diverged", "diverged rate", RATE, False, lambda s: True, "every dataset", True),
+        Outcome("success", "success rate", RATE, True, _is_mixture, "the 2D mixtures", False),
+        Outcome("collapsed", "collapse rate", RATE, False, _has_modes, "datasets with modes", True),
+        Outcome("fid", "FID", CONTINUOUS, False, _has_fid, "datasets with an FID"),
+        Outcome(
+            "modes_covered", "modes covered", CONTINUOUS, True, _has_modes, "datasets with modes"
+        ),  # fmt: skip
+        Outcome(
+            "kl_to_uniform",
+            "KL to uniform over modes",
+            CONTINUOUS,
+            False,
+            _has_modes,
+            "datasets with modes",
+        ),  # fmt: skip
+    )
+}
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    candidate: str
+    baseline: str
+    outcome: Outcome
+    scope: tuple[str, ...]
+    min_effect: float
+    base_rate: float  # rates: the baseline's rate the plan assumes
+
+    @property
+    def name(self) -> str:
+        return (
+            f"{self.candidate} vs {self.baseline}: {self.outcome.label} on {'+'.join(self.scope)}"
+        )
+
+    def strata(self, pairs: list[Pair]) -> list[Pair]:
+        """The planned comparisons this hypothesis pools: its arms on its scope's datasets."""
+        return sorted(
+            (
+                p
+                for p in pairs
+                if p.dataset in self.scope
+                and (p.baseline, p.candidate) == (self.baseline, self.candidate)
+            ),
+            key=lambda p: (self.scope.index(p.dataset), p.arch, p.bn_g, p.bn_d, p.block),
+        )
+
+    def describe_min_effect(self) -> str:
+        if self.outcome.kind == RATE:
+            return f"rate difference {self.min_effect:.2f} from {self.base_rate:.2f}"
+        return f"P(better) {self.min_effect:.2f}"
+
+
+DEFAULT_CANDIDATE = "lsgan"
+
+
+def _baseline(config: dict | None) -> str:
+    from ganstudy.losses import Comparison
+
+    return Comparison.from_config(config).baseline
+
+
+def families(pairs: list[Pair], baseline: str, candidate: str) -> list[tuple[str, ...]]:
+    """Dataset families of the comparisons of ``candidate`` vs ``baseline``: the datasets of
+    each block that compares them, blocks sharing a dataset merged; in the order planned."""
+    groups: list[list[str]] = []
+    for block in dict.fromkeys(p.block for p in pairs):
+        found = [p.dataset for p in pairs if p.block == block
+                 and (p.baseline, p.candidate) == (baseline, candidate)]  # fmt: skip
+        datasets = list(dict.fromkeys(found))
+        if not datasets:
+            continue
+        overlapping = [g for g in groups if set(g) & set(datasets)]
+        merged = [d for g in overlapping for d in g]
+        merged += [d for d in datasets if d not in merged]
+        groups = [g for g in groups if g not in overlapping] + [merged]
+    return [tuple(g) for g in groups]
+
+
+def default_family(pairs: list[Pair], baseline: str) -> list[dict]:
+    """``analysis.primary: null``: lsgan vs the baseline per dataset family: the success and
+    collapse rates on the 2D mixtures; elsewhere the diverged rate and quality (modes covered
+    where the modes are countable (Stacked MNIST), else FID)."""
+    out = []
+    for scope in families(pairs, baseline, DEFAULT_CANDIDATE):
+        specs = [registry.DATASETS[d] for d in scope if d in registry.DATASETS]
+        if specs and all(_is_mixture(s) for s in specs):
+            outcomes = ["success", "collapsed"]
+        elif specs and all(s.mode_metric == "stacked_mnist" for s in specs):
+            outcomes = ["diverged", "modes_covered"]
+        elif specs and all(_has_fid(s) for s in specs):
+            outcomes = ["diverged", "fid"]
+        else:
+            outcomes = ["diverged"]
+        out += [
+            {"candidate": DEFAULT_CANDIDATE, "baseline": baseline, "outcome": o,
+             "scope": list(scope)}
+            for o in outcomes
+        ]  # fmt: skip
+    return out
+
+
+def _error(i: int, key: str, message: str) -> ConfigError:
+    return ConfigError(f"key 'analysis.primary[{i}].{key}': {message}")
+
+
+def hypotheses(
+    config: dict | None, pairs: list[Pair] | None = None, strict: bool = True
+) -> list[Hypothesis]:
+    """The primary family of a (schema-filled) study config, checked against its ``pairs``.
+
+    ``strict``: every scope dataset must have a planned comparison of the two arms (a study
+    being configured); otherwise hypotheses without any are left out (a report of runs that
+    were not all designed by this config).
+    """
+    items = ((config or {}).get("analysis") or {}).get("primary")
+    if items is None:
+        items = default_family(pairs or [], _baseline(config))
+    out = []
+    for i, item in enumerate(items):
+        outcome = OUTCOMES.get(item.get("outcome"))
+        if outcome is None:
+            raise _error(i, "outcome", f"{item.get('outcome')!r} is not allowed; allowed: "
+                         f"{', '.join(OUTCOMES)}")  # fmt: skip
+        scope = tuple(item.get("scope") or ())
+        for name in scope:
+            spec = registry.DATASETS.get(name)
+            if spec is None:
+                raise _error(i, "scope", f"{name!r} is not a dataset; allowed: "
+                             f"{', '.join(registry.DATASETS)}")  # fmt: skip
+            if not outcome.applies(spec):
+                raise _error(i, "outcome", f"{outcome.column!r} is not measured on {name!r}; "
+                             f"allowed there: outcomes of {outcome.where} only")  # fmt: skip
+        min_effect = item.get("min_effect")
+        if min_effect is None:
+            min_effect = outcome.default_min_effect
+        elif outcome.kind == RATE and not 0 < min_effect < 1:
+            raise _error(i, "min_effect", f"{min_effect!r} is not allowed for a rate; allowed: "
+                         "a difference of rates in (0, 1)")  # fmt: skip
+        elif outcome.kind == CONTINUOUS and not 0.5 < min_effect < 1:
+            raise _error(i, "min_effect", f"{min_effect!r} is not allowed for {outcome.label}; "
+                         "allowed: a probability of improvement in (0.5, 1)")  # fmt: skip
+        base_rate = item.get("base_rate")
+        if base_rate is not None and outcome.kind != RATE:
+            raise _error(i, "base_rate", f"set for {outcome.label}; allowed: rate outcomes only")
+        base_rate = DEFAULT_BASE_RATE if base_rate is None else base_rate
+        if outcome.kind == RATE and not 0 <= base_rate - min_effect and base_rate + min_effect > 1:
+            raise _error(i, "min_effect", f"{min_effect!r} from base_rate {base_rate!r} leaves "
+                         "[0, 1] both ways; allowed: a difference one way at least")  # fmt: skip
+        h = Hypothesis(item["candidate"], item["baseline"], outcome, scope, min_effect, base_rate)
+        if pairs is not None:
+            missing = [d for d in scope if not any(p.dataset == d for p in h.strata(pairs))]
+            if missing and strict:
+                planned = sorted({f"{p.candidate} vs {p.baseline} on {p.dataset}" for p in pairs})
+                raise _error(i, "scope", f"no planned comparison of {h.candidate} vs "
+                             f"{h.baseline} on {', '.join(missing)}; planned: "
+                             f"{'; '.join(planned) or 'none'}")  # fmt: skip
+            if len(missing) == len(scope):
+                continue
+        out.append(h)
+    names = [h.name for h in out]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"key 'analysis.primary': {repeated[0]!r} is listed twice; allowed: "
+                          "each hypothesis once")  # fmt: skip
+    return out
