@@ -204,7 +204,7 @@ def hypotheses(
         if base_rate is not None and outcome.kind != RATE:
             raise _error(i, "base_rate", f"set for {outcome.label}; allowed: rate outcomes only")
         base_rate = DEFAULT_BASE_RATE if base_rate is None else base_rate
-        if outcome.kind == RATE and not 0 <= base_rate - min_effect and base_rate + min_effect > 1:
+        if outcome.kind == RATE and base_rate - min_effect < 0 and base_rate + min_effect > 1:
             raise _error(i, "min_effect", f"{min_effect!r} from base_rate {base_rate!r} leaves "
                          "[0, 1] both ways; allowed: a difference one way at least")  # fmt: skip
         h = Hypothesis(item["candidate"], item["baseline"], outcome, scope, min_effect, base_rate)
