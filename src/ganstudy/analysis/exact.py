@@ -24,7 +24,8 @@ the normal approximation with the tie-corrected permutation variance is used ins
 events of x follow the hypergeometric law; the stratified exact conditional test (the exact
 Cochran-Mantel-Haenszel test, a stratified Fisher test) convolves them. Two-sided p: the
 probability of the totals no more probable than the observed one (relative tolerance 1e-7), as
-scipy.stats.fisher_exact and R's ``mantelhaen.test(exact = TRUE)``.
+scipy.stats.fisher_exact and R's ``mantelhaen.test(exact = TRUE)``. Above ``FFT_MIN_WIDTH`` possible
+totals the convolution runs through the FFT (rounding about 1e-16 of the largest probability).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from scipy import stats as sps
 
 EXACT_MAX_VALUES = 100
 EXACT_MAX_LATTICE = 4_000_000
+FFT_MIN_WIDTH = 256
 _RELATIVE_TOLERANCE = 1 + 1e-7
 
 EXACT = "exact permutation"
@@ -111,31 +113,61 @@ def stratified_rank_test(strata: list[tuple[np.ndarray, np.ndarray]]) -> RankTes
     ]
     if not used:
         return RankTest(math.nan, math.nan, 0, EXACT)
-    sizes = [len(x) * len(y) for x, y in used]
-    t_obs = sum(u_statistic(x, y) / s for (x, y), s in zip(used, sizes))
+    t_obs = sum(u_statistic(x, y) / (len(x) * len(y)) for x, y in used)
     if all(np.all(np.concatenate([x, y]) == x[0]) for x, y in used):
         return RankTest(t_obs, 1.0, len(used), EXACT)
-    lcm = math.lcm(*sizes)
-    if (
-        max(len(x) + len(y) for x, y in used) <= EXACT_MAX_VALUES
-        and 2 * lcm * len(used) <= EXACT_MAX_LATTICE
-    ):
-        dist = np.ones(1)
-        for (x, y), size in zip(used, sizes):
-            _, probs = u_distribution(x, y)
-            scale = lcm // size
-            spread = np.zeros((len(probs) - 1) * scale + 1)
-            spread[::scale] = probs
-            dist = _convolve(dist, spread)
-        observed = round(t_obs * 2 * lcm)
-        lower, upper = dist[: observed + 1].sum(), dist[observed:].sum()
-        return RankTest(t_obs, float(min(1.0, 2 * min(lower, upper))), len(used), EXACT)
-    mean = len(used) / 2
-    var = sum(_u_variance(x, y) / s**2 for (x, y), s in zip(used, sizes))
-    if var <= 0:
-        return RankTest(t_obs, 1.0, len(used), NORMAL)
-    z = abs(t_obs - mean) / math.sqrt(var)
-    return RankTest(t_obs, min(1.0, 2 * float(sps.norm.sf(z))), len(used), NORMAL)
+    null = StratifiedNull.of(used)
+    return RankTest(t_obs, float(null.p(np.asarray([t_obs]))[0]), len(used), null.method)
+
+
+@dataclass(frozen=True)
+class StratifiedNull:
+    """The null distribution of T = sum_s U_s / (n_xs n_ys) given each stratum's pooled values:
+    exact on the lattice T * 2 lcm (``probs``), or normal (``mean``, ``var``)."""
+
+    method: str
+    lcm: int = 1
+    probs: np.ndarray | None = None
+    mean: float = math.nan
+    var: float = math.nan
+
+    @classmethod
+    def of(cls, used: list[tuple[np.ndarray, np.ndarray]]) -> StratifiedNull:
+        sizes = [len(x) * len(y) for x, y in used]
+        lcm = math.lcm(*sizes)
+        if (
+            max(len(x) + len(y) for x, y in used) <= EXACT_MAX_VALUES
+            and 2 * lcm * len(used) <= EXACT_MAX_LATTICE
+        ):
+            dist = np.ones(1)
+            for (x, y), size in zip(used, sizes):
+                _, probs = u_distribution(x, y)
+                scale = lcm // size
+                spread = np.zeros((len(probs) - 1) * scale + 1)
+                spread[::scale] = probs
+                dist = _convolve(dist, spread)
+            return cls(EXACT, lcm, dist)
+        var = sum(_u_variance(x, y) / s**2 for (x, y), s in zip(used, sizes))
+        return cls(NORMAL, mean=len(used) / 2, var=var)
+
+    @classmethod
+    def without_ties(cls, sizes: list[tuple[int, int]]) -> StratifiedNull:
+        """The null of strata with (n_x, n_y) values and no ties (continuous outcomes)."""
+        return cls.of([(np.arange(n, dtype=float), np.arange(n, n + m, dtype=float))
+                       for n, m in sizes if n and m])  # fmt: skip
+
+    def p(self, t: np.ndarray) -> np.ndarray:
+        """Two-sided p of observed statistics ``t`` (an array): 2 min(P(T <= t), P(T >= t))."""
+        t = np.asarray(t, dtype=float)
+        if self.probs is None:
+            if self.var <= 0:
+                return np.ones_like(t)
+            z = np.abs(t - self.mean) / math.sqrt(self.var)
+            return np.minimum(1.0, 2 * sps.norm.sf(z))
+        cdf = np.cumsum(self.probs)
+        sf = np.cumsum(self.probs[::-1])[::-1]
+        k = np.clip(np.rint(t * 2 * self.lcm).astype(np.int64), 0, len(self.probs) - 1)
+        return np.minimum(1.0, 2 * np.minimum(cdf[k], sf[k]))
 
 
 def _convolve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -199,9 +231,7 @@ def stratified_fisher_p(events_x, n_x, events_y, n_y) -> np.ndarray:
     ex, nx, ey, ny = (a.reshape(-1, a.shape[-1]) for a in (ex, nx, ey, ny))
     reps, strata = ex.shape
     width = int(nx.max(axis=0).sum()) + 1 if strata else 1
-    dist = np.zeros((reps, width))
-    dist[:, 0] = 1.0
-    filled = 1
+    pmfs = []
     for s in range(strata):
         top = int(nx[:, s].max())
         if top == 0 or int(ny[:, s].max()) == 0:
@@ -214,11 +244,25 @@ def stratified_fisher_p(events_x, n_x, events_y, n_y) -> np.ndarray:
             k[None, :],
         )
         pmf[(nx[:, s] == 0) | (ny[:, s] == 0)] = np.eye(top + 1)[0]
-        new = np.zeros_like(dist)
-        for j in range(top + 1):
-            new[:, j : j + filled] += dist[:, :filled] * pmf[:, j : j + 1]
-        dist = new
-        filled += top
+        pmfs.append(pmf)
+    if width > FFT_MIN_WIDTH:
+        # The product of the strata's transforms: rounding of about 1e-16 of the largest
+        # probability, far below any level a test is read at.
+        size = 1 << (width - 1).bit_length()
+        spectrum = np.ones((reps, size // 2 + 1), dtype=complex)
+        for pmf in pmfs:
+            spectrum *= np.fft.rfft(pmf, n=size, axis=1)
+        dist = np.clip(np.fft.irfft(spectrum, n=size, axis=1)[:, :width], 0.0, None)
+    else:
+        dist = np.zeros((reps, width))
+        dist[:, 0] = 1.0
+        filled = 1
+        for pmf in pmfs:
+            new = np.zeros_like(dist)
+            for j in range(pmf.shape[1]):
+                new[:, j : j + filled] += dist[:, :filled] * pmf[:, j : j + 1]
+            dist = new
+            filled += pmf.shape[1] - 1
     used = (nx > 0) & (ny > 0)
     observed = np.where(used, ex, 0).sum(axis=1)
     p_obs = dist[np.arange(reps), observed] * _RELATIVE_TOLERANCE

@@ -28,6 +28,8 @@ from typing import Any
 
 from ganstudy import config as run_config
 from ganstudy import layout
+from ganstudy.analysis.primary import Hypothesis
+from ganstudy.analysis.primary import hypotheses as primary_hypotheses
 from ganstudy.comparisons import Pair
 from ganstudy.data import registry
 from ganstudy.errors import ConfigError
@@ -370,6 +372,8 @@ class Study:
     comparison: Comparison = field(default_factory=Comparison.from_config)
     # Every comparison of the study (plan_pairs): what the report tests.
     pairs: list[Pair] = field(default_factory=list)
+    # The declared primary hypotheses (analysis.primary), checked against the pairs.
+    primary: list[Hypothesis] = field(default_factory=list)
 
     @classmethod
     def from_config(cls, config: dict, schema: dict | str | Path | None = None) -> Study:
@@ -380,6 +384,7 @@ class Study:
         study._check_data_settings()
         study.comparison = Comparison.from_config(config)
         study.pairs = plan_pairs(config, study.variants)
+        study.primary = primary_hypotheses(config, study.pairs)
         return study
 
     # -- names and paths ---------------------------------------------------------------------
