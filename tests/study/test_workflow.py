@@ -93,9 +93,10 @@ def test_dry_run_shows_the_whole_default_study(tmp_path):
     assert result.returncode == 0, result.stderr + result.stdout
     counts = job_counts(result.stdout)
     train = {k: v for k, v in counts.items() if k.startswith("train__")}
-    assert len(train) == 32 + 13 and set(train.values()) == {1}  # 13 jobs of the stabilisers
-    # 8 seeds per arm in the image blocks; the stabilisers: ring, Stacked MNIST, two cat blocks
-    assert counts["evaluate"] == 288 + 96 + 32 + 32 + 144 + 24 + 16 + 16
+    # Seeds sized for the primary hypotheses: mixtures 144 per arm (6 jobs of 24), Fashion-MNIST
+    # 24, Stacked MNIST 56, cats 40 (jobs of 8); the stabilisers' blocks: 6 + 3 + 10 + 2 jobs.
+    assert len(train) == 72 + 36 + 28 + 20 + 21 and set(train.values()) == {1}
+    assert counts["evaluate"] == 1728 + 288 + 224 + 160 + 144 + 24 + 80 + 16
     assert counts["fetch"] == 3 and counts["prepare"] == 4
     assert counts["classifier"] == 2 and counts["fid_reference"] == 3
     for rule in ("design", "aggregate", "report", "all"):
@@ -166,7 +167,7 @@ def test_a_study_too_long_for_this_machine_stops_before_any_job(tmp_path):
     assert result.returncode == 1, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     message = result.stderr[result.stderr.index("Not starting") :]
-    assert "648 runs" in message and "more than max_training_hours (4)" in message
+    assert "2664 runs" in message and "more than max_training_hours (4)" in message
     assert "snakemake --cores all --configfile config/quick.yaml" in message
     assert "--config confirm_long_run=True" in message
     assert not (cwd / "results").exists()  # no job ran, not even the design

@@ -86,6 +86,11 @@ onstart:
     # Imported here, not at the top: it loads torch, which parsing the workflow does not need.
     from ganstudy.study import disk
 
+    from ganstudy.analysis import planning
+
+    primary_warning = planning.warning(planning.evaluate(planning.plan(STUDY)))
+    if primary_warning:
+        logger.warning(primary_warning)
     power_warning = plan.warning(plan.plan(STUDY))
     if power_warning:
         logger.warning(power_warning)

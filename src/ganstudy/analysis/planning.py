@@ -203,7 +203,7 @@ def table(evaluated, alpha: float = ALPHA) -> str:
               "min_effect", "detects it"]  # fmt: skip
     rows = [
         [p.hypothesis.name, str(len(p.sizes)), f"{p.n_candidate}/{p.n_baseline}",
-         f"{p.min_p:.2g}", describe_detectable(p.hypothesis, d),
+         f"{p.min_p:.2g}" if p.min_p > 0 else "< 1e-300", describe_detectable(p.hypothesis, d),
          p.hypothesis.describe_min_effect(), "yes" if p.detects_min_effect(d) else "NO"]
         for p, d in evaluated
     ]  # fmt: skip

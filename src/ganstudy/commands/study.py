@@ -66,9 +66,15 @@ def _cmd_init_tracking(args) -> int:
 def _cmd_cost(args) -> int:
     from ganstudy.study import cost, plan
 
+    from ganstudy.analysis import planning
+
     study = Study.from_config(load_configs(args.config), _schema_path(args.schema))
     print(cost.table(cost.estimate(study, data_root=args.data_root)))
     print()
+    print("Primary hypotheses (analysis.primary), each pooled over its cells:")
+    print(planning.table(planning.evaluate(planning.plan(study))))
+    print()
+    print("Secondary comparisons (exploratory), per cell, Holm over their own family:")
     print(plan.table(plan.plan(study)))
     return 0
 
@@ -127,7 +133,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser(
         "cost",
-        help="runs, steps and estimated compute of a study config, and its planned comparisons",
+        help="runs, steps and estimated compute of a study config, the power of its primary "
+        "hypotheses and its planned per-cell comparisons",
         description="Estimate a study's training compute from the CPU throughput measured per "
         "architecture (ganstudy.study.cost.STEP_SECONDS).",
     )

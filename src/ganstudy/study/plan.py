@@ -1,4 +1,5 @@
-"""The study's comparisons, planned before any run: every pair of the study (a candidate arm
+"""The study's secondary family, per cell and exploratory (the primary hypotheses, pooled over
+cells, are :mod:`ganstudy.analysis.planning`'s), planned before any run: every pair of the study (a candidate arm
 against its baseline in a dataset x arch x bn group, :func:`ganstudy.study.grid.plan_pairs`) on
 each metric test of the dataset (:func:`ganstudy.comparisons.metric_tests`), with the seeds each
 arm will have.
@@ -118,7 +119,8 @@ def warning(comparisons: list[PlannedComparison], alpha: float = power.ALPHA) ->
     )
     more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
     return (
-        f"Power: {len(bad)} of {len(comparisons)} planned comparisons can never reach "
+        f"Power of the secondary (per-cell, exploratory) family: {len(bad)} of "
+        f"{len(comparisons)} planned comparisons can never reach "
         f"significance after Holm's correction (first threshold {level:.2g}): {shown}{more}. "
         "Their verdicts will read 'no significant difference' whatever the truth; give their "
         "arms more seeds (`ganstudy study cost` lists every comparison)."
