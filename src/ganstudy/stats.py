@@ -146,24 +146,27 @@ class MannWhitney:
     p: float
     n_x: int
     n_y: int
+    method: str = ""
 
 
 def mann_whitney(x, y) -> MannWhitney:
-    """Two-sided Mann-Whitney U test of x against y (scipy.stats.mannwhitneyu, method "auto").
+    """Two-sided Mann-Whitney U test of x against y, exact with ties
+    (:func:`ganstudy.analysis.exact.mann_whitney`: the permutation distribution of U given the
+    pooled values; its normal approximation above 100 values).
 
     U counts the pairs (x_i, y_j) with x_i > y_j (ties count 1/2); under H0 (same distribution)
-    P(X > Y) = 1/2. scipy uses the exact null distribution for small samples without ties and the
-    tie-corrected normal approximation otherwise. When every value of both samples is equal the
-    statistic has no spread and the samples agree perfectly: p = 1. Needs at least one value on
-    each side; p is NaN otherwise.
+    P(X > Y) = 1/2. When every value of both samples is equal the statistic has no spread and
+    the samples agree perfectly: p = 1. Needs at least one value on each side; p is NaN
+    otherwise. The plan's smallest reachable p (:func:`ganstudy.power.min_p_mann_whitney`) is
+    this test's without ties.
     """
+    from ganstudy.analysis import exact
+
     a, b = _finite(x), _finite(y)
     if len(a) == 0 or len(b) == 0:
-        return MannWhitney(math.nan, math.nan, len(a), len(b))
-    if np.all(a == a[0]) and np.all(b == a[0]):
-        return MannWhitney(len(a) * len(b) / 2.0, 1.0, len(a), len(b))
-    res = sps.mannwhitneyu(a, b, alternative="two-sided")
-    return MannWhitney(float(res.statistic), float(res.pvalue), len(a), len(b))
+        return MannWhitney(math.nan, math.nan, len(a), len(b), exact.EXACT)
+    test = exact.mann_whitney(a, b)
+    return MannWhitney(exact.u_statistic(a, b), float(test.p), len(a), len(b), test.method)
 
 
 @dataclass(frozen=True)
@@ -193,6 +196,7 @@ class Comparison:
     effect_low: float = math.nan
     effect_high: float = math.nan
     min_p: float = math.nan
+    method: str = ""
 
     @property
     def effect_name(self) -> str:
@@ -228,10 +232,10 @@ def compare(
     """
     a, b = _finite(baseline), _finite(candidate)
     if kind == power.RATE:
-        u, p = math.nan, fisher_rates(a, b)
+        u, p, method = math.nan, fisher_rates(a, b), "Fisher exact"
     else:
         test = mann_whitney(a, b)
-        u, p = test.u, test.p
+        u, p, method = test.u, test.p, test.method
     lo, hi = bootstrap_ci_diff_means(a, b, level=level, seed=seed)
     mean_a = float(np.mean(a)) if len(a) else math.nan
     mean_b = float(np.mean(b)) if len(b) else math.nan
@@ -271,6 +275,7 @@ def compare(
         effect_low=effect_lo,
         effect_high=effect_hi,
         min_p=smallest,
+        method=method,
     )
 
 

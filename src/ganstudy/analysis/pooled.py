@@ -58,6 +58,7 @@ class Cell:
     labels: dict
     baseline: np.ndarray
     candidate: np.ndarray
+    sign: float = 1.0  # continuous: +1 or -1, what turned the outcome into higher-is-better
 
     @property
     def name(self) -> str:
@@ -303,7 +304,7 @@ def pooled_continuous(
         lo = hi = math.nan
         if len(c.candidate) >= 2 and len(c.baseline) >= 2:
             lo, hi = _bootstrap((c.candidate, c.baseline), "percentile", 2_000, seed + 1 + i)
-        finite = [np.median(a[np.isfinite(a)]) if np.isfinite(a).any() else math.nan
+        finite = [c.sign * np.median(a[np.isfinite(a)]) if np.isfinite(a).any() else math.nan
                   for a in (c.candidate, c.baseline)]  # fmt: skip
         per_cell.append(
             CellEffect(

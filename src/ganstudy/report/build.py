@@ -26,6 +26,7 @@ import yaml
 from ganstudy import aggregate, layout, summary_columns
 from ganstudy.comparisons import read_pairs
 from ganstudy.errors import ConfigError
+from ganstudy.report.answer import answer_section
 from ganstudy.report.compare import statistics_section
 from ganstudy.report.html import Html, fmt, join, table, tag
 from ganstudy.report.inputs import (
@@ -246,12 +247,17 @@ class Section:
 
 
 SECTIONS: tuple[Section, ...] = (
+    Section("answer", "The answer", answer_section),
     Section("question", "The question", _question),
     Section("design", "Study design", _design),
     Section("data", "Data sources", _data_sources),
     Section("results", "Results by dataset", results_section),
     Section("stability", "Stability", stability_section),
-    Section("statistics", "Statistics: each candidate vs its baseline", statistics_section),
+    Section(
+        "statistics",
+        "Secondary comparisons (exploratory): each candidate vs its baseline, per cell",
+        statistics_section,
+    ),
     Section("published", "Reproduction vs published numbers", published_section),
     Section("provenance", "Provenance", _provenance),
 )

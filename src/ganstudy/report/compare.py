@@ -207,8 +207,11 @@ def statistics_section(study: ReportInputs) -> Html:
     intro = tag(
         "p",
         f"{_which_pairs(study)} on the FID where the dataset has one and on its mode "
-        "metric(s) otherwise, and on the rate of diverged runs. Continuous metrics: two-sided "
-        "Mann-Whitney U over seeds (scipy.stats.mannwhitneyu), effect size Cliff's delta "
+        "metric(s) otherwise, and on the rate of diverged runs. Secondary and exploratory: the "
+        "question's answer is the primary family above; these per-cell tests have their own "
+        "Holm correction. Continuous metrics: two-sided Mann-Whitney U over seeds, exact with "
+        "ties (the permutation distribution of U given the values; its normal approximation "
+        "above 100 runs, as named beside each U), effect size Cliff's delta "
         "(P(candidate > baseline) - P(candidate < baseline)); rates (success, diverged): "
         "two-sided Fisher exact test (scipy.stats.fisher_exact), effect size the difference of "
         f"rates. Holm correction over the {n_testable} comparisons that can reach significance "
@@ -244,7 +247,7 @@ def statistics_section(study: ReportInputs) -> Html:
                 fmt(c.mean_candidate),
                 f"{fmt(c.difference)} [{fmt(c.ci_low)}, {fmt(c.ci_high)}]",
                 f"{c.effect_name} {fmt(c.effect)} [{fmt(c.effect_low)}, {fmt(c.effect_high)}]",
-                "Fisher" if c.kind == power.RATE else f"U = {fmt(c.u)}",
+                c.method if c.kind == power.RATE else f"U = {fmt(c.u)} ({c.method})",
                 fmt(c.p),
                 fmt(c.min_p),
                 fmt(r.p_holm),

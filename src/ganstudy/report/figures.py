@@ -173,3 +173,40 @@ def scatter2d(
             ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
             ax.set_title(titles.get((variant, loss), f"{loss}\n{variant}"), fontsize=8)
     return _png(fig)
+
+
+def forest(data: pd.DataFrame, panel_titles: dict[str, str]) -> bytes:
+    """Forest plot: per panel (a hypothesis) each cell's effect with its CI and the pooled one
+    (row ``pooled`` True, drawn as a diamond), a dashed line at no effect (``null``).
+
+    Columns: panel, label, effect, low, high, pooled (bool), null (the no-effect value), log
+    (bool: a log x axis, for odds ratios), xlabel.
+    """
+    _theme()
+    panels = list(dict.fromkeys(data["panel"]))
+    cols = min(len(panels), 2)
+    rows = math.ceil(len(panels) / cols)
+    height = max(2.0, 0.32 * data.groupby("panel").size().max() + 1.2)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, height * rows), squeeze=False)
+    flat = axes.ravel()
+    for ax in flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, name in zip(flat, panels):
+        sub = data[data["panel"] == name].reset_index(drop=True)
+        y = np.arange(len(sub))[::-1]
+        for yi, row in zip(y, sub.itertuples()):
+            finite = math.isfinite(row.low) and math.isfinite(row.high)
+            colour = "#b22222" if row.pooled else "#333333"
+            if finite:
+                ax.plot([row.low, row.high], [yi, yi], color=colour, lw=1.4)
+            if math.isfinite(row.effect) and (not sub["log"].iloc[0] or row.effect > 0):
+                ax.plot(row.effect, yi, "D" if row.pooled else "s", color=colour,
+                        ms=7 if row.pooled else 5)  # fmt: skip
+        ax.axvline(sub["null"].iloc[0], color="#888888", ls="--", lw=1)
+        if sub["log"].iloc[0]:
+            ax.set_xscale("log")
+        ax.set_yticks(y, sub["label"])
+        ax.set(title=panel_titles.get(name, name), xlabel=sub["xlabel"].iloc[0])
+        ax.grid(axis="y", visible=False)
+    fig.tight_layout()
+    return _png(fig)

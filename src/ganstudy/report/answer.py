@@ -1,0 +1,302 @@
+"""The report's first section, "The answer": the primary hypotheses, pooled over cells.
+
+Each primary hypothesis (:mod:`ganstudy.analysis.primary`, from the study config's
+``analysis.primary``) is tested over its cells (:mod:`ganstudy.analysis.pooled`) with Holm's
+correction over the primary family only, and stated in one line of plain words. Beside it: the
+same analysis among completed runs (runs that diverged left out), the heterogeneity tests, the
+smallest effect the design detects, and a forest plot of every cell's effect with the pooled one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from ganstudy import stats
+from ganstudy.analysis import planning, pooled
+from ganstudy.analysis import primary as primary_mod
+from ganstudy.analysis.primary import Hypothesis
+from ganstudy.comparisons import Pair
+from ganstudy.errors import ConfigError
+from ganstudy.power import RATE
+from ganstudy.report import figures
+from ganstudy.report.compare import fid_settings, pairs_of
+from ganstudy.report.html import Html, figure, fmt, join, table, tag
+from ganstudy.report.inputs import ReportInputs
+
+FINISHED = ("completed", "diverged")
+WORDS = {
+    # outcome: (fewer / lower, more / higher) for the candidate, as a verb phrase
+    "diverged": ("diverged less often", "diverged more often"),
+    "success": ("succeeded less often", "succeeded more often"),
+    "collapsed": ("collapsed less often", "collapsed more often"),
+}
+
+
+@dataclass(frozen=True)
+class Answer:
+    hypothesis: Hypothesis
+    result: pooled.PooledResult
+    completed_only: pooled.PooledResult | None
+    runs: pd.DataFrame  # the runs the test drew on
+    missing: str  # runs of the cells without a value, and why
+    untestable: str = ""
+
+
+def _study_pairs(study: ReportInputs) -> list[Pair]:
+    if study.pairs is not None:
+        return study.pairs
+    # Runs not designed by a study: each dataset is a family of its own.
+    return [Pair(d, d, a, g, b, base, cand)
+            for d, a, g, b, base, cand in pairs_of(study.runs, study.comparison, None)]  # fmt: skip
+
+
+def family(study: ReportInputs) -> list[Hypothesis]:
+    """The primary family: the study config's (``--config``), else the derived default."""
+    config = yaml.safe_load(study.config_text) if study.config_text else None
+    try:
+        return primary_mod.hypotheses(config, _study_pairs(study), strict=False)
+    except ConfigError as err:
+        raise ConfigError(f"study config {study.config_path}: {err}") from err
+
+
+def _value(h: Hypothesis, row, completed_only: bool) -> float | None:
+    """The run's outcome (rates 0/1; continuous oriented, higher is better, -inf: diverged);
+    None when the run has no value (not finished, not evaluated, metric missing)."""
+    diverged = row.state == "diverged" or row.diverged == 1.0
+    outcome = h.outcome
+    if outcome.column == "diverged":
+        known = row.state in FINISHED or row.train_status in FINISHED
+        return float(diverged) if known and not (completed_only and diverged) else None
+    if row.state not in FINISHED:
+        return None
+    if diverged:
+        if completed_only:
+            return None
+        return float(outcome.if_diverged) if outcome.kind == RATE else -math.inf
+    value = getattr(row, outcome.column)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    value = float(value)
+    return value if outcome.kind == RATE or outcome.higher_is_better else -value
+
+
+def cells(h: Hypothesis, study: ReportInputs, completed_only: bool = False):
+    """The hypothesis' cells from the runs: (cells, runs used, note on runs without a value)."""
+    runs = study.runs
+    out, used, notes = [], [], []
+    for p in h.strata(_study_pairs(study)):
+        group = runs[(runs["dataset"] == p.dataset) & (runs["arch"] == p.arch)
+                     & (runs["bn_g"] == p.bn_g) & (runs["bn_d"] == p.bn_d)]  # fmt: skip
+        arms = {}
+        for role, arm in (("baseline", p.baseline), ("candidate", p.candidate)):
+            members = group[group["arm"] == arm]
+            values = [(r, _value(h, r, completed_only)) for r in members.itertuples()]
+            arms[role] = np.asarray([v for _, v in values if v is not None], dtype=float)
+            used += [r.Index for r, v in values if v is not None]
+            lacking = [r.state for r, v in values if v is None]
+            if lacking:
+                counts = pd.Series(lacking).value_counts()
+                shown = ", ".join(f"{n} {s}" for s, n in counts.items())
+                notes.append(
+                    f"{p.dataset} {p.arch} bn-g{int(p.bn_g)}-d{int(p.bn_d)} {arm}: {shown}"
+                )
+        labels = {"dataset": p.dataset, "arch": p.arch,
+                  "bn": f"bn-g{int(p.bn_g)}-d{int(p.bn_d)}", "block": p.block}  # fmt: skip
+        sign = 1.0 if h.outcome.kind == RATE or h.outcome.higher_is_better else -1.0
+        out.append(pooled.Cell(labels, arms["baseline"], arms["candidate"], sign))
+    return out, runs.loc[used], "; ".join(notes)
+
+
+def analyse(h: Hypothesis, study: ReportInputs) -> Answer:
+    found, used, missing = cells(h, study)
+    analysis = pooled.pooled_rate if h.outcome.kind == RATE else pooled.pooled_continuous
+    result = analysis(found)
+    untestable = ""
+    if h.outcome.column == "fid" and len(fid_settings(used)) > 1:
+        untestable = "not tested: the FIDs were computed with different settings"
+    elif not result.testable:
+        untestable = "not tested yet: no cell has finished runs of both arms"
+    completed = None
+    if h.outcome.column != "diverged" and (result.diverged_baseline or result.diverged_candidate
+                                           or _any_diverged(used)):  # fmt: skip
+        completed = analysis(cells(h, study, completed_only=True)[0])
+    return Answer(h, result, completed, used, missing, untestable)
+
+
+def _any_diverged(runs: pd.DataFrame) -> bool:
+    return bool(((runs["state"] == "diverged") | (runs["diverged"] == 1.0)).any())
+
+
+def _scope(h: Hypothesis) -> str:
+    return " + ".join(h.scope)
+
+
+def _effect_text(h: Hypothesis, r: pooled.PooledResult) -> str:
+    if r.kind == RATE:
+        counts = (f"{r.events_candidate} of {r.n_candidate} vs {r.events_baseline} of "
+                  f"{r.n_baseline} runs")  # fmt: skip
+        if math.isnan(r.effect):
+            return f"{counts}; no cell has events in one arm and not in both: no odds ratio"
+        if r.effect == 0 or math.isinf(r.effect):
+            return (f"{counts}; common odds ratio {fmt(r.effect)} (events in one arm only: "
+                    "no confidence interval)")  # fmt: skip
+        return f"{counts}; common odds ratio {fmt(r.effect)} [{fmt(r.low)}, {fmt(r.high)}]"
+    diverged = ""
+    if r.diverged_candidate or r.diverged_baseline:
+        diverged = (f", of which {r.diverged_candidate} and {r.diverged_baseline} diverged and "
+                    "rank worst")  # fmt: skip
+    return (f"probability of improvement {fmt(r.effect)} [{fmt(r.low)}, {fmt(r.high)}] over "
+            f"{r.cells} cell(s) ({r.n_candidate} vs {r.n_baseline} runs{diverged})")  # fmt: skip
+
+
+def _detectable_text(h: Hypothesis, r: pooled.PooledResult, level: float) -> str:
+    sizes = [(c.n_candidate, c.n_baseline) for c in r.per_cell]
+    if h.outcome.kind == RATE:
+        d = planning.detectable_rate_difference(sizes, h.base_rate, level)
+        if d is None:
+            return "these runs cannot detect any difference of rates with 80% power"
+        return (f"this design detects a difference of rates of at least {d:.3f} from a baseline "
+                f"rate of {h.base_rate:.2f} with 80% power")  # fmt: skip
+    d = planning.detectable_poi(sizes, level)
+    if d is None:
+        return "these runs cannot detect any effect with 80% power"
+    return (
+        f"this design detects a probability of improvement outside [{1 - d:.2f}, {d:.2f}] "
+        "with 80% power"
+    )
+
+
+def sentence(a: Answer, p_holm: float, level: float) -> str:
+    """One line of plain words for a primary hypothesis."""
+    h, r = a.hypothesis, a.result
+    cand, base, scope = h.candidate, h.baseline, _scope(h)
+    if a.untestable:
+        return f"{cand} vs {base}, {h.outcome.label} on {scope}: {a.untestable}."
+    test = f"{r.method} p = {fmt(r.p)}, Holm-adjusted {fmt(p_holm)}"
+    if p_holm < stats.ALPHA:
+        if r.kind == RATE:
+            fewer = r.effect < 1
+            verb = WORDS[h.outcome.column][0 if fewer else 1]
+            return f"{cand} {verb} than {base} on {scope}: {_effect_text(h, r)}, {test}."
+        better = r.effect > 0.5
+        direction = {True: "higher", False: "lower"}[better == h.outcome.higher_is_better]
+        quality = "better" if better else "worse"
+        return (f"{cand} gave {quality} {h.outcome.label} ({direction}) than {base} on {scope}: "
+                f"{_effect_text(h, r)}, {test}.")  # fmt: skip
+    return (f"No difference detected in the {h.outcome.label} of {cand} and {base} on {scope} "
+            f"({_effect_text(h, r)}, {test}); {_detectable_text(h, r, level)}.")  # fmt: skip
+
+
+def _heterogeneity_text(r: pooled.PooledResult) -> str:
+    het = r.heterogeneity
+    if het is None:
+        return "-"
+    parts = [f"{het.test}: {fmt(het.statistic)} on {het.df} df, p = {fmt(het.p)}"]
+    parts += [f"by {f.factor}: Q = {fmt(f.q)} on {f.df} df, p = {fmt(f.p)}" for f in het.factors]
+    return "; ".join(parts)
+
+
+def _forest_title(a: Answer) -> str:
+    het = a.result.heterogeneity
+    text = "heterogeneity: -" if het is None else f"{het.test} p = {fmt(het.p)}"
+    return f"{a.hypothesis.name}\n{text}"
+
+
+def _forest_rows(index: int, a: Answer) -> list[dict]:
+    r = a.result
+    is_rate = r.kind == RATE
+    common = {"panel": str(index), "null": 1.0 if is_rate else 0.5, "log": is_rate,
+              "xlabel": "odds ratio (candidate / baseline)" if is_rate
+              else "P(candidate better than baseline)"}  # fmt: skip
+    rows = [dict(common, label=f"{c.name} ({c.detail})", effect=c.effect, low=c.low,
+                 high=c.high, pooled=False) for c in r.per_cell]  # fmt: skip
+    label = f"pooled: {fmt(r.effect)} [{fmt(r.low)}, {fmt(r.high)}]"
+    rows.append(dict(common, label=label, effect=r.effect, low=r.low, high=r.high, pooled=True))
+    return rows
+
+
+METHODS = (
+    "Each primary hypothesis pools its cells (dataset x architecture x batch norm x block; the "
+    "arms of a cell differ only in their loss and what their arms set). Rates: the exact "
+    "conditional test of a common odds ratio of 1 (a stratified Fisher test, exact at any count), "
+    "the Mantel-Haenszel common odds ratio (candidate's odds over the baseline's) with its "
+    "Robins-Breslow-Greenland 95% CI, the Cochran-Mantel-Haenszel test beside it, and the "
+    "Breslow-Day test (Tarone) of a common odds ratio (statsmodels' StratifiedTable). "
+    "Continuous outcomes (FID, modes covered, KL): the probability of improvement P(candidate "
+    "better than baseline) + P(tie)/2 per cell, averaged over cells, with a stratified bootstrap "
+    "95% CI (scipy.stats.bootstrap, each arm of each cell resampled on its own, BCa else "
+    "percentile, 4000 resamples, seed 0), tested by the stratified permutation test of that mean "
+    "(labels permuted within cells; the exact permutation distribution, ties included, or its "
+    "normal approximation above 100 runs per cell, as named beside each p). Runs that diverged "
+    "are counted, never dropped: on a continuous outcome they rank below every completed run; "
+    "on the success rate they count as failures, on the collapse rate as collapsed. The same "
+    "analysis among completed runs only is shown beside. Heterogeneity: Breslow-Day or Cochran's "
+    "Q over the cells (per-cell odds ratios with Woolf's variance, 0.5 added to tables with a "
+    "zero; probabilities of improvement with the Hanley-McNeil variance at the pooled value) and, "
+    "for each factor that varies, the between-groups Q of a subgroup analysis: asymptotic tests, "
+    "rough with few seeds per cell. Holm's correction runs over the primary family only; the "
+    "detectable effect is at Holm's first threshold alpha / m, by simulation of the same test "
+    f"({planning.SIMULATIONS} simulated studies, seed {planning.SEED}). Significance level "
+    f"{stats.ALPHA}."
+)
+
+
+def answer_section(study: ReportInputs) -> Html:
+    hypotheses = family(study)
+    if not hypotheses:
+        return tag("p", "No primary hypothesis: no cell compares lsgan with its baseline, and the "
+                   "study config names none (analysis.primary).")  # fmt: skip
+    answers = [analyse(h, study) for h in hypotheses]
+    p = [a.result.p if not a.untestable else math.nan for a in answers]
+    p_holm = stats.holm(p)
+    level = stats.ALPHA / max(1, len(hypotheses))
+    lines = [tag("li", sentence(a, ph, level)) for a, ph in zip(answers, p_holm)]
+    rows = []
+    for a, ph in zip(answers, p_holm):
+        r, c = a.result, a.completed_only
+        completed = "-" if c is None else (
+            f"{fmt(c.effect)} [{fmt(c.low)}, {fmt(c.high)}], p = {fmt(c.p)} "
+            f"({c.n_candidate} vs {c.n_baseline} runs)"
+        )  # fmt: skip
+        effect_name = "common odds ratio" if r.kind == RATE else "P(better)"
+        rows.append([
+            a.hypothesis.name, r.cells, f"{r.n_candidate} / {r.n_baseline}",
+            f"{effect_name} {fmt(r.effect)} [{fmt(r.low)}, {fmt(r.high)}]",
+            r.method, fmt(r.p), fmt(r.p_cmh) if r.kind == RATE else "-", fmt(ph), completed,
+            _heterogeneity_text(r), a.missing or "-",
+        ])  # fmt: skip
+    parts = [
+        tag(
+            "p",
+            f"Holm's correction over these {len(hypotheses)} primary hypotheses only (the "
+            "study config's analysis.primary); every per-cell comparison further down is "
+            "secondary and exploratory.",
+        ),  # fmt: skip
+        tag("ol", join(lines), cls="answer"),
+    ]
+    forest = pd.DataFrame([row for i, a in enumerate(answers) if not a.untestable
+                           for row in _forest_rows(i, a)])  # fmt: skip
+    if not forest.empty:
+        titles = {str(i): _forest_title(a) for i, a in enumerate(answers)}
+        used = pd.concat([a.runs for a in answers]).drop_duplicates(subset="run_dir")
+        parts.append(figure(
+            figures.forest(forest, titles),
+            "Forest plots: each cell's effect (squares, with 95% CIs) and the pooled estimate "
+            "(diamond); dashed: no effect. Rates: odds ratios (log scale; per cell Woolf's CI, "
+            "0.5 added to tables with a zero); continuous: P(candidate better than baseline) "
+            "with percentile bootstrap CIs per cell.",
+            used,
+        ))  # fmt: skip
+    parts.append(table(
+        ["primary hypothesis", "cells", "runs (candidate / baseline)", "effect [95% CI]", "test",
+         "p", "CMH p", "p (Holm, primary family)", "among completed runs only",
+         "heterogeneity (does the effect depend on the cell?)", "runs without a value"],
+        rows, cls="answer-table",
+    ))  # fmt: skip
+    parts.append(tag("p", METHODS, cls="note"))
+    return join(parts)
