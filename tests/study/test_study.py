@@ -107,7 +107,7 @@ def test_every_schema_key_has_a_description():
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"foo": 1}, "unknown key 'foo'; allowed keys in the top level: bn, classifiers"),
+        ({"foo": 1}, "unknown key 'foo'; allowed keys in the top level: analysis, bn, classifiers"),
         (
             {"experiments": {"toy": small_block(trian={})}},
             "unknown key 'experiments.toy.trian'; allowed keys in experiments.toy:",
@@ -153,24 +153,35 @@ def test_default_study_grid():
     by_block = {}
     for run in s.runs:
         by_block.setdefault(run.variant.block, []).append(run)
-    # 2 datasets x 3 losses x 2 bn x 24 seeds; 2 archs x 2 losses x 3 bn x 8; 2 x 2 x 8; 2 x 2 x 8
-    # (8 seeds per arm: the fewest with which every planned comparison can reach significance);
-    # the stabilisers: 3 arms x 2 bn x 24 on the ring, 3 x 8 on Stacked MNIST, 2 x 8 per LSGAN
-    # stability setting
+    # Seeds sized for the primary hypotheses (analysis.primary): 2 datasets x 3 losses x 2 bn x
+    # 144; 2 archs x 2 losses x 3 bn x 24; 2 x 2 x 56; 2 x 2 x 40 and 2 x 40 (cat64's third bn
+    # cell); the stabilisers (secondary): 3 arms x 2 bn x 24 on the ring, 3 x 8 on Stacked MNIST,
+    # 2 x 8 under RMSProp
     assert {k: len(v) for k, v in by_block.items()} == {
-        "mixtures": 288,
-        "fashion_mnist": 96,
-        "stacked_mnist": 32,
-        "cats": 32,
+        "mixtures": 1728,
+        "fashion_mnist": 288,
+        "stacked_mnist": 224,
+        "cats": 160,
         "stabilisers_ring": 144,
         "stabilisers_stacked_mnist": 24,
-        "lsgan_stability_adam": 16,
+        "lsgan_stability_adam": 80,
         "lsgan_stability_rmsprop": 16,
     }
     comparisons = plan.plan(s)
     # 44 LSGAN vs GAN; ring 2 bn x 3 candidates x 3 tests; Stacked MNIST 3 x 2; cats 2 x 2
     assert len(comparisons) == 44 + 18 + 6 + 4 and plan.unreachable(comparisons) == []
-    assert len(s.variants) == 45 and len(s.jobs) == 45  # every variant's seeds in one ensemble
+    assert len(s.variants) == 45 and len(s.jobs) == 177
+    # The primary family: 8 hypotheses, each pooled over the cells of one dataset family.
+    assert [(h.outcome.column, h.scope, len(h.strata(s.pairs))) for h in s.primary] == [
+        ("success", ("ring8", "grid25"), 4),
+        ("collapsed", ("ring8", "grid25"), 4),
+        ("diverged", ("fashion_mnist",), 6),
+        ("fid", ("fashion_mnist",), 6),
+        ("diverged", ("stacked_mnist",), 2),
+        ("modes_covered", ("stacked_mnist",), 2),
+        ("diverged", ("cat64",), 3),
+        ("fid", ("cat64",), 3),
+    ]
     assert len({r.run_dir for r in s.runs}) == len(s.runs)
     assert s.datasets == ["ring8", "grid25", "fashion_mnist", "stacked_mnist", "cat64"]
     assert s.classifier_datasets == ["fashion_mnist", "mnist"]
@@ -187,7 +198,7 @@ def test_default_study_grid():
     assert rc["tracking"]["tags"]["block"] == "stacked_mnist"  # a tag MLflow's UI groups by
     assert rc["tracking"]["tags"]["study"] == "lsgan-vs-gan"
     fmnist = s.variant("fashion_mnist/dcgan28_small/gan/bn-g0-d1")
-    assert fmnist.bn_name == "d_only" and fmnist.seeds == tuple(range(8))
+    assert fmnist.bn_name == "d_only" and fmnist.seeds == tuple(range(24))
 
 
 def test_default_study_stabilisers_and_their_baselines():

@@ -64,9 +64,8 @@ def _cmd_init_tracking(args) -> int:
 
 
 def _cmd_cost(args) -> int:
-    from ganstudy.study import cost, plan
-
     from ganstudy.analysis import planning
+    from ganstudy.study import cost, plan
 
     study = Study.from_config(load_configs(args.config), _schema_path(args.schema))
     print(cost.table(cost.estimate(study, data_root=args.data_root)))
