@@ -188,7 +188,9 @@ def mann_whitney(x, y) -> RankTest:
 def min_p_separated(sizes: list[tuple[int, int]]) -> float:
     """Smallest two-sided p of the stratified exact tests (rank or conditional) with these
     (n_x, n_y) per stratum: every stratum completely separated the same way (for rates: all
-    events in one arm, as many events as that arm's runs), 2 prod_s 1 / C(n_xs + n_ys, n_xs)."""
+    events in one arm, as many events as that arm's runs), 2 prod_s 1 / C(n_xs + n_ys, n_xs).
+    For rates with unequal arms the two tails differ and the exact conditional test can go
+    below it: there it is an upper bound."""
     log_p = math.log(2) - sum(
         math.lgamma(n + m + 1) - math.lgamma(n + 1) - math.lgamma(m + 1)
         for n, m in sizes

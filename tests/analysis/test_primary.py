@@ -1,0 +1,150 @@
+"""The primary family: config validation before any work, the derived default, the plan."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from ganstudy.analysis import planning, primary
+from ganstudy.comparisons import Pair
+from ganstudy.errors import ConfigError
+
+PAIRS = [
+    Pair("mixtures", "ring8", "mlp2d", True, True, "gan", "lsgan"),
+    Pair("mixtures", "grid25", "mlp2d", True, True, "gan", "lsgan"),
+    Pair("mixtures", "ring8", "mlp2d", True, True, "gan", "lsgan_chi2"),
+    Pair("fashion_mnist", "fashion_mnist", "dcgan28", True, True, "gan", "lsgan"),
+    Pair("fashion_mnist", "fashion_mnist", "dcgan28", False, False, "gan", "lsgan"),
+    Pair("cats", "cat64", "dcgan64", True, True, "gan", "lsgan"),
+    Pair("lsgan_stability_adam", "cat64", "dcgan64", False, True, "gan", "lsgan"),
+]
+GOOD = {"candidate": "lsgan", "baseline": "gan", "outcome": "fid", "scope": ["fashion_mnist"]}
+
+
+def config(*items):
+    return {"analysis": {"primary": [dict(GOOD, **i) for i in items]}}
+
+
+def test_a_hypothesis_pools_its_scope():
+    (h,) = primary.hypotheses(config({}), PAIRS)
+    assert h.min_effect == 0.65 and [p.bn_g for p in h.strata(PAIRS)] == [False, True]
+    (h,) = primary.hypotheses(config({"scope": ["cat64"], "outcome": "diverged"}), PAIRS)
+    assert len(h.strata(PAIRS)) == 2 and h.min_effect == 0.10 and h.base_rate == 0.5
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ({"outcome": "fid", "scope": ["ring8"]},
+         "key 'analysis.primary[0].outcome': 'fid' is not measured on 'ring8'"),
+        ({"scope": ["fashion-mnist"]},
+         "key 'analysis.primary[0].scope': 'fashion-mnist' is not a dataset; allowed:"),
+        ({"candidate": "lsgan_chi2"},
+         "key 'analysis.primary[0].scope': no planned comparison of lsgan_chi2 vs gan on "
+         "fashion_mnist; planned:"),
+        ({"outcome": "success"},
+         "'success' is not measured on 'fashion_mnist'; allowed there: outcomes of the 2D "
+         "mixtures only"),
+        ({"min_effect": 0.4}, "key 'analysis.primary[0].min_effect': 0.4 is not allowed for FID"),
+        ({"outcome": "diverged", "min_effect": 1.5},
+         "key 'analysis.primary[0].min_effect': 1.5 is not allowed for a rate"),
+        ({"base_rate": 0.3}, "key 'analysis.primary[0].base_rate': set for FID; allowed: rate"),
+        ({"outcome": "kl"}, "key 'analysis.primary[0].outcome': 'kl' is not allowed; allowed: "
+         "diverged, success, collapsed, fid, modes_covered, kl_to_uniform"),
+    ],
+)  # fmt: skip
+def test_bad_hypotheses_are_named_before_any_work(item, message):
+    with pytest.raises(ConfigError) as err:
+        primary.hypotheses(config(item), PAIRS)
+    assert message in str(err.value)
+
+
+def test_a_hypothesis_listed_twice_is_refused():
+    with pytest.raises(ConfigError, match="listed twice"):
+        primary.hypotheses(config({}, {}), PAIRS)
+
+
+def test_not_strict_leaves_out_hypotheses_without_runs():
+    items = config({}, {"scope": ["stacked_mnist"], "outcome": "diverged"})
+    assert [h.scope for h in primary.hypotheses(items, PAIRS, strict=False)] == [
+        ("fashion_mnist",)
+    ]
+
+
+def test_the_default_family_is_derived_per_dataset_family():
+    family = primary.hypotheses({"analysis": {"primary": None}}, PAIRS)
+    assert [(h.outcome.column, h.scope) for h in family] == [
+        ("success", ("ring8", "grid25")),
+        ("collapsed", ("ring8", "grid25")),
+        ("diverged", ("fashion_mnist",)),
+        ("fid", ("fashion_mnist",)),
+        ("diverged", ("cat64",)),  # the cats block and the LSGAN stability block: one family
+        ("fid", ("cat64",)),
+    ]
+    assert all((h.candidate, h.baseline) == ("lsgan", "gan") for h in family)
+
+
+def test_the_schema_checks_the_keys(tmp_path):
+    from ganstudy.study import schema
+
+    toy = {"toy": {"datasets": ["ring8"], "archs": ["mlp2d"], "losses": ["gan", "lsgan"]}}
+    cfg = {"experiments": toy, "analysis": {"primary": [dict(GOOD, scopes=["x"])]}}
+    with pytest.raises(ConfigError, match=r"unknown key 'analysis.primary.0.scopes'"):
+        schema.validate(copy.deepcopy(cfg), schema.load_schema())
+    cfg = {"experiments": toy, "analysis": {"primary": [{"candidate": "lsgan"}]}}
+    with pytest.raises(ConfigError, match=r"analysis.primary.0.baseline' is missing"):
+        schema.validate(cfg, schema.load_schema())
+
+
+# ---------------------------------------------------------------------------------------------
+# planning
+
+
+def test_detectable_poi_matches_the_closed_form_roughly():
+    # One stratum of n vs n: Noether, |P - 1/2| = (z_{1-a/2} + z_0.8) / sqrt(12 * n / 2).
+    from statistics import NormalDist
+
+    n, level = 40, 0.05
+    z = NormalDist().inv_cdf
+    noether = 0.5 + (z(1 - level / 2) + z(0.8)) / (12 * n / 2) ** 0.5
+    found = planning.detectable_poi([(n, n)], level)
+    assert found == pytest.approx(noether, abs=0.02)
+    # and the power there is 80% by the simulation that found it
+    assert planning.poi_power([(n, n)], found, level) == pytest.approx(0.8, abs=0.01)
+
+
+def test_detectable_rate_difference_matches_the_normal_approximation_roughly():
+    # Two proportions 0.5 vs 0.5 + d with n per arm: n = (z_a/2 + z_b)^2 (p0 q0 + p1 q1) / d^2.
+    found = planning.detectable_rate_difference([(100, 100)] * 2, 0.5, 0.05)
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf
+    d = found
+    n_needed = (z(0.975) + z(0.8)) ** 2 * (0.25 + (0.5 + d) * (0.5 - d)) / d**2
+    assert n_needed == pytest.approx(200, rel=0.15)
+    assert planning.rate_power([(100, 100)] * 2, 0.5, d, 0.05) >= 0.8
+
+
+def test_nothing_is_detectable_below_the_smallest_p():
+    assert planning.detectable_poi([(2, 2)], 0.01) is None
+    assert planning.detectable_rate_difference([(2, 2)], 0.5, 0.01) is None
+
+
+def test_plan_table_and_warning(monkeypatch):
+    from ganstudy.study.grid import Study
+    from ganstudy.study.schema import default_schema_path
+
+    cfg = {
+        "experiments": {
+            "toy": {"datasets": ["ring8"], "archs": ["mlp2d"], "losses": ["gan", "lsgan"],
+                    "seeds": 3, "train": {"steps": 10}}  # fmt: skip
+        }
+    }
+    study = Study.from_config(cfg, default_schema_path())
+    evaluated = planning.evaluate(planning.plan(study))
+    assert [p.hypothesis.outcome.column for p, _ in evaluated] == ["success", "collapsed"]
+    text = planning.table(evaluated)
+    assert "lsgan vs gan: success rate on ring8" in text and "3/3" in text
+    assert "2 cannot detect their min_effect" in text
+    assert "cannot detect the effect that matters" in planning.warning(evaluated)
