@@ -135,7 +135,9 @@ def test_stratified_fisher_fft_path_equals_direct_convolution(monkeypatch):
 
 
 def test_fisher_batches_and_skips_empty_strata():
-    p = exact.stratified_fisher_p([[3, 0], [0, 0]], [[8, 0], [8, 8]], [[7, 5], [5, 0]], [[8, 8], [8, 8]])
+    p = exact.stratified_fisher_p(
+        [[3, 0], [0, 0]], [[8, 0], [8, 8]], [[7, 5], [5, 0]], [[8, 8], [8, 8]]
+    )
     assert p.shape == (2,)
     assert p[0] == pytest.approx(sps.fisher_exact([[3, 5], [7, 1]]).pvalue, rel=1e-9)
 

@@ -67,9 +67,7 @@ def test_a_hypothesis_listed_twice_is_refused():
 
 def test_not_strict_leaves_out_hypotheses_without_runs():
     items = config({}, {"scope": ["stacked_mnist"], "outcome": "diverged"})
-    assert [h.scope for h in primary.hypotheses(items, PAIRS, strict=False)] == [
-        ("fashion_mnist",)
-    ]
+    assert [h.scope for h in primary.hypotheses(items, PAIRS, strict=False)] == [("fashion_mnist",)]
 
 
 def test_the_default_family_is_derived_per_dataset_family():
@@ -137,8 +135,13 @@ def test_plan_table_and_warning(monkeypatch):
 
     cfg = {
         "experiments": {
-            "toy": {"datasets": ["ring8"], "archs": ["mlp2d"], "losses": ["gan", "lsgan"],
-                    "seeds": 3, "train": {"steps": 10}}  # fmt: skip
+            "toy": {
+                "datasets": ["ring8"],
+                "archs": ["mlp2d"],
+                "losses": ["gan", "lsgan"],
+                "seeds": 3,
+                "train": {"steps": 10},
+            }  # fmt: skip
         }
     }
     study = Study.from_config(cfg, default_schema_path())

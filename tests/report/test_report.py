@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import csv
+import html
 import io
 import json
 import os
 import re
 import shutil
 
+import numpy as np
 import pytest
 import yaml
 from PIL import Image
@@ -21,6 +23,7 @@ from ganstudy.errors import ConfigError
 from ganstudy.report import build as report
 from ganstudy.report import compare as report_compare
 from ganstudy.report import inputs as report_study
+from ganstudy.report.html import fmt
 
 
 @pytest.fixture(scope="module")
@@ -334,3 +337,44 @@ def test_without_a_study_plan_arms_are_not_paired_by_their_loss(tmp_path):
     stats = page[page.index('id="statistics"') : page.index('id="published"')]
     assert "<td>gan vs lsgan</td>" in stats
     assert "gap_aware</td>" not in stats  # an arm's settings differ: no comparison by roles
+
+
+def test_the_answer_opens_the_report_with_the_primary_family(rendered):
+    from ganstudy.analysis import exact
+
+    _, page = rendered
+    first = re.search(r"<h2 id=\"([a-z]+)\">", page).group(1)
+    assert first == "answer"
+    section = html.unescape(page[page.index('<h2 id="answer">') : page.index('<h2 id="question">')])
+    # The derived family (no analysis.primary in this config): per dataset, its outcomes.
+    assert "Holm's correction over these 6 primary hypotheses only" in section
+    assert section.count("<li>") >= 6 and "Forest plots" in section
+    # FID on Fashion-MNIST: bn-g1-d1 lsgan better on all 5 vs 5 (P = 1); bn-g0-d0 lsgan seeds
+    # 0, 1 beat gan's two, its diverged seed 2 ranks worst (4 of 6 pairs): mean 0.833.
+    assert "probability of improvement 0.833" in section
+    assert "(8 vs 7 runs, of which 1 and 0 diverged and rank worst)" in section
+    strata = [
+        (-np.array([20.0, 21, 22, 23, 24]), -np.array([30.0, 31, 32, 33, 34])),
+        (np.array([-25.0, -26.0, -np.inf]), np.array([-35.0, -36.0])),
+    ]
+    p = exact.stratified_rank_test(strata).p
+    assert f"exact permutation p = {fmt(p)}" in section
+    # Among completed runs only (the diverged run left out): 2 vs 2 separated in cell 2.
+    completed = exact.stratified_rank_test([strata[0], (strata[1][0][:2], strata[1][1])]).p
+    assert f"p = {fmt(completed)} (7 vs 7 runs)" in section
+    # The missing gan run is named, not dropped; the diverged rate counts every finished run.
+    assert "fashion_mnist dcgan28 bn-g0-d0 gan: 1 missing" in section
+    assert "diverged rate of lsgan and gan on fashion_mnist (1 of 8 vs 0 of 7 runs" in section
+    assert "MLflow run ids" in section
+
+
+def test_a_bad_primary_family_in_the_config_is_named(tmp_path):
+    results = make_results(tmp_path)
+    config = tmp_path / "study.yaml"
+    config.write_text(
+        "analysis:\n  primary:\n    - {candidate: lsgan, baseline: gan, outcome: fid, "
+        "scope: [ring8]}\n"
+    )
+    with pytest.raises(ConfigError, match=r"analysis.primary\[0\].outcome': 'fid' is not measured"):
+        report.build_report(results, tmp_path / "r.html", config)
+    assert not (tmp_path / "r.html").exists()
