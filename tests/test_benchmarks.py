@@ -130,3 +130,12 @@ def test_median_interval_by_the_binomial_order_statistics():
     assert coverage == pytest.approx(1 - 20 / 512)
     # Below 6 values no interval reaches 95%: [min, max] with its own coverage.
     assert median_ci([3.0, 1.0, 2.0]) == (2.0, 1.0, 3.0, 0.75)
+
+
+def test_calibration_of_the_primary_family(tmp_path):
+    out = _run(tmp_path, "calibration.py", str(CONFIGS / "config.yaml"), "--studies", "3",
+               "--out", "calibration.json")  # fmt: skip
+    assert "family-wise false-positive rate" in out and "power at alpha/m" in out
+    assert "lsgan vs gan: FID on fashion_mnist" in out
+    record = json.loads((tmp_path / "calibration.json").read_text())
+    assert record["studies"] == 3 and len(record["power"]) >= 8
