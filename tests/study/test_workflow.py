@@ -233,6 +233,12 @@ def test_quick_study_end_to_end_on_the_cpu(tmp_path, shared_files):
     for shown in ("gan vs alpha_d05_g12", "gan vs gan_gap_aware"):
         assert f"<td>{shown}</td>" in page
     assert "ring8: learning rate of D under its schedule" in page
+    # The report opens with the answer: the primary family (derived: lsgan vs gan per dataset
+    # family, the cat faces here), one line each, a forest plot, then the exploratory cells.
+    assert page.index('<h2 id="answer">The answer</h2>') < page.index('<h2 id="question">')
+    answer = page[page.index('<h2 id="answer">') : page.index('<h2 id="question">')]
+    assert answer.count("<li>") == 8 and "on cat_faces64" in answer and "Forest plots" in answer
+    assert "Secondary comparisons (exploratory)" in page
     assert "gan_rmsprop" in page
     rmsprop = [r for r in design if r["loss"] == "gan_rmsprop"]
     assert len(rmsprop) == 1
