@@ -237,7 +237,8 @@ def test_quick_study_end_to_end_on_the_cpu(tmp_path, shared_files):
     # family, the cat faces here), one line each, a forest plot, then the exploratory cells.
     assert page.index('<h2 id="answer">The answer</h2>') < page.index('<h2 id="question">')
     answer = page[page.index('<h2 id="answer">') : page.index('<h2 id="question">')]
-    assert answer.count("<li>") == 8 and "on cat_faces64" in answer and "Forest plots" in answer
+    lines = answer[answer.index('<ol class="answer">') : answer.index("</ol>")]
+    assert lines.count("<li>") == 8 and "on cat_faces64" in lines and "Forest plots" in answer
     assert "Secondary comparisons (exploratory)" in page
     assert "gan_rmsprop" in page
     rmsprop = [r for r in design if r["loss"] == "gan_rmsprop"]

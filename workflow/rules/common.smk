@@ -88,6 +88,8 @@ onstart:
 
     from ganstudy.analysis import planning
 
+    for note in STUDY.primary_notes:
+        logger.warning(f"Primary family: {note}.")
     primary_warning = planning.warning(planning.evaluate(planning.plan(STUDY)))
     if primary_warning:
         logger.warning(primary_warning)

@@ -16,7 +16,7 @@ success on the ring; FID and modes: see config/README.md).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ganstudy.comparisons import Pair
 from ganstudy.data import registry
@@ -164,24 +164,40 @@ def _error(i: int, key: str, message: str) -> ConfigError:
     return ConfigError(f"key 'analysis.primary[{i}].{key}': {message}")
 
 
+def config_arms(config: dict | None) -> set[str]:
+    """Every arm any block of the config names, switched on or off (a typo check)."""
+    arms = set()
+    for block in ((config or {}).get("experiments") or {}).values():
+        if isinstance(block, dict):
+            arms |= set(block.get("losses") or []) | set(block.get("arms") or {})
+    return arms
+
+
 def hypotheses(
-    config: dict | None, pairs: list[Pair] | None = None, strict: bool = True
+    config: dict | None, pairs: list[Pair] | None = None, notes: list[str] | None = None
 ) -> list[Hypothesis]:
     """The primary family of a (schema-filled) study config, checked against its ``pairs``.
 
-    ``strict``: every scope dataset must have a planned comparison of the two arms (a study
-    being configured); otherwise hypotheses without any are left out (a report of runs that
-    were not all designed by this config).
+    A name that exists nowhere (an outcome, a dataset, an arm no block of the config names) is
+    an error. A hypothesis whose scope has no planned comparison of its two arms (their blocks
+    switched off, say by a merged config) is left out, and one whose scope is partly planned
+    keeps the datasets that are; each such change is appended to ``notes``.
     """
     items = ((config or {}).get("analysis") or {}).get("primary")
-    if items is None:
+    derived = items is None
+    if derived:
         items = default_family(pairs or [], _baseline(config))
+    known_arms = config_arms(config)
     out = []
     for i, item in enumerate(items):
         outcome = OUTCOMES.get(item.get("outcome"))
         if outcome is None:
             raise _error(i, "outcome", f"{item.get('outcome')!r} is not allowed; allowed: "
                          f"{', '.join(OUTCOMES)}")  # fmt: skip
+        for key in ("candidate", "baseline"):
+            if known_arms and item[key] not in known_arms:
+                raise _error(i, key, f"{item[key]!r} is not an arm of any block; allowed: "
+                             f"{', '.join(sorted(known_arms))}")  # fmt: skip
         scope = tuple(item.get("scope") or ())
         for name in scope:
             spec = registry.DATASETS.get(name)
@@ -208,15 +224,20 @@ def hypotheses(
             raise _error(i, "min_effect", f"{min_effect!r} from base_rate {base_rate!r} leaves "
                          "[0, 1] both ways; allowed: a difference one way at least")  # fmt: skip
         h = Hypothesis(item["candidate"], item["baseline"], outcome, scope, min_effect, base_rate)
-        if pairs is not None:
-            missing = [d for d in scope if not any(p.dataset == d for p in h.strata(pairs))]
-            if missing and strict:
-                planned = sorted({f"{p.candidate} vs {p.baseline} on {p.dataset}" for p in pairs})
-                raise _error(i, "scope", f"no planned comparison of {h.candidate} vs "
-                             f"{h.baseline} on {', '.join(missing)}; planned: "
-                             f"{'; '.join(planned) or 'none'}")  # fmt: skip
-            if len(missing) == len(scope):
+        if pairs is not None and not derived:
+            covered = tuple(d for d in scope if any(p.dataset == d for p in h.strata(pairs)))
+            missing = [d for d in scope if d not in covered]
+            where = f"analysis.primary[{i}] ({h.name})"
+            if not covered:
+                if notes is not None:
+                    notes.append(f"{where}: left out, no planned comparison of {h.candidate} vs "
+                                 f"{h.baseline} on {', '.join(scope)} in this study")  # fmt: skip
                 continue
+            if missing:
+                if notes is not None:
+                    notes.append(f"{where}: pooled over {', '.join(covered)} only, no planned "
+                                 f"comparison on {', '.join(missing)} in this study")  # fmt: skip
+                h = replace(h, scope=covered)
         out.append(h)
     names = [h.name for h in out]
     repeated = sorted({n for n in names if names.count(n) > 1})

@@ -72,6 +72,8 @@ def _cmd_cost(args) -> int:
     print()
     print("Primary hypotheses (analysis.primary), each pooled over its cells:")
     print(planning.table(planning.evaluate(planning.plan(study))))
+    for note in study.primary_notes:
+        print(f"Note: {note}.")
     print()
     print("Secondary comparisons (exploratory), per cell, Holm over their own family:")
     print(plan.table(plan.plan(study)))

@@ -55,11 +55,11 @@ def _study_pairs(study: ReportInputs) -> list[Pair]:
             for d, a, g, b, base, cand in pairs_of(study.runs, study.comparison, None)]  # fmt: skip
 
 
-def family(study: ReportInputs) -> list[Hypothesis]:
+def family(study: ReportInputs, notes: list[str] | None = None) -> list[Hypothesis]:
     """The primary family: the study config's (``--config``), else the derived default."""
     config = yaml.safe_load(study.config_text) if study.config_text else None
     try:
-        return primary_mod.hypotheses(config, _study_pairs(study), strict=False)
+        return primary_mod.hypotheses(config, _study_pairs(study), notes)
     except ConfigError as err:
         raise ConfigError(f"study config {study.config_path}: {err}") from err
 
@@ -247,7 +247,8 @@ METHODS = (
 
 
 def answer_section(study: ReportInputs) -> Html:
-    hypotheses = family(study)
+    notes: list[str] = []
+    hypotheses = family(study, notes)
     if not hypotheses:
         return tag("p", "No primary hypothesis: no cell compares lsgan with its baseline, and the "
                    "study config names none (analysis.primary).")  # fmt: skip
@@ -278,6 +279,7 @@ def answer_section(study: ReportInputs) -> Html:
             "secondary and exploratory.",
         ),  # fmt: skip
         tag("ol", join(lines), cls="answer"),
+        *(tag("p", f"Note: {n}.", cls="note") for n in notes),
     ]
     forest = pd.DataFrame([row for i, a in enumerate(answers) if not a.untestable
                            for row in _forest_rows(i, a)])  # fmt: skip

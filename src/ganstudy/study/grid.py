@@ -374,6 +374,8 @@ class Study:
     pairs: list[Pair] = field(default_factory=list)
     # The declared primary hypotheses (analysis.primary), checked against the pairs.
     primary: list[Hypothesis] = field(default_factory=list)
+    # What the primary family lost to blocks switched off (hypotheses left out or narrowed).
+    primary_notes: list[str] = field(default_factory=list)
 
     @classmethod
     def from_config(cls, config: dict, schema: dict | str | Path | None = None) -> Study:
@@ -384,7 +386,7 @@ class Study:
         study._check_data_settings()
         study.comparison = Comparison.from_config(config)
         study.pairs = plan_pairs(config, study.variants)
-        study.primary = primary_hypotheses(config, study.pairs)
+        study.primary = primary_hypotheses(config, study.pairs, study.primary_notes)
         return study
 
     # -- names and paths ---------------------------------------------------------------------
