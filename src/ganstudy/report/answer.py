@@ -141,7 +141,7 @@ def _effect_text(h: Hypothesis, r: pooled.PooledResult) -> str:
         counts = (f"{r.events_candidate} of {r.n_candidate} vs {r.events_baseline} of "
                   f"{r.n_baseline} runs")  # fmt: skip
         if math.isnan(r.effect):
-            return f"{counts}; no cell has events in one arm and not in both: no odds ratio"
+            return f"{counts}; no cell has runs both with and without the event: no odds ratio"
         if r.effect == 0 or math.isinf(r.effect):
             return (f"{counts}; common odds ratio {fmt(r.effect)} (events in one arm only: "
                     "no confidence interval)")  # fmt: skip
@@ -278,8 +278,8 @@ def answer_section(study: ReportInputs) -> Html:
             "study config's analysis.primary); every per-cell comparison further down is "
             "secondary and exploratory.",
         ),  # fmt: skip
-        tag("ol", join(lines), cls="answer"),
-        *(tag("p", f"Note: {n}.", cls="note") for n in notes),
+        tag("ol", join(lines), class_="answer"),
+        *(tag("p", f"Note: {n}.", class_="note") for n in notes),
     ]
     forest = pd.DataFrame([row for i, a in enumerate(answers) if not a.untestable
                            for row in _forest_rows(i, a)])  # fmt: skip
@@ -300,5 +300,5 @@ def answer_section(study: ReportInputs) -> Html:
          "heterogeneity (does the effect depend on the cell?)", "runs without a value"],
         rows, cls="answer-table",
     ))  # fmt: skip
-    parts.append(tag("p", METHODS, cls="note"))
+    parts.append(tag("p", METHODS, class_="note"))
     return join(parts)

@@ -205,6 +205,8 @@ def forest(data: pd.DataFrame, panel_titles: dict[str, str]) -> bytes:
         ax.axvline(sub["null"].iloc[0], color="#888888", ls="--", lw=1)
         if sub["log"].iloc[0]:
             ax.set_xscale("log")
+        else:  # a probability
+            ax.set_xlim(-0.02, 1.02)
         ax.set_yticks(y, sub["label"])
         ax.set(title=panel_titles.get(name, name), xlabel=sub["xlabel"].iloc[0])
         ax.grid(axis="y", visible=False)
