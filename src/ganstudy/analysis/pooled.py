@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as sps
@@ -116,7 +116,6 @@ class PooledResult:
     p_cmh: float = math.nan
     per_cell: tuple[CellEffect, ...] = ()
     heterogeneity: Heterogeneity | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def testable(self) -> bool:

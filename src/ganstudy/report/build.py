@@ -155,7 +155,7 @@ def _environment() -> dict[str, Any]:
     from ganstudy import provenance
 
     info = dict(provenance.versions())
-    for package in ("pandas", "scipy", "matplotlib", "seaborn"):
+    for package in ("pandas", "scipy", "statsmodels", "matplotlib", "seaborn"):
         try:
             info[package] = version(package)
         except PackageNotFoundError:
