@@ -107,8 +107,8 @@ class Hypothesis:
 
     def describe_min_effect(self) -> str:
         if self.outcome.kind == RATE:
-            return f"rate difference {self.min_effect:.2f} from {self.base_rate:.2f}"
-        return f"P(better) {self.min_effect:.2f}"
+            return f"rate difference {self.min_effect:g} from {self.base_rate:g}"
+        return f"P(better) {self.min_effect:g}"
 
 
 DEFAULT_CANDIDATE = "lsgan"
