@@ -66,3 +66,28 @@ def test_python_dash_m_ganstudy_runs_the_cli():
         [sys.executable, "-m", "ganstudy", "--version"], capture_output=True, text=True, check=True
     )
     assert out.stdout.startswith("ganstudy ")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--seeds", "3-1", "--out", "r{seed}"],
+         "--seeds '3-1': the range '3-1' runs backwards; allowed:"),
+        (["--seeds", "1,x", "--out", "r{seed}"], "--seeds '1,x': 'x' is not a seed or a range"),
+        (["--seeds", "0-2,2", "--out", "r{seed}"], "--seeds '0-2,2': seed 2 is given twice"),
+        (["--config", "bad.yaml", "--out", "r"], 'config file bad.yaml is not valid YAML'),
+        (["--config", "list.yaml", "--out", "r"], "list.yaml: expected a mapping of keys"),
+        (["--out", "a_file"], "--out a_file: a file of that name exists; allowed: a run directory"),
+    ],
+)  # fmt: skip
+def test_train_names_bad_input_without_a_traceback(tmp_path, args, message):
+    (tmp_path / "bad.yaml").write_text("dataset: {name: ring8\narch: [mlp2d\n")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    (tmp_path / "a_file").write_text("")
+    result = subprocess.run(
+        [sys.executable, "-m", "ganstudy", "train", *args, "--set", "train.steps=2"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "bad.yaml", "list.yaml"]

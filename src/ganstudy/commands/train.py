@@ -11,32 +11,69 @@ from ganstudy import config as config_mod
 from ganstudy.errors import ConfigError
 from ganstudy.train.signals import EXIT_INTERRUPTED
 
+SEEDS_ALLOWED = (
+    "seeds >= 0 as N, LO-HI (LO <= HI) or a comma-separated list of them, e.g. 0-15 or 0,3,7"
+)
+
 
 def _parse_seeds(text: str) -> list[int]:
+    """``--seeds``: '0-15', '0,3,7' or a mix; each seed once."""
     seeds: list[int] = []
-    for part in text.split(","):
-        if "-" in part.strip()[1:]:
-            lo, hi = part.split("-", 1)
-            seeds.extend(range(int(lo), int(hi) + 1))
-        else:
-            seeds.append(int(part))
+    for part in (p.strip() for p in text.split(",")):
+        lo, sep, hi = part.partition("-")
+        try:
+            first, last = (int(lo), int(hi)) if sep else (int(part), int(part))
+        except ValueError:
+            raise ConfigError(
+                f"--seeds {text!r}: {part!r} is not a seed or a range; allowed: {SEEDS_ALLOWED}"
+            ) from None
+        if first < 0:
+            raise ConfigError(f"--seeds {text!r}: {part!r} is negative; allowed: {SEEDS_ALLOWED}")
+        if last < first:
+            raise ConfigError(
+                f"--seeds {text!r}: the range {part!r} runs backwards; allowed: {SEEDS_ALLOWED}"
+            )
+        seeds.extend(range(first, last + 1))
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ConfigError(f"--seeds {text!r}: seed {repeated[0]} is given twice; allowed: each "
+                          "seed once")  # fmt: skip
     return seeds
+
+
+def _read_config(path: str) -> dict:
+    if not Path(path).is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        with open(path, encoding="utf-8") as fh:  # yaml names the file in its message
+            data = yaml.safe_load(fh)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {path} is not a text file: {err}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of keys at the top level, "
+                          f"got {type(data).__name__}")  # fmt: skip
+    return data or {}
 
 
 def _cli(args) -> int:
     from ganstudy.train.trainer import train
 
-    if args.config and not Path(args.config).is_file():
-        raise ConfigError(f"config file {args.config} does not exist")
-    data = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
-    cfg = config_mod.from_dict(config_mod.override(data or {}, args.set or []))
-    seeds = _parse_seeds(args.seeds) if args.seeds else [cfg.seed]
+    data = _read_config(args.config) if args.config else {}
+    seeds = _parse_seeds(args.seeds) if args.seeds else None
+    cfg = config_mod.from_dict(config_mod.override(data, args.set or []))
+    seeds = seeds or [cfg.seed]
     if len(seeds) > 1 and "{seed}" not in args.out:
         raise ConfigError(
             f"--out {args.out!r}: with several seeds, --out must contain '{{seed}}' "
             "(one run directory per seed)"
         )
     run_dirs = [Path(args.out.format(seed=s)) for s in seeds]
+    for run_dir in run_dirs:
+        if run_dir.exists() and not run_dir.is_dir():
+            raise ConfigError(f"--out {run_dir}: a file of that name exists; allowed: a run "
+                              "directory (new, or a run's to resume)")  # fmt: skip
     results = train(cfg, seeds, run_dirs, device=args.device, progress=not args.quiet)
     for seed, res, run_dir in zip(seeds, results, run_dirs):
         print(f"seed {seed}: {res['status']} after {res['steps']} steps -> {run_dir}")
