@@ -378,3 +378,18 @@ def test_a_bad_primary_family_in_the_config_is_named(tmp_path):
     with pytest.raises(ConfigError, match=r"analysis.primary\[0\].outcome': 'fid' is not measured"):
         report.build_report(results, tmp_path / "r.html", config)
     assert not (tmp_path / "r.html").exists()
+
+
+def test_sample_cells_say_why_there_is_no_grid(tmp_path):
+    """A loss a variant does not train is 'not in the design'; a run without samples yet says
+    its state, not that a file is missing."""
+    results = make_results(tmp_path)
+    extra = run_rel("fashion_mnist", "dcgan28", "lsgan_chi2", (1, 1), 0)
+    with (results / "design.csv").open("a", newline="") as fh:
+        csv.writer(fh).writerow(["fashion_mnist", "dcgan28", "lsgan_chi2", 1, 1, 0, extra])
+    page = report.build_report(results, tmp_path / "r.html").read_text()
+    section = page[page.index('id="dataset-fashion_mnist"') :]
+    section = section[: section.index("</table>", section.index("samples"))]
+    assert "not in the design" in section  # bn-g0-d0 has no lsgan_chi2 variant
+    assert "no samples.png yet (1 missing)" in section  # the planned lsgan_chi2 run
+    assert ">no samples.png<" not in page

@@ -192,13 +192,16 @@ def _sample_grids(study: ReportInputs, d: pd.DataFrame) -> Html:
     for variant, g in d.groupby("variant", sort=True):
         cells = [variant]
         for loss in losses:
+            members = g[g["loss_label"] == loss]
+            if members.empty:
+                cells.append("not in the design")
+                continue
             row = representative(
-                g[g["loss_label"] == loss],
-                metric,
-                lambda r: study.run_path(r, layout.SAMPLE_GRID).exists(),
+                members, metric, lambda r: study.run_path(r, layout.SAMPLE_GRID).exists()
             )
             if row is None:
-                cells.append("no samples.png")
+                states = ", ".join(f"{n} {s}" for s, n in members["state"].value_counts().items())
+                cells.append(f"no samples.png yet ({states})")
                 continue
             data = study.run_path(row, layout.SAMPLE_GRID).read_bytes()
             if not data.startswith(PNG_SIGNATURE):
