@@ -56,13 +56,16 @@ def test_tables_and_sections_present(rendered):
     facts, _ = rendered
     assert facts["tables"] >= 8
     for title in (
+        "The answer",
         "The question",
         "Study design",
-        "Statistics: each candidate vs its baseline",
+        "Secondary comparisons (exploratory): each candidate vs its baseline, per cell",
         "Provenance",
     ):
         assert title in facts["sections"]
     assert facts["details"] >= 5
+    # Wide tables scroll in their own box: the page itself never scrolls sideways.
+    assert facts["width"] <= 1280
 
 
 def test_no_console_errors_and_no_network(rendered):

@@ -270,6 +270,7 @@ table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.85em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; vertical-align: top; text-align: left; }
 th { background: #f2f2f2; }
 figure { margin: 1em 0; } figure img { max-width: 100%; }
+div.scroll { overflow-x: auto; max-width: 100%; }
 figcaption { font-size: 0.9em; color: #444; }
 img.grid { width: 224px; image-rendering: pixelated; }
 details { font-size: 0.8em; } pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; }

@@ -41,7 +41,11 @@ def tag(name: str, body: Any = "", **attrs: Any) -> Html:
 def table(headers: list[str], rows: list[list[Any]], cls: str = "") -> Html:
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return Html(f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
+    # A wide table scrolls in its own box, never the page.
+    return Html(
+        f'<div class="scroll"><table class="{cls}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
 
 
 def img(png: bytes, alt: str, cls: str = "") -> Html:
