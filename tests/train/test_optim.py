@@ -138,9 +138,10 @@ def test_a_frozen_member_keeps_its_parameters(train, direction):
     assert torch.isfinite(param).all() and not torch.equal(param.detach()[0], before[0])
 
 
-def test_adam_runs_fused_and_follows_the_for_loop_implementation_to_rounding():
-    # The engine's Adam is PyTorch's fused kernel on the CPU; the update is the same maths as
-    # the for-loop implementation (PyTorch's CPU default), so the two agree to float rounding.
+def test_adam_runs_foreach_on_the_cpu_and_follows_the_for_loop_implementation_to_rounding():
+    # The engine's Adam is PyTorch's foreach implementation on the CPU (its fused kernel rounds
+    # a tensor's SIMD part and its tail differently: optim.FUSED_DEVICES); the update is the
+    # same maths as the for-loop implementation (PyTorch's CPU default), to float rounding.
     train = run_config({"name": "gan"}, optimizer="adam").train
     torch.manual_seed(0)
     start = [torch.randn(3, 40, 7), torch.randn(3, 7)]
@@ -148,7 +149,7 @@ def test_adam_runs_fused_and_follows_the_for_loop_implementation_to_rounding():
     theirs = [torch.nn.Parameter(p.clone()) for p in start]
     opt = optim.build_optimizer(ours, 1e-3, train)
     reference = torch.optim.Adam(theirs, lr=1e-3, betas=(train.beta1, train.beta2), foreach=False)
-    assert optim.implementation(opt) == "fused" and optim.implementation(reference) == "for-loop"
+    assert optim.implementation(opt) == "foreach" and optim.implementation(reference) == "for-loop"
     for _ in range(50):
         grads = [torch.randn_like(p) for p in start]
         for p, g in zip(ours, grads):
@@ -170,7 +171,7 @@ def test_rmsprop_has_no_fused_kernel_and_says_so():
 
 
 def test_a_run_resumed_from_a_for_loop_adam_checkpoint_keeps_it_and_says_so(tmp_path, monkeypatch):
-    # Checkpoints of versions before the fused kernel name the for-loop Adam in their settings;
+    # Checkpoints of older versions name the for-loop (or fused) Adam in their settings;
     # the resumed run continues with it, and metrics.json records what ran, not the default.
     import time
 
@@ -195,4 +196,4 @@ def test_a_run_resumed_from_a_for_loop_adam_checkpoint_keeps_it_and_says_so(tmp_
     assert resumed["steps"] == 4 and resumed["status"] == "completed"
     assert resumed["numerics"]["optimizer_implementation"] == "for-loop"
     (fresh,) = Trainer(cfg, [0], [tmp_path / "fresh"], progress=False).run()
-    assert fresh["numerics"]["optimizer_implementation"] == "fused"
+    assert fresh["numerics"]["optimizer_implementation"] == "foreach"

@@ -49,7 +49,7 @@ def test_short_ring8_run_learns_and_writes_its_outputs(tmp_path):
         assert all(torch.isfinite(torch.tensor(float(r[key]))) for r in rows)
     assert {float(r["lr_d"]) for r in rows} == {cfg.train.lr_d}  # no schedule: constant
     assert metrics["versions"]["torch"] == torch.__version__
-    assert metrics["numerics"]["optimizer_implementation"] == "fused"  # Adam's fused CPU kernel
+    assert metrics["numerics"]["optimizer_implementation"] == "foreach"  # Adam on the CPU
     assert metrics["grad_norm_g"]["max"] >= metrics["grad_norm_g"]["mean"] > 0
     assert yaml.safe_load((run / "config.yaml").read_text()) == cfg.to_dict()
     state = torch.load(run / "final.pt", weights_only=True)
