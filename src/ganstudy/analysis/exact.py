@@ -51,11 +51,9 @@ def _doubled_midranks(values: np.ndarray) -> np.ndarray:
     return np.rint(2 * sps.rankdata(values)).astype(np.int64)
 
 
-def u_distribution(x, y) -> tuple[np.ndarray, np.ndarray]:
-    """Exact null distribution of 2 U_x given the pooled values (ties kept): (support, probs).
-
-    The support is every doubled U from 0 to 2 n_x n_y; most have probability 0 with ties.
-    """
+def u_distribution(x, y) -> np.ndarray:
+    """Exact null distribution of 2 U_x given the pooled values (ties kept): the probability
+    of every doubled U from 0 to 2 n_x n_y (with ties most of them are 0)."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     n = len(x)
     ranks = _doubled_midranks(np.concatenate([x, y]))
@@ -66,8 +64,7 @@ def u_distribution(x, y) -> tuple[np.ndarray, np.ndarray]:
         counts[1:, r:] += counts[:-1, : total + 1 - r].copy()
     offset = n * (n + 1)  # doubled minimum rank sum
     probs = counts[n, offset : offset + 2 * n * len(y) + 1]
-    probs = probs / math.comb(len(x) + len(y), n)
-    return np.arange(len(probs)), probs
+    return probs / math.comb(len(x) + len(y), n)
 
 
 def u_statistic(x, y) -> float:
@@ -141,7 +138,7 @@ class StratifiedNull:
         ):
             dist = np.ones(1)
             for (x, y), size in zip(used, sizes):
-                _, probs = u_distribution(x, y)
+                probs = u_distribution(x, y)
                 scale = lcm // size
                 spread = np.zeros((len(probs) - 1) * scale + 1)
                 spread[::scale] = probs

@@ -41,16 +41,16 @@ def _continuous_power_fn(sizes, level, simulations, seed):
     rng = np.random.default_rng(seed)
     draws = [(rng.standard_normal((simulations, n)), np.sort(rng.standard_normal((simulations, m)),
               axis=1)) for n, m in sizes]  # fmt: skip
+    # U per simulation: baseline values below each candidate value, found in one sorted array
+    # where row offsets keep each simulation's values apart.
+    offsets = np.arange(simulations)[:, None] * 1e3
     rows = np.arange(simulations)[:, None]
+    flat = [(base + offsets).ravel() for _, base in draws]
 
     def power(delta: float) -> float:
         t = np.zeros(simulations)
-        for (cand, base), (n, m) in zip(draws, sizes):
-            # U per simulation: baseline values below each candidate value (row offsets keep
-            # each simulation's values apart in one sorted array).
-            span = 1e3
-            flat = (base + rows * span).ravel()
-            below = np.searchsorted(flat, (cand + delta + rows * span).ravel())
+        for (cand, _), baseline, (n, m) in zip(draws, flat, sizes):
+            below = np.searchsorted(baseline, (cand + delta + offsets).ravel())
             u = (below.reshape(simulations, n) - rows * m).sum(axis=1)
             t += u / (n * m)
         return float(np.mean(null.p(t) <= level))

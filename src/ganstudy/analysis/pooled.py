@@ -180,20 +180,14 @@ def pooled_rate(cells: list[Cell]) -> PooledResult:
     from statsmodels.stats.contingency_tables import StratifiedTable
 
     used = [c for c in cells if len(c.baseline) and len(c.candidate)]
-    n_b = sum(len(c.baseline) for c in used)
-    n_c = sum(len(c.candidate) for c in used)
-    k_b = int(sum(np.sum(c.baseline) for c in used))
-    k_c = int(sum(np.sum(c.candidate) for c in used))
     if not used:
         return PooledResult("rate", 0, 0, 0, math.nan, math.nan, math.nan, math.nan,
                             exact.EXACT_CONDITIONAL)  # fmt: skip
-    p = float(
-        exact.stratified_fisher_p(
-            [int(np.sum(c.candidate)) for c in used], [len(c.candidate) for c in used],
-            [int(np.sum(c.baseline)) for c in used], [len(c.baseline) for c in used],
-        )
-    )  # fmt: skip
     tables = _tables(used)
+    (events_c, runs_c), (events_b, runs_b) = (
+        (tables[row, 0], tables[row].sum(axis=0)) for row in (0, 1)
+    )
+    p = float(exact.stratified_fisher_p(events_c, runs_c, events_b, runs_b))
     informative = [(t.sum(axis=1) > 0).all() and (t.sum(axis=0) > 0).all()
                    for t in tables.transpose(2, 0, 1)]  # fmt: skip
     odds = low = high = p_cmh = math.nan
@@ -219,13 +213,14 @@ def pooled_rate(cells: list[Cell]) -> PooledResult:
             log_or.append(lor)
             var.append(v)
         if sum(informative) >= 2:
-            bd = StratifiedTable(tables[:, :, informative]).test_equal_odds(adjust=True)
+            bd = st.test_equal_odds(adjust=True)
             extra = (float(bd.statistic), float(bd.pvalue))
             hetero = _heterogeneity(used, np.asarray(log_or), np.asarray(var),
                                     "Breslow-Day (Tarone)", extra)  # fmt: skip
     return PooledResult(
-        "rate", n_b, n_c, len(used), odds, low, high, p, exact.EXACT_CONDITIONAL,
-        events_baseline=k_b, events_candidate=k_c, p_cmh=p_cmh, per_cell=tuple(per_cell),
+        "rate", int(runs_b.sum()), int(runs_c.sum()), len(used), odds, low, high, p,
+        exact.EXACT_CONDITIONAL, events_baseline=int(events_b.sum()),
+        events_candidate=int(events_c.sum()), p_cmh=p_cmh, per_cell=tuple(per_cell),
         heterogeneity=hetero,
     )  # fmt: skip
 

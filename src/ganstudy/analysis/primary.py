@@ -38,6 +38,7 @@ class Outcome:
     where: str  # the datasets it applies to, in words
     # How a run that diverged enters it (rates: as this value; continuous: ranked worst).
     if_diverged: bool | None = None
+    verb: str = ""  # rates: what a run with the event did ("diverged"), for plain sentences
 
     @property
     def default_min_effect(self) -> float:
@@ -59,9 +60,36 @@ def _is_mixture(spec) -> bool:
 OUTCOMES: dict[str, Outcome] = {
     o.column: o
     for o in (
-        Outcome("diverged", "diverged rate", RATE, False, lambda s: True, "every dataset", True),
-        Outcome("success", "success rate", RATE, True, _is_mixture, "the 2D mixtures", False),
-        Outcome("collapsed", "collapse rate", RATE, False, _has_modes, "datasets with modes", True),
+        Outcome(
+            "diverged",
+            "diverged rate",
+            RATE,
+            False,
+            lambda s: True,
+            "every dataset",
+            True,
+            "diverged",
+        ),
+        Outcome(
+            "success",
+            "success rate",
+            RATE,
+            True,
+            _is_mixture,
+            "the 2D mixtures",
+            False,
+            "succeeded",
+        ),
+        Outcome(
+            "collapsed",
+            "collapse rate",
+            RATE,
+            False,
+            _has_modes,
+            "datasets with modes",
+            True,
+            "collapsed",
+        ),
         Outcome("fid", "FID", CONTINUOUS, False, _has_fid, "datasets with an FID"),
         Outcome(
             "modes_covered", "modes covered", CONTINUOUS, True, _has_modes, "datasets with modes"

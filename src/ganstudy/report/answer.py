@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ganstudy import stats
+from ganstudy import layout, stats
 from ganstudy.analysis import planning, pooled
 from ganstudy.analysis import primary as primary_mod
 from ganstudy.analysis.primary import Hypothesis
@@ -29,12 +29,6 @@ from ganstudy.report.html import Html, figure, fmt, join, table, tag
 from ganstudy.report.inputs import ReportInputs
 
 FINISHED = ("completed", "diverged")
-WORDS = {
-    # outcome: (fewer / lower, more / higher) for the candidate, as a verb phrase
-    "diverged": ("diverged less often", "diverged more often"),
-    "success": ("succeeded less often", "succeeded more often"),
-    "collapsed": ("collapsed less often", "collapsed more often"),
-}
 
 
 @dataclass(frozen=True)
@@ -103,10 +97,10 @@ def cells(h: Hypothesis, study: ReportInputs, completed_only: bool = False):
                 counts = pd.Series(lacking).value_counts()
                 shown = ", ".join(f"{n} {s}" for s, n in counts.items())
                 notes.append(
-                    f"{p.dataset} {p.arch} bn-g{int(p.bn_g)}-d{int(p.bn_d)} {arm}: {shown}"
+                    f"{p.dataset} {p.arch} {layout.bn_label(p.bn_g, p.bn_d)} {arm}: {shown}"
                 )
         labels = {"dataset": p.dataset, "arch": p.arch,
-                  "bn": f"bn-g{int(p.bn_g)}-d{int(p.bn_d)}", "block": p.block}  # fmt: skip
+                  "bn": layout.bn_label(p.bn_g, p.bn_d), "block": p.block}  # fmt: skip
         sign = 1.0 if h.outcome.kind == RATE or h.outcome.higher_is_better else -1.0
         out.append(pooled.Cell(labels, arms["baseline"], arms["candidate"], sign))
     return out, runs.loc[used], "; ".join(notes)
@@ -122,8 +116,7 @@ def analyse(h: Hypothesis, study: ReportInputs) -> Answer:
     elif not result.testable:
         untestable = "not tested yet: no cell has finished runs of both arms"
     completed = None
-    if h.outcome.column != "diverged" and (result.diverged_baseline or result.diverged_candidate
-                                           or _any_diverged(used)):  # fmt: skip
+    if h.outcome.column != "diverged" and _any_diverged(used):
         completed = analysis(cells(h, study, completed_only=True)[0])
     return Answer(h, result, completed, used, missing, untestable)
 
@@ -181,7 +174,7 @@ def sentence(a: Answer, p_holm: float, level: float) -> str:
     if p_holm < stats.ALPHA:
         if r.kind == RATE:
             fewer = r.effect < 1
-            verb = WORDS[h.outcome.column][0 if fewer else 1]
+            verb = f"{h.outcome.verb} {'less' if fewer else 'more'} often"
             return f"{cand} {verb} than {base} on {scope}: {_effect_text(h, r)}, {test}."
         better = r.effect > 0.5
         direction = {True: "higher", False: "lower"}[better == h.outcome.higher_is_better]
