@@ -87,6 +87,7 @@ def test_registries_and_the_study_grid_import_no_heavy_library():
         "import ganstudy.optimizers, ganstudy.comparisons, ganstudy.study.plan\n"
         "import ganstudy.data.registry, ganstudy.metrics.fid_protocol\n"
         "import ganstudy.study.grid, ganstudy.study.cost, ganstudy.study.gpu_slots\n"
+        "import ganstudy.study.memory\n"
         "heavy = [m for m in ('torch', 'pandas', 'scipy', 'seaborn', 'matplotlib', 'mlflow',\n"
         "                     'pytorch_fid', 'torchvision') if m in sys.modules]\n"
         "print(','.join(heavy))\n"

@@ -4,6 +4,7 @@ end to end on the CPU, and a killed training job resumed from its checkpoint."""
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import pytest
 import yaml
 
 from ganstudy import layout
+from ganstudy.study import gpu_slots
 
 REPO = Path(__file__).resolve().parents[2]
 SNAKEFILE = REPO / "workflow" / "Snakefile"
@@ -34,8 +36,13 @@ def workdir(tmp_path: Path) -> Path:
 
 def job_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI",)}
-    env.pop("GANSTUDY_GPUS", None)
-    env.pop("CUDA_VISIBLE_DEVICES", None)
+    for name in (
+        "GANSTUDY_GPUS",
+        "GANSTUDY_GPU_MEMORY_MIB",
+        "CUDA_VISIBLE_DEVICES",
+        "SLURM_JOB_ID",
+    ):
+        env.pop(name, None)
     env.update(extra)
     return env
 
@@ -107,6 +114,69 @@ def test_dry_run_shows_the_whole_default_study(tmp_path):
     assert sorted(p.name for p in cwd.iterdir()) == [".snakemake", "config"]
 
 
+GPU_RULES = ("classifier", "fid_reference", "evaluate")  # and every training job's rule
+CPU_RULES = ("fetch", "prepare", "design", "aggregate", "report", "all")
+
+
+def dry_run_jobs(output: str) -> list[dict]:
+    """The jobs of a dry run (``-n -p``): each job's rule, resources and shell command."""
+    jobs = []
+    for block in re.split(r"\n\[[^\]\n]+\]\n", output)[1:]:
+        head = re.match(r"(?:local)?rule (\S+):", block)
+        if head is None:
+            continue
+        resources = re.search(r"^ +resources: (.*)$", block, re.MULTILINE)
+        shell = re.search(r"^Shell command: (.*)$", block, re.MULTILINE)
+        jobs.append({
+            "rule": head.group(1),
+            "resources": resources.group(1) if resources else "",
+            "shell": shell.group(1) if shell else None,
+        })  # fmt: skip
+    return jobs
+
+
+def test_on_one_gpu_only_gpu_rules_take_a_slot_and_go_through_the_launcher(tmp_path):
+    """A simulated machine with one GPU and one job per GPU: training, evaluation, classifier
+    and FID-reference jobs take the GPU slot and start through `ganstudy gpu-run`; fetching,
+    preparing, the design, the summary and the report take no slot and start directly, so they
+    never wait for the GPU."""
+    cwd = workdir(tmp_path)
+    one = write_config(cwd / "one-gpu.yaml", {"gpus": {"jobs_per_gpu": 1}})
+    result = snakemake(cwd, "-n", "-p", "--configfile", "config/quick.yaml", str(one),
+                       env=job_env(GANSTUDY_GPUS="1"))  # fmt: skip
+    assert result.returncode == 0, result.stderr + result.stdout
+    jobs = dry_run_jobs(result.stdout)
+    assert len(jobs) == job_counts(result.stdout)["total"]
+    assert {j["rule"] for j in jobs} >= {*GPU_RULES, *CPU_RULES}
+    gpu_jobs = [j for j in jobs if j["rule"] in GPU_RULES or j["rule"].startswith("train__")]
+    cpu_jobs = [j for j in jobs if j not in gpu_jobs]
+    assert {j["rule"] for j in cpu_jobs} == set(CPU_RULES)
+    assert len(gpu_jobs) == 2 + 3 + 17 + 13  # classifiers, FID references, evaluations, training
+    for job in gpu_jobs:
+        assert "gpu_slot=1" in job["resources"], job
+        assert job["shell"].startswith("ganstudy gpu-run -- ganstudy "), job
+    for job in cpu_jobs:
+        assert "gpu_slot" not in job["resources"], job
+        assert job["shell"] is None or "gpu-run" not in job["shell"], job
+
+
+def test_a_training_job_too_large_for_the_gpu_fails_before_any_job(tmp_path):
+    cwd = workdir(tmp_path)
+    big = write_config(
+        cwd / "big.yaml", {"experiments": {"fashion_mnist": {"seeds_per_job": "all"}}}
+    )
+    env = job_env(GANSTUDY_GPUS="1", GANSTUDY_GPU_MEMORY_MIB="8192")
+    result = snakemake(cwd, "-n", "--configfile", str(big), env=env)
+    assert result.returncode != 0
+    output = " ".join((result.stdout + result.stderr).split())
+    assert "ConfigError" in output and "Job stats" not in output
+    assert (
+        "key 'experiments.fashion_mnist.seeds_per_job': 24 seeds of fashion_mnist/dcgan28/"
+        in output
+    )
+    assert "the GPU has 8.00 GiB free" in output and "allowed: at most " in output
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -116,7 +186,7 @@ def test_dry_run_shows_the_whole_default_study(tmp_path):
         ),
         (
             {"gpus": {"jobs_per_gpu": "many"}},
-            "key 'gpus.jobs_per_gpu': 'many' is not allowed; allowed: an integer >= 1",
+            "key 'gpus.jobs_per_gpu': 'many' is not allowed; allowed: an integer >= 1 | 'auto'",
         ),
         (
             {"experiments": {"fashion_mnist": {"archs": ["dcgan64"]}}},
@@ -141,6 +211,71 @@ def test_lint_is_clean(tmp_path):
     assert result.returncode == 0, output
     assert "Lints for" not in output
     assert "Congratulations, your workflow is in a good condition" in output
+
+
+def test_cpu_jobs_run_while_every_gpu_slot_is_held(tmp_path):
+    """One simulated GPU of 80 GiB with `jobs_per_gpu: auto` on 2 cores: two slots. With both
+    slot locks held by another process, the design (a CPU job) runs to its end while the
+    training job that needs it waits in the launcher; freeing one slot lets it start there."""
+    cwd = workdir(tmp_path)
+    study = {
+        "study": "slots-full",
+        "tracking": {"enabled": False},
+        "gpus": {"jobs_per_gpu": "auto", "lock_dir": "locks"},
+        "experiments": {
+            name: {"enabled": False}
+            for name in (
+                "fashion_mnist", "stacked_mnist", "cats", "stabilisers_ring",
+                "stabilisers_stacked_mnist", "lsgan_stability_adam", "lsgan_stability_rmsprop",
+            )
+        }
+        | {
+            "mixtures": {
+                "datasets": ["ring8"], "losses": ["gan"], "bn": ["both"], "seeds": 1,
+                "seeds_per_job": 1,
+                "train": {"steps": 5, "epochs": None, "log_every": 5, "checkpoint_every": 5,
+                          "sample_every": 5},
+            },
+        },
+    }  # fmt: skip
+    write_config(cwd / "slots.yaml", study)
+    run = cwd / "results/runs/ring8/mlp2d/gan/bn-g1-d1/seed0"
+    train_log = cwd / "logs/train/ring8/mlp2d/gan/bn-g1-d1/seeds-0.log"
+    locks = cwd / "locks" / gpu_slots.lock_scope({})
+    locks.mkdir(parents=True)
+    held = {}
+    for index in (0, 1):
+        fd = os.open(locks / f"gpu0-slot{index}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held[index] = fd
+    env = job_env(GANSTUDY_GPUS="1", GANSTUDY_GPU_MEMORY_MIB=str(80 * 1024))
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE),
+               str(run.relative_to(cwd) / "final.pt"), "--cores", "2", "--configfile", "slots.yaml"]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not train_log.exists():  # the training job starts once the design is written
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "the training job did not start within 120 s"
+            time.sleep(0.1)
+        assert (cwd / "results" / layout.DESIGN).is_file()
+        time.sleep(3)  # longer than the launcher's 2 s between tries
+        assert proc.poll() is None
+        assert "gpu-run: GPU" not in train_log.read_text()
+        assert not (run / layout.METRICS).exists()
+        os.close(held.pop(1))
+        output = proc.communicate(timeout=240)[0]
+    finally:
+        for fd in held.values():
+            os.close(fd)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, output[-3000:]
+    assert "GPUs: 1, 2 job(s) per GPU (auto: 80.00 GiB free per GPU" in output
+    assert "gpu-run: GPU 0 (slot 1 of 2)" in train_log.read_text()
+    assert (run / layout.FINAL).is_file()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,7 +475,7 @@ def test_a_killed_training_job_resumes_and_a_diverged_run_is_evaluated(tmp_path)
     trainers = [
         p
         for p in descendants(first.pid)
-        if "ganstudy train" in cmdline(p) and "gpu_slots" not in cmdline(p)
+        if "ganstudy train" in cmdline(p) and "gpu-run" not in cmdline(p)
     ]
     assert len(trainers) == 1, [cmdline(p) for p in descendants(first.pid)]
     os.kill(trainers[0], signal.SIGKILL)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ganstudy import layout
-from ganstudy.study import cost, gpu_slots, plan
+from ganstudy.study import cost, gpu_slots, memory, plan
 from ganstudy.study.schema import default_schema_path
 
 RESULTS = STUDY.results
@@ -20,21 +20,28 @@ VARIANTS = {v.key: v for v in STUDY.variants}
 SOURCES = STUDY.sources
 CONDA_ENV = "../envs/ganstudy.yaml"  # relative to the rule files; used with --sdm conda
 
-# Where things are (data mirror, FID weights, tracking store) and how jobs share the GPUs reach
-# the jobs through their environment, where the ganstudy commands look for them; they are not
-# rule params, so changing them re-runs nothing.
-os.environ.update(STUDY.job_environment())
-TRACKING_URI = STUDY.tracking_uri()
-
-# GPU jobs take one `gpu_slot` each: with N GPUs the scheduler runs at most N x jobs_per_gpu of
-# them at once (unless --resources gpu_slot=... says otherwise), and each job's launcher
-# (python -m ganstudy.study.gpu_slots) gives it the GPU of a free slot. Unless the config fixes the
-# count, the launcher counts the GPUs where the job runs (a cluster node sees its own).
+# GPU jobs (training, evaluation, classifier training, FID reference) take one `gpu_slot` each:
+# with N GPUs the scheduler runs at most N x jobs_per_gpu of them at once (unless
+# --resources gpu_slot=... says otherwise), and each starts through the launcher GPU_RUN
+# (on_gpu_slot), which gives it the GPU of a free slot. Every other rule (fetch, prepare, design, aggregate, report)
+# runs on the CPU: it takes no slot and never waits for one. Unless the config fixes the count,
+# the launcher counts the GPUs where the job runs (a cluster node sees its own).
+GPU_RUN = "ganstudy gpu-run -- "
 GPUS = gpu_slots.visible_gpus(STUDY.config["gpus"]["count"])
-GPU_SLOTS = len(GPUS) * STUDY.config["gpus"]["jobs_per_gpu"]
+# Where a GPU's free memory is known (nvidia-smi, or $GANSTUDY_GPU_MEMORY_MIB), a training job
+# that cannot fit is refused here, before any job; `gpus.jobs_per_gpu: auto` is resolved from the
+# largest job's estimate (ganstudy.study.memory).
+GPU_PLAN = memory.plan(STUDY, GPUS, workflow.cores if isinstance(workflow.cores, int) else None)
+GPU_SLOTS = len(GPUS) * GPU_PLAN.jobs_per_gpu
 if GPU_SLOTS and "gpu_slot" not in workflow.global_resources:
     workflow.register_resource("gpu_slot", GPU_SLOTS)
 GPU_RESOURCE = 1 if GPU_SLOTS else 0
+
+# Where things are (data mirror, FID weights, tracking store) and how jobs share the GPUs reach
+# the jobs through their environment, where the ganstudy commands look for them; they are not
+# rule params, so changing them re-runs nothing.
+os.environ.update(STUDY.job_environment(jobs_per_gpu=GPU_PLAN.jobs_per_gpu))
+TRACKING_URI = STUDY.tracking_uri()
 
 
 wildcard_constraints:
@@ -44,6 +51,11 @@ wildcard_constraints:
     g="[01]",
     d="[01]",
     seed="[0-9]+",
+
+
+def on_gpu_slot(command):
+    """A GPU job's shell command, started through the slot launcher."""
+    return GPU_RUN + command
 
 
 def prepared(dataset):
@@ -88,6 +100,10 @@ onstart:
 
     from ganstudy.analysis import planning
 
+    if GPUS:
+        logger.info(f"GPUs: {len(GPUS)}, {GPU_PLAN.note}.")
+    if GPU_PLAN.warning:
+        logger.warning(GPU_PLAN.warning)
     for note in STUDY.primary_notes:
         logger.warning(f"Primary family: {note}.")
     primary_warning = planning.warning(planning.evaluate(planning.plan(STUDY)))

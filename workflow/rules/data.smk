@@ -59,8 +59,10 @@ rule classifier:
     conda:
         CONDA_ENV
     shell:
-        "python -m ganstudy.study.gpu_slots -- ganstudy classifier train --dataset {wildcards.dataset}"
-        " --data-root {params.root} {params.budget} > {log} 2>&1"
+        on_gpu_slot(
+            "ganstudy classifier train --dataset {wildcards.dataset}"
+            " --data-root {params.root} {params.budget} > {log} 2>&1"
+        )
 
 
 rule fid_reference:
@@ -82,5 +84,7 @@ rule fid_reference:
     conda:
         CONDA_ENV
     shell:
-        "python -m ganstudy.study.gpu_slots -- ganstudy fid-reference --dataset {wildcards.dataset}"
-        " --data-root {params.root} {params.fid} --out {output.receipt} > {log} 2>&1"
+        on_gpu_slot(
+            "ganstudy fid-reference --dataset {wildcards.dataset}"
+            " --data-root {params.root} {params.fid} --out {output.receipt} > {log} 2>&1"
+        )

@@ -19,5 +19,7 @@ rule evaluate:
     conda:
         CONDA_ENV
     shell:
-        "python -m ganstudy.study.gpu_slots -- ganstudy evaluate --run {params.run} {params.fid}"
-        " {params.modes} > {log} 2>&1"
+        on_gpu_slot(
+            "ganstudy evaluate --run {params.run} {params.fid}"
+            " {params.modes} > {log} 2>&1"
+        )

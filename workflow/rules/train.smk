@@ -34,5 +34,7 @@ for job in STUDY.jobs:
         conda:
             CONDA_ENV
         shell:
-            "python -m ganstudy.study.gpu_slots -- ganstudy train --config {input.config} --seeds {params.seeds}"
-            " --out {params.out:q} > {log} 2>&1"
+            on_gpu_slot(
+                "ganstudy train --config {input.config} --seeds {params.seeds}"
+                " --out {params.out:q} > {log} 2>&1"
+            )

@@ -63,12 +63,41 @@ def _cmd_init_tracking(args) -> int:
     return 0
 
 
+def _gpu_memory_lines(study) -> list[str]:
+    """The study against the GPUs' free memory: ConfigError for a job that cannot fit; the
+    largest job and the jobs per GPU. $GANSTUDY_GPU_MEMORY_MIB checks it against a GPU of that
+    size where there is none."""
+    import os
+
+    from ganstudy.study import gpu_slots, memory
+
+    gpus = gpu_slots.visible_gpus(study.config["gpus"]["count"])
+    if not gpus and os.environ.get(memory.GPU_MEMORY_ENV):
+        gpus = ["0"]
+    gpu = memory.plan(study, gpus)
+    if gpu.largest is None:
+        return [
+            f"GPU memory: not checked ({gpu.note}); ${memory.GPU_MEMORY_ENV}=<MiB> checks the "
+            "study against a GPU with that much free memory."
+        ]
+    lines = [f"GPU memory: the largest job is {gpu.largest.name}: about {gpu.largest.describe()}."]
+    lines.append(
+        f"Every job fits on a GPU with {gpu.free_bytes / 2**30:,.2f} GiB free; {gpu.note}."
+    )
+    if gpu.warning:
+        lines.append(gpu.warning)
+    return lines
+
+
 def _cmd_cost(args) -> int:
     from ganstudy.analysis import planning
     from ganstudy.study import cost, plan
 
     study = Study.from_config(load_configs(args.config), _schema_path(args.schema))
+    # Before any output: a job that cannot fit on the GPU is a config error.
+    gpu_lines = _gpu_memory_lines(study)
     print(cost.table(cost.estimate(study, data_root=args.data_root)))
+    print("\n".join(gpu_lines))
     print()
     print("Primary hypotheses (analysis.primary), each pooled over its cells:")
     print(planning.table(planning.evaluate(planning.plan(study))))

@@ -11,7 +11,8 @@ ends, ``kill -9`` included.
 ``scope`` is ``$SLURM_JOB_ID`` inside a SLURM job, else ``local``: jobs of one allocation share
 its GPUs, while jobs that SLURM placed separately never wait for each other.
 
-Light imports only, so ``python -m ganstudy.study.gpu_slots -- CMD`` starts in a fraction of a second.
+Light imports only, so ``ganstudy gpu-run -- CMD`` (what the workflow's GPU rules call) and
+``python -m ganstudy.study.gpu_slots -- CMD`` start in a fraction of a second.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ settings of its own, e.g. an optimizer or a learning-rate schedule). Expanding i
 
 - variants: one run config per dataset x arch x arm x bn setting, shared by every seed;
 - runs: variant x seed, each in ``runs/<dataset>/<arch>/<arm>/bn-g<0|1>-d<0|1>/seed<S>``;
-- training jobs: the seeds of a variant in chunks of ``seeds_per_job``, each chunk trained as one
-  batched ensemble (``ganstudy train --seeds``);
+- training jobs: the seeds of a variant in chunks of ``seeds_per_job`` (``all``: one chunk), each
+  chunk trained as one batched ensemble (``ganstudy train --seeds``);
 - comparisons (:func:`plan_pairs`): each block's candidates against their baseline in every
   dataset x arch x bn group, checked to differ only in what their arms set.
 
@@ -149,6 +149,11 @@ def seed_list(spec: int | list[int]) -> tuple[int, ...]:
     return tuple(sorted(spec))
 
 
+def seeds_per_job(spec: int | str, seeds: tuple[int, ...]) -> int:
+    """A block's ``seeds_per_job``: a count, or ``all`` (every seed of a variant in one job)."""
+    return len(seeds) if spec == "all" else int(spec)
+
+
 def merge(base: dict, update: dict) -> dict:
     """``update`` merged into a copy of ``base`` as Snakemake merges config files: mappings key
     by key, everything else (lists included) replaced."""
@@ -233,7 +238,7 @@ def expand(cfg: dict) -> list[Variant]:
                     f"{', '.join(cfg['bn'])} (defined under the top-level key 'bn')"
                 )
         seeds = seed_list(block["seeds"])
-        per_job = block["seeds_per_job"] or cfg["seeds_per_job"]
+        per_job = seeds_per_job(block["seeds_per_job"] or cfg["seeds_per_job"], seeds)
         arms = block_arms(block_name, block)
         for dataset in block["datasets"]:
             for arch in block["archs"]:
@@ -540,11 +545,18 @@ class Study:
 
     # -- the environment of the jobs -----------------------------------------------------------
 
-    def job_environment(self, environ: dict[str, str] | None = None) -> dict[str, str]:
+    def job_environment(
+        self, environ: dict[str, str] | None = None, jobs_per_gpu: int | None = None
+    ) -> dict[str, str]:
         """Variables the workflow's jobs read: data mirror and FID weights (absolute paths, when
-        the config sets them), the tracking URI, and the GPU slot settings of the launcher."""
+        the config sets them), the tracking URI, and the GPU slot settings of the launcher
+        (``jobs_per_gpu``: the count ``gpus.jobs_per_gpu: auto`` was resolved to; unresolved,
+        auto means 1)."""
         cfg = self.config
-        env: dict[str, str] = {gpu_slots.JOBS_PER_GPU_ENV: str(cfg["gpus"]["jobs_per_gpu"])}
+        if jobs_per_gpu is None:
+            setting = cfg["gpus"]["jobs_per_gpu"]
+            jobs_per_gpu = 1 if setting == "auto" else int(setting)
+        env: dict[str, str] = {gpu_slots.JOBS_PER_GPU_ENV: str(jobs_per_gpu)}
         if cfg["data"]["mirror"]:
             env["GANSTUDY_MIRROR"] = os.path.abspath(cfg["data"]["mirror"])
         if cfg["fid"]["weights"]:
