@@ -221,3 +221,44 @@ def test_the_gpu_slot_launcher_sees_every_gpu_of_the_machine():
     assert result.returncode == 0, result.stderr
     gpu, count = result.stdout.split()
     assert gpu in gpu_slots.visible_gpus(None, env) and count == "1"
+
+
+@pytest.mark.parametrize(
+    ("dataset", "arch", "members", "batch_size"),
+    [("ring8", "mlp2d", 24, 256), ("fashion_mnist", "dcgan28", 8, 64)],
+)
+def test_the_memory_estimate_bounds_a_training_job_on_cuda(
+    tmp_path, dataset, arch, members, batch_size
+):
+    """ganstudy.study.memory's estimate of a training job (without the CUDA context, which the
+    allocator does not count) is at least the peak memory the job allocates; the ratio is
+    printed, the first measurement of the estimate on a GPU."""
+    from helpers import write_fake_prepared
+
+    from ganstudy.study import memory
+
+    n_train = 0
+    if dataset == "fashion_mnist":
+        n_train = 60_000
+        write_fake_prepared(tmp_path, dataset, n_train, (1, 28, 28))
+    data = {
+        "dataset": {"name": dataset, "data_root": str(tmp_path)},
+        "arch": {"name": arch},
+        "train": {"steps": 100, "batch_size": batch_size, "device": "cuda", "log_every": 50,
+                  "checkpoint_every": 100, "sample_every": 100},
+        "tracking": {"enabled": False},
+    }  # fmt: skip
+    cfg = config.from_dict(data)
+    estimate = memory.training_memory(cfg.to_dict(), members, n_train or None)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    seeds = list(range(members))
+    train(cfg, seeds, [tmp_path / f"seed{s}" for s in seeds], progress=False)
+    peak = torch.cuda.max_memory_allocated()
+    bound = estimate.total - estimate.context
+    print(
+        f"{dataset}/{arch} K={members} B={batch_size}: peak allocated {peak / 2**20:,.0f} MiB, "
+        f"estimate without the context {bound / 2**20:,.0f} MiB ({bound / peak:.2f}x); "
+        f"{estimate.describe()}"
+    )
+    assert peak <= bound
