@@ -7,6 +7,8 @@ import re
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
+
 from ganstudy import layout
 from ganstudy.study import cost, gpu_slots, memory, plan
 from ganstudy.study.schema import default_schema_path
@@ -23,15 +25,20 @@ CONDA_ENV = "../envs/ganstudy.yaml"  # relative to the rule files; used with --s
 # GPU jobs (training, evaluation, classifier training, FID reference) take one `gpu_slot` each:
 # with N GPUs the scheduler runs at most N x jobs_per_gpu of them at once (unless
 # --resources gpu_slot=... says otherwise), and each starts through the launcher GPU_RUN
-# (on_gpu_slot), which gives it the GPU of a free slot. Every other rule (fetch, prepare, design, aggregate, report)
-# runs on the CPU: it takes no slot and never waits for one. Unless the config fixes the count,
-# the launcher counts the GPUs where the job runs (a cluster node sees its own).
+# (on_gpu_slot), which gives it the GPU of a free slot. Every other rule (fetch, prepare,
+# design, aggregate, report) runs on the CPU: it takes no slot and never waits for one. Unless
+# the config fixes the count, the launcher counts the GPUs where the job runs (a cluster node
+# sees its own).
 GPU_RUN = "ganstudy gpu-run -- "
 GPUS = gpu_slots.visible_gpus(STUDY.config["gpus"]["count"])
 # Where a GPU's free memory is known (nvidia-smi, or $GANSTUDY_GPU_MEMORY_MIB), a training job
 # that cannot fit is refused here, before any job; `gpus.jobs_per_gpu: auto` is resolved from the
 # largest job's estimate (ganstudy.study.memory).
-GPU_PLAN = memory.plan(STUDY, GPUS, workflow.cores if isinstance(workflow.cores, int) else None)
+try:
+    CORES = workflow.cores
+except WorkflowError:  # a cluster executor leaves the core count unset: os.cpu_count() then
+    CORES = None
+GPU_PLAN = memory.plan(STUDY, GPUS, CORES)
 GPU_SLOTS = len(GPUS) * GPU_PLAN.jobs_per_gpu
 if GPU_SLOTS and "gpu_slot" not in workflow.global_resources:
     workflow.register_resource("gpu_slot", GPU_SLOTS)
