@@ -1,44 +1,56 @@
-"""GPU acceptance run: everything a machine with a CUDA GPU should show before a study runs on it.
+"""GPU acceptance run: everything a machine with a CUDA GPU should show before a study runs on it,
+the most valuable measurements first, in one call that fits in 10 minutes on one H200.
 
-    python benchmarks/gpu_acceptance.py [--out acceptance] [--fraction 0.01]   # on the GPU machine
+    python benchmarks/gpu_acceptance.py --deadline-s 540 [--out acceptance]   # on the GPU machine
     python benchmarks/gpu_acceptance.py --dry-run --out /tmp/acceptance          # anywhere (CPU)
     python benchmarks/gpu_acceptance.py --config config/config.yaml \
         --config config/config.yaml config/reproduce.yaml                      # two tables
 
-Stages, each timed, each allowed to fail without stopping the others (the exit status is 1 if
-any failed):
+Stages, in this order, each timed, each allowed to fail without stopping the others (the exit
+status is 1 if any failed or was skipped):
 
-1. ``gpu`` tests: ``pytest -m gpu tests/test_gpu.py`` (solo and ensemble on CUDA, kill and
-   resume, FID CUDA vs CPU, the slot launcher).
-2. The ensemble benchmark: K = 32 against solo runs, mlp2d/ring8 and dcgan28/fashion_mnist,
-   with the GPU's busy fraction.
-3. The quick study, end to end, with Snakemake on the GPU (into ``OUT/quick``).
-4. One training job of every block of the default study, its first variant with the block's
-   ``seeds_per_job`` members, for ``--fraction`` of its planned steps (at least
-   ``--min-steps``), timed after one warm-up step. Its time per step is the training loop's
-   own (the step log's clock between its first and last rows); the rest of the job's time
-   (set-up, the end-of-run sample grids, checkpoints and metrics of every member) is reported
-   beside it, once per job. A block's GPU-hours are (time per step x planned steps per job +
-   the rest) x its jobs, summed over variants (each variant timed where its architecture,
-   dataset, batch size, width or members differ from one already timed); periodic
-   checkpoints, sample grids and training-time FIDs during a run are not in it.
-   Image data are random pixels of the dataset's shape (throughput does not depend on them).
-   The table goes to ``OUT/gpu_hours.md`` (and ``.json``), ready for config/README.md. Each
-   further ``--config`` (a list of config files merged as Snakemake merges them, e.g. the
-   default config and config/reproduce.yaml) gets a table of its own,
+1. ``step calls``: ATen calls (kernel launches) per training step for K = 1, 16, 64, 256 members,
+   mlp2d and dcgan28, and host synchronisations between log rows (``benchmarks/step_calls.py``).
+2. ``member-steps``: mlp2d and dcgan28 member-steps/s for K = 1, 16, 64, 256, eager against the
+   whole step as one CUDA graph (``train.compile: cudagraph``), with the GPU's busy fraction
+   (``benchmarks/member_steps.py``).
+3. ``mixtures block``: the mixtures block's jobs timed as in 5, for ``--fraction`` of their steps.
+4. ``quick study``: the quick study, end to end, with Snakemake on the GPU (into ``OUT/quick``).
+5. ``default study blocks``: one training job of every block of the default study, its first
+   variant with the block's ``seeds_per_job`` members (trained with ``--compile``, the CUDA
+   graph by default), for ``--fraction`` of its planned steps (at least ``--min-steps``), timed
+   after one warm-up step. Its time per step is the training loop's own (the step log's clock
+   between its first and last rows); the rest of the job's time (set-up, the end-of-run sample
+   grids, checkpoints and metrics of every member) is reported beside it, once per job. A
+   block's GPU-hours are (time per step x planned steps per job + the rest) x its jobs, jobs one
+   after another, summed over variants (each variant timed where its architecture, dataset,
+   batch size, width or members differ from one already timed; settings timed in stage 3 are
+   not timed again); periodic checkpoints, sample grids and training-time FIDs during a run are
+   not in it. Image data are random pixels of the dataset's shape (throughput does not depend
+   on them). The table goes to ``OUT/gpu_hours.md`` (and ``.json``), ready for
+   config/README.md. Each further ``--config`` (a list of config files merged as Snakemake
+   merges them, e.g. the default config and config/reproduce.yaml) gets a table of its own,
    ``OUT/gpu_hours-<last file's stem>.md``.
-5. The compiled training step against eager (``benchmarks/train_throughput.py --compile``),
-   mlp2d and dcgan28, ``reduce-overhead`` (CUDA graphs) on the GPU.
+6. ``gpu tests``: ``pytest -m gpu tests/test_gpu.py tests/train/test_graph.py`` (solo and
+   ensemble on CUDA, kill and resume, FID CUDA vs CPU, the slot launcher, graph against eager).
+7. The ensemble benchmark (K = 32 against solo runs) and the compiled training step against
+   eager (``reduce-overhead``), the older measurements.
+
+``OUT/goals.md`` (and ``goals`` in ``OUT/acceptance.json``) sets what was measured beside the
+goals on one H200: K = 256 mlp2d member-steps/s at least 100 x K = 1; the GPU busy at least 80%
+while the largest ensembles train; the mixtures block in 10 minutes or less and the default
+study in 3 GPU-hours or less (jobs one after another); the quick study in under 10 minutes.
 
 ``--deadline-s`` bounds the whole run: a stage that would start after it is recorded as
 skipped, a running command stage is stopped at it, and the block timings stop between
-settings (the table then says which were not timed). ``OUT/acceptance.json`` is rewritten after
-every stage, so a run cut off from outside still leaves what it measured.
+settings (the table then says which were not timed). ``OUT/acceptance.json`` and
+``OUT/goals.md`` are rewritten after every stage, so a run cut off from outside still leaves
+what it measured.
 
 ``--dry-run`` runs every stage on the CPU at a tiny size (the gpu tests skip, Snakemake only
-plans the quick study, one setting per architecture with 2 members for 2 steps, the ensemble and
-compile benchmarks on mlp2d only) so that CI keeps the script working; its table says it is not
-a measurement.
+plans the quick study, one setting per architecture with 2 members for 2 steps, the step calls
+of mlp2d for K = 1 and 16, the member-steps eagerly, the ensemble and compile benchmarks on
+mlp2d only) so that CI keeps the script working; its tables say it is not a measurement.
 """
 
 from __future__ import annotations
@@ -55,6 +67,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # helpers.write_fake_prepared
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 
 class Clock:
@@ -72,7 +85,14 @@ def skipped(name: str, results: list[dict]) -> None:
     results.append({"stage": name, "ok": False, "seconds": 0.0, "output": "skipped: deadline"})
 
 
-STAGES = ["tests", "blocks", "ensemble", "quick", "compile"]
+STAGES = ["calls", "member-steps", "mixtures", "quick", "blocks", "tests", "ensemble", "compile"]
+GOALS = {
+    "k256_speedup": ("mlp2d member-steps/s, K = 256 over K = 1", ">=", 100.0),
+    "gpu_busy_percent": ("GPU busy while K = 256 trains (%)", ">=", 80.0),
+    "mixtures_minutes": ("mixtures block, minutes", "<=", 10.0),
+    "default_study_hours": ("default study, GPU-hours", "<=", 3.0),
+    "quick_study_minutes": ("quick study end to end, minutes", "<", 10.0),
+}
 
 
 def stage(name: str, results: list[dict], command: list[str], cwd: Path = REPO, timeout=3600):
@@ -108,9 +128,12 @@ def _fake_data(data_root: Path, dataset: str, n: int) -> None:
         write_fake_prepared(data_root, dataset, n, tuple(spec.shape))
 
 
-def time_blocks(args, configs: list[str], device: str, work: Path, clock: Clock) -> list[dict]:
-    """Time one job of each distinct setting of every block; GPU-hours per block. Settings not
-    reached before the deadline get no row (the table names them)."""
+def time_blocks(
+    args, configs: list[str], device: str, work: Path, clock: Clock, blocks=None, measured=None
+) -> list[dict]:
+    """Time one job of each distinct setting of every block (of ``blocks`` only, if given);
+    GPU-hours per block. Settings not reached before the deadline get no row (the table names
+    them). ``measured`` (setting -> times) is shared between calls: a setting is timed once."""
     import torch
 
     from ganstudy import config, layout
@@ -121,9 +144,11 @@ def time_blocks(args, configs: list[str], device: str, work: Path, clock: Clock)
     from ganstudy.train.trainer import Trainer
 
     study = Study.from_config(load_configs(configs), default_schema_path())
-    measured: dict[tuple, float] = {}
+    measured = {} if measured is None else measured
     rows = []
     for v in study.variants:
+        if blocks is not None and v.block not in blocks:
+            continue
         t = v.run_config["train"]
         planned = cost.planned_steps(study, v)
         members = 2 if args.dry_run else v.seeds_per_job
@@ -142,7 +167,7 @@ def time_blocks(args, configs: list[str], device: str, work: Path, clock: Clock)
                 data = json.loads(json.dumps(v.run_config))
                 data["dataset"]["data_root"] = str(work / "data")
                 data["train"].update(
-                    steps=n_steps, epochs=None, device=device, fid_every=0,
+                    steps=n_steps, epochs=None, device=device, fid_every=0, compile=args.compile,
                     log_every=max(1, n_steps // 20),
                     checkpoint_every=10 * n_steps, sample_every=10 * n_steps,
                 )  # fmt: skip
@@ -231,6 +256,53 @@ def gpu_hours_table(rows: list[dict], device_name: str, dry_run: bool, configs=(
     return "\n".join(lines) + "\n"
 
 
+def goals(summary: dict, results: list[dict], block_tables: dict) -> list[dict]:
+    """What was measured beside each goal (None: not measured, e.g. its stage did not run)."""
+    found: dict[str, float | None] = dict.fromkeys(GOALS)
+    rates = {(r["variant"], r["mode"], r["K"]): r for r in summary.get("member_steps", [])}
+    best = None
+    for mode in ("cudagraph", "none"):
+        one, many = rates.get(("mlp2d/ring8", mode, 1)), rates.get(("mlp2d/ring8", mode, 256))
+        if one and many and one["member_steps_per_s"] and many["member_steps_per_s"]:
+            ratio = many["member_steps_per_s"] / one["member_steps_per_s"]
+            if best is None or ratio > best[0]:
+                best = (ratio, many.get("gpu_busy_percent"))
+    if best is not None:
+        found["k256_speedup"], found["gpu_busy_percent"] = best
+    mixtures = [r for r in block_tables.get("mixtures block", []) if "not_timed" not in r]
+    if mixtures and all("not_timed" not in r for r in block_tables["mixtures block"]):
+        found["mixtures_minutes"] = sum(r["hours"] for r in mixtures) * 60
+    default = block_tables.get("default study blocks")
+    if default and all("not_timed" not in r for r in default):
+        found["default_study_hours"] = sum(r["hours"] for r in default)
+    quick = [r for r in results if r["stage"] == "quick study" and r["ok"]]
+    if quick and not summary.get("dry_run"):
+        found["quick_study_minutes"] = quick[0]["seconds"] / 60
+    out = []
+    for key, (what, sign, goal) in GOALS.items():
+        value = found[key]
+        met = None if value is None else {
+            ">=": value >= goal, "<=": value <= goal, "<": value < goal}[sign]  # fmt: skip
+        out.append({"goal": key, "what": what, "target": f"{sign} {goal:g}",
+                    "measured": None if value is None else round(value, 2), "met": met})  # fmt: skip
+    return out
+
+
+def goals_table(rows: list[dict], device_name: str, dry_run: bool) -> str:
+    lines = [
+        f"Goals on {device_name}, `benchmarks/gpu_acceptance.py`"
+        + (" (DRY RUN on the CPU: not a measurement)" if dry_run else ""),
+        "",
+        "| goal | target | measured | met |",
+        "|---|---|---:|---|",
+    ]
+    for r in rows:
+        measured = "not measured" if r["measured"] is None else f"{r['measured']:,}"
+        met = "-" if r["met"] is None else ("yes" if r["met"] else "no")
+        lines.append(f"| {r['what']} | {r['target']} | {measured} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -263,6 +335,12 @@ def main() -> int:
         "--deadline-s", type=float, default=None, help="stop starting stages after this long"
     )
     parser.add_argument("--skip", nargs="*", default=[], choices=STAGES)
+    parser.add_argument(
+        "--compile",
+        default=None,
+        choices=["none", "default", "reduce-overhead", "cudagraph"],
+        help="train.compile of the timed block jobs (default: cudagraph on a GPU, none on the CPU)",
+    )
     args = parser.parse_args()
     import torch
 
@@ -277,6 +355,7 @@ def main() -> int:
             print(f"config file {path} does not exist", file=sys.stderr)
             return 2
     device = "cpu" if args.dry_run else "cuda"
+    args.compile = args.compile or ("none" if args.dry_run else "cudagraph")
     device_name = "the CPU" if args.dry_run else torch.cuda.get_device_name(0)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -291,49 +370,76 @@ def main() -> int:
         "stages": results,
     }
 
+    block_tables: dict[str, list[dict]] = {}
+
     def record() -> None:
+        summary["goals"] = goals(summary, results, block_tables)
+        atomic.write_text(out / "goals.md", goals_table(summary["goals"], device_name,
+                                                         args.dry_run))  # fmt: skip
         atomic.write_text(out / "acceptance.json", json.dumps(summary, indent=2))
 
-    if "tests" not in args.skip:
-        stage(
-            "gpu tests",
-            results,
-            [py, "-m", "pytest", "-q", "-m", "gpu", "-rA", "tests/test_gpu.py"],
-            timeout=clock.left(1200),
-        )
+    measured: dict = {}  # block settings timed, shared by the mixtures and blocks stages
+
+    def in_process(name: str, work, write) -> None:
+        """Run ``work()`` as stage ``name``; ``write(result)`` returns its table."""
+        if clock.left(60) < 60:
+            skipped(name, results)
+            return
+        print(f"== {name}", flush=True)
+        start = time.monotonic()
+        try:
+            note, ok = write(work()), True
+            print(note, flush=True)
+        except Exception as err:  # noqa: BLE001 - one failed stage must not hide the others
+            ok, note = False, f"{type(err).__name__}: {err}"
+            print(note, file=sys.stderr)
+        results.append({"stage": name, "ok": ok,
+                        "seconds": round(time.monotonic() - start, 1), "output": note[-4000:]})  # fmt: skip
         record()
-    if "blocks" not in args.skip:
-        for index, configs in enumerate(studies):
-            names = " + ".join(Path(f).name for f in configs)
-            name = "default study blocks" if index == 0 else f"blocks of {names}"
-            suffix = "" if index == 0 else f"-{Path(configs[-1]).stem}"
-            if clock.left(60) < 60:
-                skipped(name, results)
-                continue
-            print(f"== {name}", flush=True)
-            start = time.monotonic()
-            try:
-                with tempfile.TemporaryDirectory(prefix="ganstudy-accept-") as tmp:
-                    rows = time_blocks(args, configs, device, Path(tmp), clock)
-                table = gpu_hours_table(rows, device_name, args.dry_run, configs)
-                atomic.write_text(out / f"gpu_hours{suffix}.json", json.dumps(rows, indent=2))
-                atomic.write_text(out / f"gpu_hours{suffix}.md", table)
-                print(table)
-                ok, note = True, table
-            except Exception as err:  # noqa: BLE001 - one failed stage must not hide the others
-                ok, note = False, f"{type(err).__name__}: {err}"
-                print(note, file=sys.stderr)
-            results.append({"stage": name, "ok": ok,
-                            "seconds": round(time.monotonic() - start, 1), "output": note[-4000:]})  # fmt: skip
-            record()
-    if "ensemble" not in args.skip:
-        size = ["--members", "2", "--steps", "2", "--repeats", "1"] if args.dry_run else [
-            "--members", "32", "--steps", str(args.ensemble_steps),
-            "--repeats", str(args.ensemble_repeats)]  # fmt: skip
-        variants = ["mlp2d"] if args.dry_run else ["mlp2d", "dcgan28"]
-        stage("ensemble benchmark", results, [py, "benchmarks/ensemble_throughput.py", *size,
-              "--device", device, "--variants", *variants], timeout=clock.left(1800))  # fmt: skip
-        record()
+
+    if "calls" not in args.skip:
+        import step_calls
+
+        variants, members = (["mlp2d"], [1, 16]) if args.dry_run else (
+            ["mlp2d", "dcgan28"], [1, 16, 64, 256])  # fmt: skip
+
+        def write_calls(rows):
+            summary["step_calls"] = rows
+            atomic.write_text(out / "step_calls.json", json.dumps(rows, indent=2))
+            return step_calls.render(rows)
+
+        in_process("step calls", lambda: step_calls.rows(variants, members, device), write_calls)
+    if "member-steps" not in args.skip:
+        import member_steps
+
+        size = dict(variants=["mlp2d"], members=[1, 2], steps=2, warm_up=1) if args.dry_run \
+            else dict(variants=["mlp2d", "dcgan28"], members=[1, 16, 64, 256], steps=100,
+                      warm_up=10)  # fmt: skip
+
+        def write_member_steps(rows):
+            summary["member_steps"] = rows
+            atomic.write_text(out / "member_steps.json", json.dumps(rows, indent=2))
+            return member_steps.render(rows)
+
+        in_process("member-steps", lambda: member_steps.rows(
+            device=device, batch_size=64, **size), write_member_steps)  # fmt: skip
+
+    def blocks_stage(name: str, configs, suffix: str, blocks=None) -> None:
+        def work():
+            with tempfile.TemporaryDirectory(prefix="ganstudy-accept-") as tmp:
+                return time_blocks(args, configs, device, Path(tmp), clock, blocks, measured)
+
+        def write(rows):
+            block_tables[name] = rows
+            table = gpu_hours_table(rows, device_name, args.dry_run, configs)
+            atomic.write_text(out / f"gpu_hours{suffix}.json", json.dumps(rows, indent=2))
+            atomic.write_text(out / f"gpu_hours{suffix}.md", table)
+            return table
+
+        in_process(name, work, write)
+
+    if "mixtures" not in args.skip:
+        blocks_stage("mixtures block", studies[0], "-mixtures", blocks={"mixtures"})
     if "quick" not in args.skip:
         quick = Path(args.quick_dir).resolve() if args.quick_dir else out / "quick"
         quick.mkdir(parents=True, exist_ok=True)
@@ -344,6 +450,28 @@ def main() -> int:
                    "--configfile", *configs, "--directory", str(quick)]  # fmt: skip
         stage("quick study", results, [*command, "-n"] if args.dry_run else command,
               timeout=clock.left(7200))  # fmt: skip
+        record()
+    if "blocks" not in args.skip:
+        for index, configs in enumerate(studies):
+            names = " + ".join(Path(f).name for f in configs)
+            name = "default study blocks" if index == 0 else f"blocks of {names}"
+            blocks_stage(name, configs, "" if index == 0 else f"-{Path(configs[-1]).stem}")
+    if "tests" not in args.skip:
+        stage(
+            "gpu tests",
+            results,
+            [py, "-m", "pytest", "-q", "-m", "gpu", "-rA", "tests/test_gpu.py",
+             "tests/train/test_graph.py"],
+            timeout=clock.left(1200),
+        )  # fmt: skip
+        record()
+    if "ensemble" not in args.skip:
+        size = ["--members", "2", "--steps", "2", "--repeats", "1"] if args.dry_run else [
+            "--members", "32", "--steps", str(args.ensemble_steps),
+            "--repeats", str(args.ensemble_repeats)]  # fmt: skip
+        variants = ["mlp2d"] if args.dry_run else ["mlp2d", "dcgan28"]
+        stage("ensemble benchmark", results, [py, "benchmarks/ensemble_throughput.py", *size,
+              "--device", device, "--variants", *variants], timeout=clock.left(1800))  # fmt: skip
         record()
     if "compile" not in args.skip:
         size = ["--steps", "3", "--repeats", "1", "--variants", "mlp2d"] if args.dry_run else [

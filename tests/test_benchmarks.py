@@ -60,6 +60,23 @@ def test_ensemble_throughput(tmp_path):
     assert "mlp2d/ring8" in out and "dcgan28/fashion_mnist" in out
 
 
+def test_step_calls_per_member_count(tmp_path):
+    out = _run(tmp_path, "step_calls.py", "--members", "1", "3", "--json", "calls.json")
+    rows = json.loads((tmp_path / "calls.json").read_text())
+    assert [r["K"] for r in rows] == [1, 3] and all(r["host_syncs"] == 0 for r in rows)
+    assert "kernels_per_step" in out
+
+
+def test_member_steps_eager_on_the_cpu(tmp_path):
+    out = _run(tmp_path, "member_steps.py", "--members", "1", "2", "--steps", "2",
+               "--warm-up", "1", "--variants", "mlp2d", "dcgan28", "--batch-size", "4")  # fmt: skip
+    rows = [line.split() for line in out.splitlines() if line.startswith(("mlp2d", "dcgan28"))]
+    assert [row[:3] for row in rows] == [
+        ["mlp2d/ring8", "none", "1"], ["mlp2d/ring8", "none", "2"],
+        ["dcgan28/fashion_mnist", "none", "1"], ["dcgan28/fashion_mnist", "none", "2"],
+    ]  # fmt: skip
+
+
 def test_study_cost(tmp_path):
     mixtures_only = tmp_path / "mixtures.yaml"
     mixtures_only.write_text(
@@ -92,13 +109,21 @@ def test_gpu_acceptance_dry_run_exercises_every_stage_on_the_cpu(tmp_path):
          "--config", str(CONFIGS / "config.yaml"), str(CONFIGS / "reproduce.yaml"))  # fmt: skip
     summary = json.loads((tmp_path / "acc" / "acceptance.json").read_text())
     assert [s["stage"] for s in summary["stages"]] == [
-        "gpu tests",
+        "step calls",
+        "member-steps",
+        "mixtures block",
+        "quick study",
         "default study blocks",
         "blocks of config.yaml + reproduce.yaml",
-        "quick study",
+        "gpu tests",
         "compiled vs eager",
     ]
     assert all(s["ok"] for s in summary["stages"]), summary
+    assert [(r["K"], r["host_syncs"]) for r in summary["step_calls"]] == [(1, 0), (16, 0)]
+    assert [r["K"] for r in summary["member_steps"]] == [1, 2]
+    goals = (tmp_path / "acc" / "goals.md").read_text()
+    assert "DRY RUN" in goals and "| mixtures block, minutes | <= 10 |" in goals
+    assert {g["goal"] for g in summary["goals"]} >= {"k256_speedup", "default_study_hours"}
     table = (tmp_path / "acc" / "gpu_hours.md").read_text()
     assert "DRY RUN" in table
     for block in ("mixtures", "fashion_mnist", "stacked_mnist", "cats", "total"):
@@ -116,7 +141,7 @@ def test_gpu_acceptance_stops_starting_stages_at_its_deadline(tmp_path):
     )  # fmt: skip
     assert result.returncode == 1, result.stderr[-3000:]  # a skipped stage is not a pass
     stages = json.loads((tmp_path / "acc" / "acceptance.json").read_text())["stages"]
-    assert [s["output"] for s in stages] == ["skipped: deadline"] * 3, stages
+    assert [s["output"] for s in stages] == ["skipped: deadline"] * 6, stages
 
 
 def test_median_interval_by_the_binomial_order_statistics():

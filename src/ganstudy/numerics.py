@@ -10,7 +10,9 @@
   (off) and cuDNN (on); both follow this key. It has no effect on the CPU.
 * ``train.compile``: the networks' forward and backward compiled by ``torch.compile``
   (``default``) or with CUDA graphs as well (``reduce-overhead``, on CUDA; on the CPU it is
-  ``default``). Inductor generates C++ on the CPU and needs a C++ compiler (``$CXX`` or ``g++``);
+  ``default``); or the whole training step, both networks' forward, backward and optimizer
+  updates, captured once as one CUDA graph and replayed (``cudagraph``, see
+  :mod:`ganstudy.train.graph`; on a device without CUDA: eager, with a warning). Inductor generates C++ on the CPU and needs a C++ compiler (``$CXX`` or ``g++``);
   without one the run trains eagerly and says so.
 
 FID features are always computed in full fp32 (:func:`full_fp32`), whatever ``train.tf32`` says,
@@ -25,7 +27,7 @@ import shutil
 import sys
 from collections.abc import Iterator
 
-COMPILE_MODES = ("none", "default", "reduce-overhead")
+COMPILE_MODES = ("none", "default", "reduce-overhead", "cudagraph")
 CUBLAS_WORKSPACE = ":4096:8"
 
 
@@ -65,6 +67,14 @@ def compile_mode(requested: str, device) -> str:
     (CUDA graphs need CUDA), ``none`` where the CPU has no C++ compiler (with a warning)."""
     if requested == "none":
         return "none"
+    if requested == "cudagraph" and device.type != "cuda":
+        print(
+            f"warning: train.compile='cudagraph' needs a CUDA device, and this run trains on "
+            f"{device.type}; training eagerly (recorded as compile 'none' in metrics.json)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return "none"
     if device.type == "cpu":
         if cxx_compiler() is None:
             print(
@@ -81,7 +91,7 @@ def compile_mode(requested: str, device) -> str:
 def compiled(module, mode: str):
     """``module`` compiled for ``mode`` (the module itself for ``none``); parameters and buffers
     stay the module's, so checkpoints and sampling use the eager module unchanged."""
-    if mode == "none":
+    if mode in ("none", "cudagraph"):  # the trainer captures its whole step itself
         return module
     import torch
 

@@ -48,14 +48,26 @@ def test_mixture_samples_sit_on_their_modes(name):
     assert not torch.equal(batch[0], batch[1])  # members draw independently
 
 
-def test_mixture_stream_resumes_from_state():
+@pytest.mark.parametrize("saved_at", [0, 1, 63, 64, 70, 128])
+def test_mixture_stream_resumes_from_state(saved_at):
+    # Saved inside a chunk, at its first step, and just after a chunk was used up: the resumed
+    # stream re-draws the chunk it is in and reads on, across the next chunk boundary too.
     stream = MixtureStream("ring8", [torch.Generator().manual_seed(3)], 16, "cpu")
-    stream.batch(0)
-    state = stream.state_dict(0)
-    expected = stream.batch(1)
+    for step in range(saved_at):
+        stream.batch(step)
+    state = stream.member_state(0)
+    expected = [stream.batch(step) for step in range(saved_at, saved_at + 80)]
     other = MixtureStream("ring8", [torch.Generator().manual_seed(99)], 16, "cpu")
-    other.load_state_dict(0, state)
-    assert torch.equal(other.batch(1), expected)
+    other.load_members([state])
+    assert all(torch.equal(other.batch(saved_at + i), e) for i, e in enumerate(expected))
+
+
+def test_mixture_member_is_the_solo_stream():
+    gens = [torch.Generator().manual_seed(s) for s in (1, 2, 3, 4, 5)]
+    five = MixtureStream("grid25", gens, 16, "cpu", batches_per_step=2)
+    solo = MixtureStream("grid25", [torch.Generator().manual_seed(4)], 16, "cpu", 2)
+    for index in range(300):
+        assert torch.equal(five.batch(index)[3], solo.batch(index)[0])
 
 
 def test_image_stream_is_a_function_of_the_batch_index():

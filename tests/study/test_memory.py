@@ -261,3 +261,10 @@ def test_study_cost_checks_the_study_against_a_simulated_gpu(tmp_path, monkeypat
     monkeypatch.delenv(memory.GPU_MEMORY_ENV)
     assert cli_main(["study", "cost", str(path)]) == 0
     assert "GPU memory: not checked (no GPU" in capsys.readouterr().out
+
+
+def test_the_estimate_counts_the_chunk_the_trainer_draws_ahead():
+    # memory imports no torch, so it keeps its own copy of the constant: the two must agree.
+    from ganstudy.data import draws
+
+    assert memory.DRAW_CHUNK_STEPS == draws.CHUNK_STEPS

@@ -212,3 +212,24 @@ def test_an_interrupted_run_is_counted_as_interrupted(tmp_path):
     (row,) = aggregate.collect(results).to_dict("records")
     assert row["state"] == "interrupted" and "SIGUSR1" in row["note"]
     assert yaml.safe_load((run / layout.CONFIG).read_text())["train"]["steps"] == STEPS
+
+
+def test_a_checkpoint_of_another_random_number_scheme_is_refused_not_moved(tmp_path, capsys):
+    # e.g. one written before the numbers were drawn ahead in chunks: resuming it could not
+    # continue its trajectory, so the run says so and leaves the file where it is.
+    config = _config(tmp_path, steps=300, checkpoint_every=100)
+    run = tmp_path / "run"
+    assert cli.main(["train", "--config", str(config), "--out", str(run), "--quiet"]) == 0
+    (run / layout.FINAL).unlink()
+    (run / layout.METRICS).unlink()
+    for step in ckpt.available_steps(run):
+        path = ckpt.checkpoint_path(run, step)
+        state = ckpt.load(path)
+        del state["rng"]["scheme"]
+        ckpt.atomic_save(state, path)
+    capsys.readouterr()
+    assert cli.main(["train", "--config", str(config), "--out", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "drew its random numbers another way (scheme 'per step', this one: 'chunks-64')" in err
+    assert "Traceback" not in err
+    assert not list((run / layout.CHECKPOINTS).glob("*.corrupt"))

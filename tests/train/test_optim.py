@@ -180,7 +180,7 @@ def test_a_run_resumed_from_a_for_loop_adam_checkpoint_keeps_it_and_says_so(tmp_
     cfg = run_config({"name": "gan"}, steps=4, checkpoint_every=2, d_lr_schedule="none")
     run_dir = tmp_path / "run"
 
-    def for_loop_adam(params, lr, train):
+    def for_loop_adam(params, lr, train, capturable=False):
         return torch.optim.Adam(list(params), lr=lr, betas=(train.beta1, train.beta2))
 
     monkeypatch.setattr(optim, "adam", for_loop_adam)
@@ -188,7 +188,7 @@ def test_a_run_resumed_from_a_for_loop_adam_checkpoint_keeps_it_and_says_so(tmp_
     run_dir.mkdir(parents=True)
     older._t_start = time.monotonic()
     for step in range(2):
-        older.train_step(step, None, False)
+        older.train_step(step, torch.zeros(1, dtype=torch.bool), False)
     older.step = 2
     older.save_checkpoint()
     monkeypatch.undo()

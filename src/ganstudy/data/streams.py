@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ganstudy.data import prepare, registry
+from ganstudy.data.draws import ChunkedDraws, Part
 
 
 def mixture_means(name: str) -> Tensor:
@@ -41,29 +42,42 @@ def to_unit_range(images: Tensor) -> Tensor:
 
 
 class MixtureStream:
-    """Batches from a 2D Gaussian mixture: a uniform mode index plus N(0, sigma^2 I) noise."""
+    """Batches from a 2D Gaussian mixture: a uniform mode index plus N(0, sigma^2 I) noise.
 
-    def __init__(self, name: str, generators: list[torch.Generator], batch_size: int, device):
+    The mode indices and offsets of every member are drawn ahead in chunks of steps (see
+    :mod:`ganstudy.data.draws`); a batch is one gather, one product and one sum for all
+    members."""
+
+    def __init__(
+        self,
+        name: str,
+        generators: list[torch.Generator],
+        batch_size: int,
+        device,
+        batches_per_step: int = 1,
+    ):
         self.means = mixture_means(name).to(device, torch.get_default_dtype())
         self.sigma = registry.dataset(name).mixture.sigma
-        self.generators, self.batch_size, self.device = generators, batch_size, device
+        self.batches_per_step = batches_per_step
+        self.draws = ChunkedDraws(
+            generators,
+            [
+                Part("mode", batches_per_step, (batch_size,), "randint", high=len(self.means)),
+                Part("offset", batches_per_step, (batch_size, 2), "normal"),
+            ],
+            device,
+        )
 
     def batch(self, index: int) -> Tensor:
-        del index  # the stream is stateful: its generators advance with every batch
-        out = []
-        for gen in self.generators:
-            mode = torch.randint(
-                len(self.means), (self.batch_size,), generator=gen, device=self.device
-            )
-            noise = torch.randn(self.batch_size, 2, generator=gen, device=self.device)
-            out.append(self.means[mode] + self.sigma * noise)
-        return torch.stack(out)
+        step, update = divmod(index, self.batches_per_step)
+        drawn = self.draws.at(step)
+        return self.means[drawn["mode"][update]] + self.sigma * drawn["offset"][update]
 
-    def state_dict(self, k: int) -> dict:
-        return {"generator": self.generators[k].get_state()}
+    def member_state(self, k: int) -> dict:
+        return self.draws.member_state(k)
 
-    def load_state_dict(self, k: int, state: dict) -> None:
-        self.generators[k].set_state(state["generator"])
+    def load_members(self, states: list[dict]) -> None:
+        self.draws.load_members(states)
 
 
 def mixture_training_set(name: str, n: int, sample_seed: int) -> Tensor:
@@ -114,10 +128,10 @@ class ImageStream:
         idx = self._order(epoch)[:, start : start + self.batch_size]
         return self.convert(self.images[idx])
 
-    def state_dict(self, k: int) -> dict:
+    def member_state(self, k: int) -> dict:
         return {}
 
-    def load_state_dict(self, k: int, state: dict) -> None:
+    def load_members(self, states: list[dict]) -> None:
         pass
 
 
@@ -128,7 +142,7 @@ def make_stream(cfg, generators: list[torch.Generator], data_seeds: list[int], d
         if cfg.dataset.n_train is not None:
             points = mixture_training_set(spec.name, cfg.dataset.n_train, cfg.dataset.sample_seed)
             return ImageStream(points, data_seeds, cfg.train.batch_size, device)
-        return MixtureStream(spec.name, generators, cfg.train.batch_size, device)
+        return MixtureStream(spec.name, generators, cfg.train.batch_size, device, cfg.train.d_steps)
     images, _ = load_images(spec.name, cfg.dataset.data_root, "train", cfg.dataset.mirror)
     if tuple(images.shape[1:]) != spec.shape:
         raise ValueError(

@@ -231,9 +231,8 @@ class BatchNorm(MemberModule):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() == 3:
+            # One path for every K, the solo run's too: the same calls whatever the ensemble.
             members, batch, channels = x.shape
-            if members == 1:
-                return self._normalise(x[0]).unsqueeze(0)
             flat = _ContiguousGrad.apply(x).transpose(0, 1).reshape(batch, members * channels)
             out = self._normalise(flat).view(batch, members, channels).transpose(0, 1)
             # (K, B, C) in the layout of a solo run, so the next batched product and every

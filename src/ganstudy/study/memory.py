@@ -69,8 +69,8 @@ EVALUATION_BYTES = CUDA_CONTEXT_BYTES + INCEPTION_BYTES
 BACKWARD_FACTOR = 3
 # Optimizer tensors per parameter (Adam's two moments; RMSProp's square average and momentum).
 OPTIMIZER_TENSORS = 2
-# Steps of random draws generated ahead. The training engine's draw chunk
-# (ganstudy.train.draws.CHUNK_STEPS, not in the engine yet): a parameter of the estimate.
+# Steps of random numbers drawn ahead: ganstudy.data.draws.CHUNK_STEPS (a copy, so that this
+# module imports no torch; a test keeps them equal).
 DRAW_CHUNK_STEPS = 64
 
 

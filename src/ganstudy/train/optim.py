@@ -24,7 +24,7 @@ from ganstudy.optimizers import D_LR_SCHEDULES, OPTIMIZERS
 FUSED_DEVICES = ("cuda",)
 
 
-def adam(params, lr: float, train) -> torch.optim.Optimizer:
+def adam(params, lr: float, train, capturable: bool = False) -> torch.optim.Optimizer:
     """Adam: PyTorch's fused kernel on CUDA; on the CPU its foreach implementation, whose
     elementwise operations round every element alike whatever the tensor's length, so an
     ensemble member's update is bitwise the solo run's (``FUSED_DEVICES``; measured: member 5 of
@@ -35,23 +35,47 @@ def adam(params, lr: float, train) -> torch.optim.Optimizer:
     fused = bool(params) and all(p.device.type in FUSED_DEVICES for p in params)
     return torch.optim.Adam(
         params, lr=lr, betas=(train.beta1, train.beta2), fused=True if fused else None,
-        foreach=None if fused else True,
+        foreach=None if fused else True, capturable=capturable,
     )  # fmt: skip
 
 
-def rmsprop(params, lr: float, train) -> torch.optim.Optimizer:
+def rmsprop(params, lr: float, train, capturable: bool = False) -> torch.optim.Optimizer:
     return torch.optim.RMSprop(
         params,
         lr=lr,
         alpha=train.rmsprop_alpha,
         eps=train.rmsprop_eps,
         momentum=train.rmsprop_momentum,
+        capturable=capturable,
     )
 
 
-def build_optimizer(params, lr: float, train) -> torch.optim.Optimizer:
-    """The optimizer ``train.optimizer`` of a resolved train config over ``params``."""
-    return globals()[OPTIMIZERS[train.optimizer].build](params, lr, train)
+def build_optimizer(params, lr: float, train, capturable: bool = False) -> torch.optim.Optimizer:
+    """The optimizer ``train.optimizer`` of a resolved train config over ``params``;
+    ``capturable``: its step counters on the device, so that a CUDA graph can replay its update
+    (see :mod:`ganstudy.train.graph`)."""
+    return globals()[OPTIMIZERS[train.optimizer].build](params, lr, train, capturable)
+
+
+def keep_implementation(optimizer: torch.optim.Optimizer, settings: list[dict]) -> None:
+    """After ``load_state_dict``, which takes a group's settings from the file, restore
+    ``capturable`` (per parameter group, from :func:`implementation_settings`): whether this
+    process replays the update in a CUDA graph is its own, and the step counters move to where
+    that needs them. The file's choice of fused, foreach or for-loop is kept: a resumed run
+    computes its updates as it did before (:func:`implementation` records which)."""
+    for group, saved in zip(optimizer.param_groups, settings):
+        group.update(saved)
+        on_device = group.get("capturable") or group.get("fused")
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            if isinstance(state.get("step"), torch.Tensor):
+                # PyTorch keeps the step counter beside the parameter for these, else on the CPU
+                device = p.device if on_device else "cpu"
+                state["step"] = state["step"].to(device, torch.float32)
+
+
+def implementation_settings(optimizer: torch.optim.Optimizer) -> list[dict]:
+    return [{"capturable": g.get("capturable", False)} for g in optimizer.param_groups]
 
 
 def implementation(optimizer: torch.optim.Optimizer) -> str:
@@ -101,7 +125,8 @@ class GapAwareSchedule:
     def factor(self, loss_d: Tensor) -> Tensor:
         """Update each member's moving average with its loss of this D update (shape (K,)) and
         return each member's factor of lr_d for this update."""
-        self.ema = self.weight * self.ema + (1 - self.weight) * loss_d
+        # In place: a CUDA graph of the step reads and writes this one tensor.
+        self.ema.copy_(self.weight * self.ema + (1 - self.weight) * loss_d)
         gap = (self.ema - self.ideal).abs()
         up = torch.pow(self.f_max, gap / self.x_max).clamp(1.0, self.f_max)
         down = torch.pow(self.h_min, gap / self.x_min).clamp(self.h_min, 1.0)
@@ -111,7 +136,7 @@ class GapAwareSchedule:
         return {"ema": self.ema[k : k + 1].detach().clone().cpu()}
 
     def load_members(self, states: list[dict]) -> None:
-        self.ema = torch.cat([s["ema"] for s in states]).to(self.ema.device)
+        self.ema.copy_(torch.cat([s["ema"] for s in states]))
 
 
 def build_schedule(cfg, members: int, device) -> GapAwareSchedule | None:

@@ -17,7 +17,8 @@ from torch import Tensor
 
 from ganstudy import atomic, layout
 from ganstudy import checkpoint as ckpt
-from ganstudy.errors import CheckpointError
+from ganstudy.data import draws
+from ganstudy.errors import CheckpointError, ConfigError
 from ganstudy.sample import generate_members, sampling, save_member_samples
 from ganstudy.train import optim, runfiles
 from ganstudy.train import step as step_maths
@@ -47,7 +48,11 @@ class RunOutputs:
             # The run's MLflow identity travels with its state: a resumed run continues the same
             # MLflow run even where metrics.json was removed (e.g. by a workflow rerun).
             mlflow={"run_id": self._mlflow_id(k), "tracking_uri": self._tracking_uri()},
-            rng={"noise": self.noise_gens[k].get_state(), "data": self.stream.state_dict(k)},
+            rng={
+                "scheme": draws.SCHEME,
+                "noise": self.noise_draws.member_state(k),
+                "data": self.stream.member_state(k),
+            },
             d_lr_schedule=self.d_schedule.member_state(k) if self.d_schedule else None,
         )
 
@@ -93,14 +98,27 @@ class RunOutputs:
         return None
 
     def load_checkpoint(self, step: int) -> None:
+        paths = [ckpt.checkpoint_path(d, step) for d in self.run_dirs]
+        settings = [optim.implementation_settings(o) for o in (self.opt_g, self.opt_d)]
         members = ckpt.load_members(
-            [ckpt.checkpoint_path(d, step) for d in self.run_dirs],
+            paths,
             {"generator": self.G, "discriminator": self.D},
             {"opt_g": self.opt_g, "opt_d": self.opt_d},
         )
+        for path, m in zip(paths, members):
+            if m["rng"].get("scheme") != draws.SCHEME:
+                # Not a damaged file (it is not moved aside): the run cannot go on bitwise.
+                raise ConfigError(
+                    f"{path} was written by a ganstudy that drew its random numbers another way "
+                    f"(scheme {m['rng'].get('scheme', 'per step')!r}, this one: {draws.SCHEME!r}): "
+                    "resuming it would not continue its trajectory. Finish the run with that "
+                    "version, or remove its run directory to train it again."
+                )
+        for opt, kept in zip((self.opt_g, self.opt_d), settings):
+            optim.keep_implementation(opt, kept)
+        self.noise_draws.load_members([m["rng"]["noise"] for m in members])
+        self.stream.load_members([m["rng"]["data"] for m in members])
         for k, m in enumerate(members):
-            self.noise_gens[k].set_state(m["rng"]["noise"])
-            self.stream.load_state_dict(k, m["rng"]["data"])
             self.diverged_step[k] = m["diverged_step"]
         if self.d_schedule is not None:
             self.d_schedule.load_members([m["d_lr_schedule"] for m in members])

@@ -99,13 +99,11 @@ def apply_update(
                 p.sub_(old).mul_(scale.view(shape)).add_(old)
 
 
-def penalty(D, real: Tensor, fake: Tensor, noise_gens: list[torch.Generator], weight: float):
-    """``weight`` x the gradient penalty of D at x_hat = eps x + (1 - eps) G(z), eps ~ U(0, 1) per
-    sample from member k's noise stream (see :func:`ganstudy.loss_functions.gradient_penalty`)."""
-    shape = real.shape[:2] + (1,) * (real.dim() - 2)
-    eps = torch.empty(shape, device=real.device)
-    for k, gen in enumerate(noise_gens):
-        eps[k].uniform_(generator=gen)
+def penalty(D, real: Tensor, fake: Tensor, eps: Tensor, weight: float):
+    """``weight`` x the gradient penalty of D at x_hat = eps x + (1 - eps) G(z), with ``eps``
+    (K, batch) ~ U(0, 1), one per sample, from each member's noise stream (see
+    :func:`ganstudy.loss_functions.gradient_penalty`)."""
+    eps = eps.view(real.shape[:2] + (1,) * (real.dim() - 2))
     x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
     (grad,) = torch.autograd.grad(D(x_hat).sum(), x_hat, create_graph=True)
     return weight * gradient_penalty(grad, real.dim() - 2)

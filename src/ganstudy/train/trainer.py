@@ -28,6 +28,7 @@ from torch import Tensor
 from ganstudy import atomic, layout, numerics, provenance
 from ganstudy.config import RunConfig
 from ganstudy.data import registry
+from ganstudy.data.draws import ChunkedDraws, Part
 from ganstudy.data.streams import make_stream
 from ganstudy.errors import ConfigError
 from ganstudy.losses import build_loss
@@ -39,6 +40,7 @@ from ganstudy.train.progress import Progress
 from ganstudy.train.signals import StopRequest
 
 SAMPLE_GRID = 64
+NOISE_KINDS = {"normal": "normal", "uniform": "uniform_pm1"}  # arch.z_dist -> draw kind
 
 
 class Trainer(RunOutputs):
@@ -83,14 +85,24 @@ class Trainer(RunOutputs):
         self.G_step = numerics.compiled(self.G, self.numerics["compile"])
         self.D_step = numerics.compiled(self.D, self.numerics["compile"])
         t = cfg.train
-        self.opt_g = optim.build_optimizer(self.G.parameters(), t.lr_g, t)
-        self.opt_d = optim.build_optimizer(self.D.parameters(), t.lr_d, t)
+        capturable = self.numerics["compile"] == "cudagraph"
+        self.opt_g = optim.build_optimizer(self.G.parameters(), t.lr_g, t, capturable)
+        self.opt_d = optim.build_optimizer(self.D.parameters(), t.lr_d, t, capturable)
         self.d_schedule = optim.build_schedule(cfg, self.K, self.device)
         self.direction = optim.direction_state(t)
         member_seeds = [step_maths.MemberSeeds.from_seed(s) for s in seeds]
         self.noise_gens = [
             torch.Generator(device=self.device).manual_seed(m.noise) for m in member_seeds
         ]
+        self.d_loss, self.g_loss, self.needs_gp = build_loss(cfg.loss)
+        # The noise of every update of a step (and the penalty's mixing weights), drawn ahead
+        # for all members: the step's calls do not grow with K (see ganstudy.data.draws).
+        noise_parts = [
+            Part("z", t.d_steps + 1, (t.batch_size, cfg.arch.z_dim), NOISE_KINDS[cfg.arch.z_dist])
+        ]
+        if self.needs_gp:
+            noise_parts.append(Part("eps", t.d_steps, (t.batch_size,), "uniform"))
+        self.noise_draws = ChunkedDraws(self.noise_gens, noise_parts, self.device)
         data_gens = [torch.Generator(device=self.device).manual_seed(m.data) for m in member_seeds]
         self.stream = make_stream(cfg, data_gens, [m.data for m in member_seeds], self.device)
         # What the run trained on, in metrics.json: the protocol comparisons read its size.
@@ -103,7 +115,6 @@ class Trainer(RunOutputs):
             self.total_steps = t.steps
         else:
             self.total_steps = math.ceil(t.epochs * self.stream.batches_per_epoch / t.d_steps)
-        self.d_loss, self.g_loss, self.needs_gp = build_loss(cfg.loss)
         self.sample_z = torch.empty(self.K, SAMPLE_GRID, cfg.arch.z_dim, device=self.device)
         draw_noise(
             self.sample_z,
@@ -115,6 +126,11 @@ class Trainer(RunOutputs):
         self.wall_before = 0.0
         self.g_params = list(self.G.parameters())
         self.d_params = list(self.D.parameters())
+        self.graph = None
+        if self.numerics["compile"] == "cudagraph":
+            from ganstudy.train.graph import GraphedStep
+
+            self.graph = GraphedStep(self)
         self.fid = None
         if t.fid_every > 0 and self.spec.kind == "image":
             from ganstudy.metrics.fid import TrainingFID  # Inception only where it is used
@@ -134,42 +150,57 @@ class Trainer(RunOutputs):
 
     # -- one step ------------------------------------------------------------------------------
 
-    def _noise(self) -> Tensor:
-        z = torch.empty(self.K, self.cfg.train.batch_size, self.cfg.arch.z_dim, device=self.device)
-        return draw_noise(z, self.noise_gens, self.cfg.arch.z_dist)
+    def step_inputs(self, step: int) -> dict:
+        """What training step ``step`` reads: its real batches (a list of ``d_steps`` (K, B, ...)
+        tensors) and its noise, ``z`` of shape (d_steps + 1, K, B, z_dim) and, for a gradient
+        penalty, ``eps`` (d_steps, K, B)."""
+        t = self.cfg.train
+        inputs = dict(self.noise_draws.at(step))
+        inputs["real"] = [self.stream.batch(step * t.d_steps + i) for i in range(t.d_steps)]
+        return inputs
 
-    def train_step(self, batch_index: int, frozen: Tensor | None, want_stats: bool):
-        """One generator step (after ``d_steps`` discriminator steps).
+    def train_step(self, step: int, frozen: Tensor, want_stats: bool):
+        """Training step ``step``: ``d_steps`` discriminator updates, then one generator update.
 
-        ``frozen`` (ensembles only) is the device-side mask of diverged members; a member whose
+        ``frozen`` is the device-side mask of diverged members (shape (K,)); a member whose
         loss is non-finite in this step is added to it before its update is applied, so its
-        weights keep their last finite values. Returns (losses, stats, frozen).
+        weights keep their last finite values. Returns (losses, stats, frozen); stats are None
+        unless ``want_stats`` (a CUDA graph computes them every step).
+
+        The same calls for any K and no host synchronisation: every member's numbers come from
+        the chunk drawn ahead, and divergence stays on the device until the next log row.
         """
+        if self.graph is not None:
+            return self.graph(step, frozen)
+        return self.step_body(self.step_inputs(step), frozen, want_stats)
+
+    def step_body(self, inputs: dict, frozen: Tensor, want_stats: bool):
+        """The step's arithmetic on ``inputs`` (see :meth:`step_inputs`), eager or captured."""
+        t = self.cfg.train
+        noise = inputs
         # Divergence is judged on the sum of the step's D losses: non-finite if any of them is.
         d_total = 0.0
-        for i in range(self.cfg.train.d_steps):
-            real = self.stream.batch(batch_index + i)
+        for i in range(t.d_steps):
+            real = inputs["real"][i]
             with torch.no_grad():
-                fake = self.G_step(self._noise())
+                fake = self.G_step(noise["z"][i])
             d_real, d_fake = self.D_step(real), self.D_step(fake)
             loss_d = self.d_loss(d_real, d_fake)
             if self.needs_gp:
                 loss_d = loss_d + step_maths.penalty(
-                    self.D_step, real, fake, self.noise_gens, self.cfg.loss.gp_lambda
+                    self.D_step, real, fake, noise["eps"][i], self.cfg.loss.gp_lambda
                 )
             grads_d = torch.autograd.grad(loss_d.sum(), self.d_params)
             d_total = d_total + loss_d.detach()
-            if frozen is not None:
-                frozen = frozen | ~torch.isfinite(loss_d.detach())
+            frozen = frozen | ~torch.isfinite(loss_d.detach())
             scale = self.d_schedule.factor(loss_d.detach()) if self.d_schedule else None
             step_maths.apply_update(
                 self.d_params, grads_d, self.opt_d, frozen, scale, self.direction
             )
-        d_fake_g = self.D_step(self.G_step(self._noise()))
+        d_fake_g = self.D_step(self.G_step(noise["z"][t.d_steps]))
         loss_g = self.g_loss(d_fake_g)
         grads_g = torch.autograd.grad(loss_g.sum(), self.g_params)
-        if frozen is not None:
-            frozen = frozen | ~torch.isfinite(loss_g.detach())
+        frozen = frozen | ~torch.isfinite(loss_g.detach())
         step_maths.apply_update(self.g_params, grads_g, self.opt_g, frozen, None, self.direction)
         losses = torch.stack([d_total, loss_g.detach()], dim=-1)
         if not want_stats:
@@ -209,9 +240,9 @@ class Trainer(RunOutputs):
             atomic.write_json(self._metrics_path(k), self._metrics(k, finished=False))
         t = self.cfg.train
         frozen_host = [s is not None for s in self.diverged_step]
-        # Ensembles track divergence on the device every step (no host sync) so that a member
-        # is frozen at its last finite state; a solo run simply ends at the next check.
-        frozen = torch.tensor(frozen_host, device=self.device) if self.K > 1 else None
+        # Divergence is tracked on the device every step (no host sync), so that a member is
+        # frozen at its last finite state; the host learns of it at the next log row.
+        frozen = torch.tensor(frozen_host, device=self.device)
         history = torch.zeros(t.log_every, self.K, 2, device=self.device)
         progress = (
             Progress(self.total_steps, self.step, self._name) if self.progress_enabled else None
@@ -247,7 +278,7 @@ class Trainer(RunOutputs):
         t = self.cfg.train
         while self.step < self.total_steps and not all(frozen_host):
             log_now = (self.step + 1) % t.log_every == 0 or self.step + 1 == self.total_steps
-            losses, stats, frozen = self.train_step(self.step * t.d_steps, frozen, log_now)
+            losses, stats, frozen = self.train_step(self.step, frozen, log_now)
             history[self.step - last_log_step].copy_(losses)
             self.step += 1
             if log_now:
