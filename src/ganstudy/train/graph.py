@@ -88,5 +88,6 @@ class GraphedStep:
 
     def _capture(self) -> None:
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        # thread_local: tracking and progress threads may use CUDA (NVML) while this captures.
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             self.outputs = self._body()
