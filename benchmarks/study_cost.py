@@ -65,11 +65,12 @@ def representatives(
 def step_seconds(cfg, members: int, steps: int, warmup: int, workdir: Path) -> float:
     seeds = list(range(members))
     trainer = Trainer(cfg, seeds, [workdir / f"s{s}" for s in seeds], device="cpu", progress=False)
+    frozen = torch.zeros(members, dtype=torch.bool)
     for i in range(warmup):
-        trainer.train_step(i, None, False)
+        _, _, frozen = trainer.train_step(i, frozen, False)
     start = time.perf_counter()
     for i in range(steps):
-        trainer.train_step(warmup + i, None, False)
+        _, _, frozen = trainer.train_step(warmup + i, frozen, False)
     return (time.perf_counter() - start) / steps
 
 
