@@ -113,9 +113,12 @@ def minimal_loop(cfg, g, d, members: int, device: torch.device, member_dim: bool
         (members, t.batch_size, cfg.arch.z_dim) if member_dim else (t.batch_size, cfg.arch.z_dim)
     )
 
+    position = {"batch": 0}  # the stream reads on across repeats (its draws come in order)
+
     def run():
-        for step in range(t.steps):
-            real = stream.batch(step)
+        for _ in range(t.steps):
+            real = stream.batch(position["batch"])
+            position["batch"] += 1
             if not member_dim:
                 real = real[0]
             with torch.no_grad():

@@ -93,9 +93,15 @@ def count_steps(trainer, steps) -> StepCalls:
     """Run ``trainer.train_step`` for each of ``steps`` (no log rows) and count their calls."""
     record = StepCalls(len(steps))
     frozen = torch.zeros(trainer.K, dtype=torch.bool, device=trainer.device)
-    with _Counter(record, (trainer.opt_g, trainer.opt_d)):
-        for step in steps:
-            _, _, frozen = trainer.train_step(step, frozen, False)
+    # Counted as the step runs on a GPU: the CPU's shortcut of reading the frozen mask on the
+    # host (Trainer._mask) is off while counting.
+    host_checks, trainer.host_checks = trainer.host_checks, False
+    try:
+        with _Counter(record, (trainer.opt_g, trainer.opt_d)):
+            for step in steps:
+                _, _, frozen = trainer.train_step(step, frozen, False)
+    finally:
+        trainer.host_checks = host_checks
     return record
 
 

@@ -126,6 +126,7 @@ class Trainer(RunOutputs):
         self.wall_before = 0.0
         self.g_params = list(self.G.parameters())
         self.d_params = list(self.D.parameters())
+        self.host_checks = self.device.type == "cpu"  # see _mask
         self.graph = None
         if self.numerics["compile"] == "cudagraph":
             from ganstudy.train.graph import GraphedStep
@@ -149,6 +150,17 @@ class Trainer(RunOutputs):
         return layout.RunKey.of_config(self.cfg).name
 
     # -- one step ------------------------------------------------------------------------------
+
+    def _mask(self, frozen: Tensor) -> Tensor | None:
+        """The frozen mask an update applies, or None where no member is frozen and the host may
+        look (``host_checks``): on the CPU reading the mask waits for nothing, and an update
+        masked with every member alive is bitwise the unmasked one (where(alive, g, 0) = g,
+        state x 1 = state), so skipping it changes no number and saves the masking's two calls
+        per parameter (about 1 ms of a 12 ms mlp2d step on one thread). On a GPU, or in a CUDA
+        graph, the mask is always applied: reading it would stall the launch queue."""
+        if self.host_checks and not bool(frozen.any()):
+            return None
+        return frozen
 
     def step_inputs(self, step: int) -> dict:
         """What training step ``step`` reads: its real batches (a list of ``d_steps`` (K, B, ...)
@@ -195,13 +207,15 @@ class Trainer(RunOutputs):
             frozen = frozen | ~torch.isfinite(loss_d.detach())
             scale = self.d_schedule.factor(loss_d.detach()) if self.d_schedule else None
             step_maths.apply_update(
-                self.d_params, grads_d, self.opt_d, frozen, scale, self.direction
+                self.d_params, grads_d, self.opt_d, self._mask(frozen), scale, self.direction
             )
         d_fake_g = self.D_step(self.G_step(noise["z"][t.d_steps]))
         loss_g = self.g_loss(d_fake_g)
         grads_g = torch.autograd.grad(loss_g.sum(), self.g_params)
         frozen = frozen | ~torch.isfinite(loss_g.detach())
-        step_maths.apply_update(self.g_params, grads_g, self.opt_g, frozen, None, self.direction)
+        step_maths.apply_update(
+            self.g_params, grads_g, self.opt_g, self._mask(frozen), None, self.direction
+        )
         losses = torch.stack([d_total, loss_g.detach()], dim=-1)
         if not want_stats:
             return losses, None, frozen
