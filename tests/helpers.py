@@ -52,3 +52,39 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def stop_and_finish(cfg: config.RunConfig, tmp_path: Path, env: dict, rows: int = 3) -> tuple:
+    """Train ``cfg`` in a process stopped by SIGTERM once its log has ``rows`` lines, resume it,
+    and train it again straight through; returns (stopped, straight) run directories and the
+    interrupted step. The stopped process must exit with the interrupted code."""
+    import json
+    import signal
+    import subprocess
+    import time
+
+    from ganstudy import layout
+    from ganstudy.train.signals import EXIT_INTERRUPTED
+
+    path = tmp_path / "run.yaml"
+    path.write_text(cfg.to_yaml())
+    stopped, straight = tmp_path / "stopped", tmp_path / "straight"
+    proc = subprocess.Popen(
+        train_command(path, stopped), stderr=subprocess.PIPE, text=True, env=env
+    )
+    deadline = time.monotonic() + 300
+    log = stopped / layout.LOG
+    while time.monotonic() < deadline and not (
+        log.is_file() and len(log.read_text().splitlines()) >= rows
+    ):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    step = json.loads((stopped / layout.METRICS).read_text())["interrupted_step"]
+    for out in (stopped, straight):
+        done = subprocess.run(
+            train_command(path, out), capture_output=True, text=True, env=env, timeout=600
+        )
+        assert done.returncode == 0, done.stderr
+    return stopped, straight, step

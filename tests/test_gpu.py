@@ -21,23 +21,19 @@ Tolerances, stated once:
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import env_without_tracking_uri
-from helpers import ring_config
+from helpers import ring_config, stop_and_finish
 
 from ganstudy import checkpoint as ckpt
 from ganstudy import config, layout
-from ganstudy.train.signals import EXIT_INTERRUPTED
 from ganstudy.train.trainer import Trainer, train
 
 pytestmark = pytest.mark.gpu
@@ -109,31 +105,9 @@ def test_a_solo_run_and_an_ensemble_train_on_cuda_and_members_follow_solo_runs(t
 
 def test_a_run_stopped_on_cuda_resumes_bitwise(tmp_path):
     cfg = _cuda_config(steps=600, checkpoint_every=500)
-    path = tmp_path / "run.yaml"
-    path.write_text(cfg.to_yaml())
-    env = env_without_tracking_uri()
-
-    def command(out: Path) -> list[str]:
-        return [sys.executable, "-m", "ganstudy", "train", "--config", str(path),
-                "--out", str(out), "--quiet"]  # fmt: skip
-
-    stopped = tmp_path / "stopped"
-    proc = subprocess.Popen(command(stopped), stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + 300
-    log = stopped / layout.LOG
-    while time.monotonic() < deadline and not (
-        log.is_file() and len(log.read_text().splitlines()) >= 3
-    ):
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == EXIT_INTERRUPTED, err
-    step = json.loads((stopped / layout.METRICS).read_text())["interrupted_step"]
+    stopped, straight, step = stop_and_finish(cfg, tmp_path, env_without_tracking_uri())
     assert 0 < step < 600
-    for out in (stopped, tmp_path / "straight"):
-        done = subprocess.run(command(out), capture_output=True, text=True, env=env, timeout=600)
-        assert done.returncode == 0, done.stderr
-    a, b = _states(stopped), _states(tmp_path / "straight")
+    a, b = _states(stopped), _states(straight)
     for part in a:
         for name, tensor in a[part].items():
             assert torch.equal(tensor, b[part][name]), (part, name)

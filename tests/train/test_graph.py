@@ -10,22 +10,16 @@ says so, and records it.
 from __future__ import annotations
 
 import csv
-import json
 import math
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
 from conftest import env_without_tracking_uri
-from helpers import ring_config
+from helpers import ring_config, stop_and_finish
 
 from ganstudy import checkpoint as ckpt
 from ganstudy import config, layout
 from ganstudy.train import optim
-from ganstudy.train.signals import EXIT_INTERRUPTED
 from ganstudy.train.trainer import Trainer
 
 STEPS = 200
@@ -140,29 +134,6 @@ def test_a_member_diverging_under_the_graph_is_caught_at_its_step(tmp_path):
 @gpu
 def test_a_graphed_run_stopped_by_sigterm_resumes_bitwise(tmp_path):
     cfg = _config("cuda", "cudagraph", steps=600, checkpoint_every=500)
-    path = tmp_path / "run.yaml"
-    path.write_text(cfg.to_yaml())
-    env = env_without_tracking_uri()
-
-    def command(out):
-        return [sys.executable, "-m", "ganstudy", "train", "--config", str(path),
-                "--out", str(out), "--quiet"]  # fmt: skip
-
-    stopped = tmp_path / "stopped"
-    proc = subprocess.Popen(command(stopped), stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + 300
-    log = stopped / layout.LOG
-    while time.monotonic() < deadline and not (
-        log.is_file() and len(log.read_text().splitlines()) >= 3
-    ):
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == EXIT_INTERRUPTED, err
-    step = json.loads((stopped / layout.METRICS).read_text())["interrupted_step"]
+    stopped, straight, step = stop_and_finish(cfg, tmp_path, env_without_tracking_uri())
     assert 0 < step < 600
-    for out in (stopped, tmp_path / "straight"):
-        done = subprocess.run(command(out), capture_output=True, text=True, env=env, timeout=600)
-        assert done.returncode == 0, done.stderr
-    a, b = _final(stopped), _final(tmp_path / "straight")
-    assert _largest_difference(a, b) == 0.0
+    assert _largest_difference(_final(stopped), _final(straight)) == 0.0
