@@ -35,8 +35,12 @@ def sampling(generator: torch.nn.Module):
             layer.update_stats = True
 
 
+# arch.z_dist -> the kind of number drawn ahead for training (ganstudy.data.draws.Part).
+NOISE_KINDS = {"normal": "normal", "uniform": "uniform_pm1"}
+
+
 def draw_noise(out: Tensor, generators: list[torch.Generator], dist: str) -> Tensor:
-    """Fill out[k] from member k's generator: N(0, 1) or U(-1, 1)."""
+    """Fill out[k] from member k's generator: N(0, 1) or U(-1, 1) (``NOISE_KINDS``)."""
     for k, gen in enumerate(generators):
         if dist == "normal":
             out[k].normal_(generator=gen)

@@ -125,12 +125,19 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     _assert_bitwise_equal(straight, broken)
 
 
-def test_when_no_checkpoint_loads_the_error_names_every_file(tmp_path, capsys):
+def _unfinished_run(tmp_path: Path) -> tuple[Path, Path]:
+    """A run trained to the end, then made to look unfinished (no final.pt, no metrics.json):
+    the next `ganstudy train` resumes from its periodic checkpoints (steps 100 and 200)."""
     config = _config(tmp_path, steps=300, checkpoint_every=100)
     run = tmp_path / "run"
     assert cli.main(["train", "--config", str(config), "--out", str(run), "--quiet"]) == 0
     (run / layout.FINAL).unlink()
     (run / layout.METRICS).unlink()
+    return config, run
+
+
+def test_when_no_checkpoint_loads_the_error_names_every_file(tmp_path, capsys):
+    config, run = _unfinished_run(tmp_path)
     steps = ckpt.available_steps(run)
     assert len(steps) == 2
     ckpt.checkpoint_path(run, steps[0]).write_bytes(b"not a checkpoint")
@@ -217,11 +224,7 @@ def test_an_interrupted_run_is_counted_as_interrupted(tmp_path):
 def test_a_checkpoint_of_another_random_number_scheme_is_refused_not_moved(tmp_path, capsys):
     # e.g. one written before the numbers were drawn ahead in chunks: resuming it could not
     # continue its trajectory, so the run says so and leaves the file where it is.
-    config = _config(tmp_path, steps=300, checkpoint_every=100)
-    run = tmp_path / "run"
-    assert cli.main(["train", "--config", str(config), "--out", str(run), "--quiet"]) == 0
-    (run / layout.FINAL).unlink()
-    (run / layout.METRICS).unlink()
+    config, run = _unfinished_run(tmp_path)
     for step in ckpt.available_steps(run):
         path = ckpt.checkpoint_path(run, step)
         state = ckpt.load(path)

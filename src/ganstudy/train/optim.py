@@ -57,14 +57,14 @@ def build_optimizer(params, lr: float, train, capturable: bool = False) -> torch
     return globals()[OPTIMIZERS[train.optimizer].build](params, lr, train, capturable)
 
 
-def keep_implementation(optimizer: torch.optim.Optimizer, settings: list[dict]) -> None:
-    """After ``load_state_dict``, which takes a group's settings from the file, restore
-    ``capturable`` (per parameter group, from :func:`implementation_settings`): whether this
-    process replays the update in a CUDA graph is its own, and the step counters move to where
-    that needs them. The file's choice of fused, foreach or for-loop is kept: a resumed run
-    computes its updates as it did before (:func:`implementation` records which)."""
-    for group, saved in zip(optimizer.param_groups, settings):
-        group.update(saved)
+def keep_capturable(optimizer: torch.optim.Optimizer, capturable: bool) -> None:
+    """After ``load_state_dict``, which takes a group's settings from the file, set
+    ``capturable`` back to this process's: whether it replays the update in a CUDA graph is its
+    own, and the step counters move to where that needs them. The file's choice of fused,
+    foreach or for-loop is kept: a resumed run computes its updates as it did before
+    (:func:`implementation` records which)."""
+    for group in optimizer.param_groups:
+        group["capturable"] = capturable
         on_device = group.get("capturable") or group.get("fused")
         for p in group["params"]:
             state = optimizer.state.get(p, {})
@@ -72,10 +72,6 @@ def keep_implementation(optimizer: torch.optim.Optimizer, settings: list[dict]) 
                 # PyTorch keeps the step counter beside the parameter for these, else on the CPU
                 device = p.device if on_device else "cpu"
                 state["step"] = state["step"].to(device, torch.float32)
-
-
-def implementation_settings(optimizer: torch.optim.Optimizer) -> list[dict]:
-    return [{"capturable": g.get("capturable", False)} for g in optimizer.param_groups]
 
 
 def implementation(optimizer: torch.optim.Optimizer) -> str:

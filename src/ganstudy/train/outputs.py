@@ -99,7 +99,6 @@ class RunOutputs:
 
     def load_checkpoint(self, step: int) -> None:
         paths = [ckpt.checkpoint_path(d, step) for d in self.run_dirs]
-        settings = [optim.implementation_settings(o) for o in (self.opt_g, self.opt_d)]
         members = ckpt.load_members(
             paths,
             {"generator": self.G, "discriminator": self.D},
@@ -114,8 +113,8 @@ class RunOutputs:
                     "resuming it would not continue its trajectory. Finish the run with that "
                     "version, or remove its run directory to train it again."
                 )
-        for opt, kept in zip((self.opt_g, self.opt_d), settings):
-            optim.keep_implementation(opt, kept)
+        for opt in (self.opt_g, self.opt_d):
+            optim.keep_capturable(opt, self.capturable)
         self.noise_draws.load_members([m["rng"]["noise"] for m in members])
         self.stream.load_members([m["rng"]["data"] for m in members])
         for k, m in enumerate(members):

@@ -32,7 +32,7 @@ from ganstudy.data.draws import ChunkedDraws, Part
 from ganstudy.data.streams import make_stream
 from ganstudy.errors import ConfigError
 from ganstudy.losses import build_loss
-from ganstudy.sample import draw_noise
+from ganstudy.sample import NOISE_KINDS, draw_noise
 from ganstudy.train import optim
 from ganstudy.train import step as step_maths
 from ganstudy.train.outputs import RunOutputs
@@ -40,7 +40,6 @@ from ganstudy.train.progress import Progress
 from ganstudy.train.signals import StopRequest
 
 SAMPLE_GRID = 64
-NOISE_KINDS = {"normal": "normal", "uniform": "uniform_pm1"}  # arch.z_dist -> draw kind
 
 
 class Trainer(RunOutputs):
@@ -85,13 +84,13 @@ class Trainer(RunOutputs):
         self.G_step = numerics.compiled(self.G, self.numerics["compile"])
         self.D_step = numerics.compiled(self.D, self.numerics["compile"])
         t = cfg.train
-        capturable = self.numerics["compile"] == "cudagraph"
-        self.opt_g = optim.build_optimizer(self.G.parameters(), t.lr_g, t, capturable)
-        self.opt_d = optim.build_optimizer(self.D.parameters(), t.lr_d, t, capturable)
+        self.capturable = self.numerics["compile"] == "cudagraph"
+        self.opt_g = optim.build_optimizer(self.G.parameters(), t.lr_g, t, self.capturable)
+        self.opt_d = optim.build_optimizer(self.D.parameters(), t.lr_d, t, self.capturable)
         self.d_schedule = optim.build_schedule(cfg, self.K, self.device)
         self.direction = optim.direction_state(t)
         member_seeds = [step_maths.MemberSeeds.from_seed(s) for s in seeds]
-        self.noise_gens = [
+        noise_gens = [
             torch.Generator(device=self.device).manual_seed(m.noise) for m in member_seeds
         ]
         self.d_loss, self.g_loss, self.needs_gp = build_loss(cfg.loss)
@@ -102,7 +101,7 @@ class Trainer(RunOutputs):
         ]
         if self.needs_gp:
             noise_parts.append(Part("eps", t.d_steps, (t.batch_size,), "uniform"))
-        self.noise_draws = ChunkedDraws(self.noise_gens, noise_parts, self.device)
+        self.noise_draws = ChunkedDraws(noise_gens, noise_parts, self.device)
         data_gens = [torch.Generator(device=self.device).manual_seed(m.data) for m in member_seeds]
         self.stream = make_stream(cfg, data_gens, [m.data for m in member_seeds], self.device)
         # What the run trained on, in metrics.json: the protocol comparisons read its size.
