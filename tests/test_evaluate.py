@@ -163,6 +163,17 @@ def test_bad_input_is_refused_before_work_and_keeps_eval_json(ring_run, tmp_path
     assert json.loads((run / "eval.json").read_text()) == {"kept": True}
 
 
+def test_several_runs_are_checked_before_any_is_measured(ring_run, tmp_path, capsys):
+    good = _copy(ring_run[0], tmp_path)
+    args = ["evaluate", "--device", "cpu", "--no-mlflow", "--run", str(good)]
+    assert main([*args, str(tmp_path / "none")]) == 2
+    assert f"--run {tmp_path / 'none'}: config.yaml is missing" in capsys.readouterr().err
+    assert not (good / "eval.json").exists()
+    assert main([*args, str(good)]) == 2
+    assert "is given twice" in capsys.readouterr().err
+    assert not (good / "eval.json").exists()
+
+
 class _BrightnessClassifier(torch.nn.Module):
     """Maps an image of constant value v in [-1, 1] to the digit round(4.5 (v + 1))."""
 
@@ -259,6 +270,37 @@ def test_image_run_gets_fid_modes_and_a_sample_grid(tmp_path, monkeypatch):
     assert result["stability"]["fid_curve"]["dims"] == 64
     # 2048-d features from 70 samples: refused before any work
     assert main(["evaluate", "--run", str(run), "--fid-samples", "70"]) == 2
+
+    # Members of one job in one process: the classifier and the reference statistics are loaded
+    # once, and each member's eval.json is what evaluating it alone gives.
+    twin = tmp_path / "twin"
+    shutil.copytree(run, twin)
+    (twin / "eval.json").unlink()
+    alone = _read(run)
+    loads = {"classifier": 0, "reference": 0}
+
+    def counted(name, function):
+        def wrapper(*a, **k):
+            loads[name] += 1
+            return function(*a, **k)
+
+        return wrapper
+
+    from ganstudy.metrics import classifiers
+
+    monkeypatch.setattr(
+        classifiers, "load_classifier", counted("classifier", classifiers.load_classifier)
+    )
+    monkeypatch.setattr(fid, "reference_statistics", counted("reference", fid.reference_statistics))
+    args = ["--device", "cpu", "--fid-samples", "70", "--fid-dims", "64", "--mode-samples", "300"]
+    args += ["--allow-weak-classifier", "--no-mlflow", "--run", str(run), str(twin)]
+    assert main(["evaluate", *args]) == 0
+    assert loads == {"classifier": 1, "reference": 1}
+    for member in (run, twin):
+        together = _read(member)
+        assert together["run_dir"] == str(member)
+        for key in ("fid", "modes", "stability", "notes", "files", "checkpoint"):
+            assert together[key] == alone[key], key
 
 
 # -- stability statistics from run files ------------------------------------------------------

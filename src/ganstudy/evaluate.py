@@ -1,4 +1,11 @@
-"""``ganstudy evaluate``: every metric of one finished run, with its settings, into eval.json.
+"""``ganstudy evaluate``: every metric of finished runs, with its settings, into each eval.json.
+
+Several runs (the members of one training job) are evaluated in one process: the Inception
+network, the classifier and the reference statistics (with the reference images) are loaded once
+and shared, which is what dominates evaluation on a GPU. Each run's samples still go through
+Inception in the batches of its protocol, exactly as when it is evaluated alone, so a member's
+numbers do not depend on which runs it was evaluated with (joining members into larger batches
+would not cut the number of forward passes: a batch of the protocol's size already fills a GPU).
 
 The final generator draws a fixed-seed sample set; FID uses its first ``n_generated`` images and
 the mode metrics its first ``n_samples``. A diverged run is evaluated like any other from its
@@ -99,6 +106,7 @@ class Plan:
     mode_samples: int = 0
     context: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    shared: Shared | None = None
 
 
 def _device(name: str) -> torch.device:
@@ -118,6 +126,33 @@ def _read_json(path: Path) -> dict:
         raise ConfigError(f"{path} cannot be read as JSON: {err}") from err
 
 
+@dataclass
+class Shared:
+    """What the runs of one evaluation share: loaded classifiers and reference statistics."""
+
+    classifiers: dict = field(default_factory=dict)
+    references: dict = field(default_factory=dict)
+
+    def classifier(self, data_root: Path, name: str, device: torch.device):
+        key = (str(data_root), name, str(device))
+        if key not in self.classifiers:
+            self.classifiers[key] = classifiers.load_classifier(data_root, name, device)
+        return self.classifiers[key]
+
+    def reference(self, p: Plan):
+        key = (p.context["spec"].name, str(p.data_root), p.protocol, p.weights, str(p.device))
+        if key not in self.references:
+            self.references[key] = fid.reference_statistics(
+                p.context["spec"].name,
+                p.data_root,
+                p.protocol,
+                p.weights,
+                p.device,
+                p.cfg.dataset.mirror,
+            )
+        return self.references[key]
+
+
 def plan(
     run_dir: str | Path,
     data_root: str | Path | None = None,
@@ -130,8 +165,10 @@ def plan(
     mode_samples: int | None = None,
     allow_weak_classifier: bool = False,
     mode_min_count: int | None = None,
+    shared: Shared | None = None,
 ) -> Plan:
-    """Check the run and every option, resolve the FID weights and load the classifier.
+    """Check the run and every option, resolve the FID weights and load the classifier (from
+    ``shared`` where an earlier run of the same evaluation loaded it).
 
     A classifier whose test accuracy is below its dataset's target is refused unless
     ``allow_weak_classifier``; then it is used and every metric it measures is flagged."""
@@ -157,6 +194,7 @@ def plan(
         device=_device(device),
         cfg=cfg,
         metrics=metrics,
+        shared=shared or Shared(),
     )
     p.context["spec"] = spec
     p.context["min_count"] = mode_min_count
@@ -173,7 +211,7 @@ def plan(
         p.mode_samples = mode_samples or p.mode_metric.default_samples
         if p.mode_metric.classifier:
             try:
-                model, info = classifiers.load_classifier(p.data_root, spec.name, p.device)
+                model, info = p.shared.classifier(p.data_root, spec.name, p.device)
             except FileNotFoundError as err:
                 raise ConfigError(str(err)) from err
             name = classifiers.classifier_name(spec.name)
@@ -234,14 +272,7 @@ def _fid_block(p: Plan, samples: Tensor | None, note: str | None) -> dict | None
             "flag": note,
             "settings": fid.settings(p.protocol, p.weights, n_ref),
         }
-    reference, ref_settings = fid.reference_statistics(
-        p.context["spec"].name,
-        p.data_root,
-        p.protocol,
-        p.weights,
-        p.device,
-        p.cfg.dataset.mirror,
-    )
+    reference, ref_settings = p.shared.reference(p)
     result = fid.generated_fid(
         samples[: p.protocol.n_generated], reference, ref_settings, p.protocol, p.weights, p.device
     )

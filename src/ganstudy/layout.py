@@ -117,12 +117,6 @@ class RunKey:
         arm = cfg.arm or cfg.loss.name
         return cls(cfg.dataset.name, cfg.arch.name, arm, cfg.arch.bn.g, cfg.arch.bn.d, cfg.seed)
 
-    @classmethod
-    def from_wildcards(cls, wildcards: Any) -> RunKey:
-        """The key of the Snakemake wildcards of :data:`WILDCARD_RUN_DIR`."""
-        w = wildcards
-        return cls(w.dataset, w.arch, w.loss, w.g == "1", w.d == "1", int(w.seed))
-
     def design_row(self) -> dict[str, Any]:
         """This run's row of design.csv."""
         return {
@@ -134,7 +128,3 @@ class RunKey:
             "seed": self.seed,
             "run_dir": self.run_dir,
         }
-
-
-# A run directory as a Snakemake output pattern; RunKey.from_wildcards reads its wildcards.
-WILDCARD_RUN_DIR = f"{RUNS}/{{dataset}}/{{arch}}/{{loss}}/bn-g{{g}}-d{{d}}/seed{{seed}}"

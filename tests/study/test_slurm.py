@@ -34,8 +34,10 @@ CLUSTER_COMMANDS = (
     "scancel",
 )  # fmt: skip
 
-# Submitted rules that need a GPU on a real cluster; training rules are named per job.
-GPU_RULES = {"evaluate", "classifier", "fid_reference"}
+# Submitted rules that need a GPU on a real cluster; training and evaluation rules are named per
+# job (train__..., evaluate__...).
+GPU_RULES = {"classifier", "fid_reference"}
+PER_JOB_RULES = ("train__", "evaluate__")
 CPU_RULES = {"fetch", "prepare"}
 LOCAL_RULES = {"design", "aggregate", "report", "all"}  # run where snakemake runs
 GPU_KEYS = ("gpu", "gpus", "gres", "gpu_model")
@@ -46,7 +48,7 @@ STABILISER_BLOCKS = (
 )  # fmt: skip
 
 # The slice of the quick study run on the cluster: 2 training jobs (2 seeds each, one batched
-# ensemble per job) and 4 evaluation jobs on SLURM, then the summary and the report.
+# ensemble per job) and their 2 evaluation jobs on SLURM, then the summary and the report.
 SLICE = {
     "study": "slurm-slice",
     "results": "results-slurm",
@@ -160,8 +162,9 @@ def dry_run_resources(tmp_path: Path) -> dict[str, dict[str, str]]:
 def test_profile_gives_every_submitted_rule_time_memory_and_the_right_gpus(tmp_path):
     pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install -e '.[slurm]'")
     rules = dry_run_resources(tmp_path)
-    train = {name for name in rules if name.startswith("train__")}
-    assert train and set(rules) >= GPU_RULES | CPU_RULES, sorted(rules)
+    train = {name for name in rules if name.startswith(PER_JOB_RULES)}
+    assert {name.split("__")[0] for name in train} == {"train", "evaluate"}, sorted(rules)
+    assert set(rules) >= GPU_RULES | CPU_RULES, sorted(rules)
     # A new rule must be sorted into one of these on purpose (and given resources if submitted).
     assert set(rules) - train <= GPU_RULES | CPU_RULES | LOCAL_RULES, sorted(rules)
     for name in train | GPU_RULES | CPU_RULES:
@@ -407,8 +410,8 @@ def test_quick_study_slice_runs_on_a_localhost_slurm_cluster_logging_to_one_serv
     # Training and evaluation ran as SLURM jobs, every one completed.
     jobs = data["slurm_jobs"]
     train = [j for j in jobs if j["comment"].startswith("rule_train__")]
-    evaluate = [j for j in jobs if j["comment"].startswith("rule_evaluate")]
-    assert len(train) == 2 and len(evaluate) == 4, jobs
+    evaluate = [j for j in jobs if j["comment"].startswith("rule_evaluate__")]
+    assert len(train) == 2 and len(evaluate) == 2, jobs
     assert {j["state"] for j in jobs} == {"COMPLETED"}, jobs
 
     report = work / SLICE["report"]

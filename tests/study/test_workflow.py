@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import itertools
 import json
 import os
 import re
@@ -84,14 +85,26 @@ def test_dry_run_of_the_reproductions_resolves(tmp_path):
     # ring: 2 losses x 200 seeds in jobs of 50; Stacked MNIST 2 x 100 in 25s; PacGAN 10 in one;
     # Fashion-MNIST 2 x 50 in 25s.
     assert len(train) == 8 + 8 + 1 + 4
-    assert counts["evaluate"] == 400 + 200 + 10 + 100
-    # Each block evaluates with its protocol's sample count and the one-sample rule.
+    # One evaluation job per training job, evaluating all its members in one process.
+    evaluations = {k for k in counts if k.startswith("evaluate__")}
+    assert evaluations == {"evaluate__" + k.removeprefix("train__") for k in train}
     commands = [line for line in result.stdout.splitlines() if "ganstudy evaluate" in line]
+    assert len(commands) == len(train)
+    runs = [run for c in commands for run in evaluated_runs(c)]
+    assert len(runs) == len(set(runs)) == 400 + 200 + 10 + 100
+    # Each block evaluates with its protocol's sample count and the one-sample rule.
     ring = [c for c in commands if "ring8/mlp2d_lrelu/" in c]
     pacgan = [c for c in commands if "ring8/mlp2d_maxout/" in c]
-    assert len(ring) == 400 and len(pacgan) == 10
+    assert sum(len(evaluated_runs(c)) for c in ring) == 400
+    assert [len(evaluated_runs(c)) for c in pacgan] == [10]
     assert all("--mode-samples 25000 --mode-min-count 1" in c for c in ring)
     assert all("--mode-samples 2500 --mode-min-count 1" in c for c in pacgan)
+
+
+def evaluated_runs(command: str) -> list[str]:
+    """The run directories an evaluation job's shell command names after --run."""
+    words = command.split("ganstudy evaluate --run ", 1)[1].split()
+    return list(itertools.takewhile(lambda w: not w.startswith("-"), words))
 
 
 def test_dry_run_shows_the_whole_default_study(tmp_path):
@@ -103,18 +116,19 @@ def test_dry_run_shows_the_whole_default_study(tmp_path):
     # Seeds sized for the primary hypotheses: mixtures 144 per arm (6 jobs of 24), Fashion-MNIST
     # 24, Stacked MNIST 56, cats 40 (jobs of 8); the stabilisers' blocks: 6 + 3 + 10 + 2 jobs.
     assert len(train) == 72 + 36 + 28 + 20 + 21 and set(train.values()) == {1}
-    assert counts["evaluate"] == 1728 + 288 + 224 + 160 + 144 + 24 + 80 + 16
+    assert sum(v for k, v in counts.items() if k.startswith("evaluate__")) == len(train)
     assert counts["fetch"] == 3 and counts["prepare"] == 4
     assert counts["classifier"] == 2 and counts["fid_reference"] == 3
     for rule in ("design", "aggregate", "report", "all"):
         assert counts[rule] == 1
     # with (simulated) GPUs, training and evaluation take a GPU slot each
-    block = result.stdout.split("rule evaluate:", 1)[1].split("\n\n", 1)[0]
+    block = result.stdout.split("rule evaluate__", 1)[1].split("\n\n", 1)[0]
     assert "gpu_slot=1" in block
     assert sorted(p.name for p in cwd.iterdir()) == [".snakemake", "config"]
 
 
-GPU_RULES = ("classifier", "fid_reference", "evaluate")  # and every training job's rule
+GPU_RULES = ("classifier", "fid_reference")  # and every training and evaluation job's rule
+PER_JOB_RULES = ("train__", "evaluate__")
 CPU_RULES = ("fetch", "prepare", "design", "aggregate", "report", "all")
 
 
@@ -148,10 +162,11 @@ def test_on_one_gpu_only_gpu_rules_take_a_slot_and_go_through_the_launcher(tmp_p
     jobs = dry_run_jobs(result.stdout)
     assert len(jobs) == job_counts(result.stdout)["total"]
     assert {j["rule"] for j in jobs} >= {*GPU_RULES, *CPU_RULES}
-    gpu_jobs = [j for j in jobs if j["rule"] in GPU_RULES or j["rule"].startswith("train__")]
+    gpu_jobs = [j for j in jobs if j["rule"] in GPU_RULES or j["rule"].startswith(PER_JOB_RULES)]
     cpu_jobs = [j for j in jobs if j not in gpu_jobs]
     assert {j["rule"] for j in cpu_jobs} == set(CPU_RULES)
-    assert len(gpu_jobs) == 2 + 3 + 17 + 13  # classifiers, FID references, evaluations, training
+    # classifiers, FID references, training jobs and their evaluation jobs
+    assert len(gpu_jobs) == 2 + 3 + 13 + 13
     for job in gpu_jobs:
         assert "gpu_slot=1" in job["resources"], job
         assert job["shell"].startswith("ganstudy gpu-run -- ganstudy "), job

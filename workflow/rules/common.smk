@@ -4,6 +4,7 @@
 import json
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -53,11 +54,6 @@ TRACKING_URI = STUDY.tracking_uri()
 
 wildcard_constraints:
     dataset="[a-z0-9_]+",
-    arch="[a-z0-9_]+",
-    loss="[a-z0-9_]+",
-    g="[01]",
-    d="[01]",
-    seed="[0-9]+",
 
 
 def on_gpu_slot(command):
@@ -77,25 +73,32 @@ def verbatim(text):
     return lambda wildcards: text
 
 
-def evaluate_inputs(wildcards):
-    """A run's files, its dataset's classifier and FID reference statistics (where it has them)."""
-    run = run_dir(wildcards)
-    inputs = {"metrics": f"{run}/{layout.METRICS}", "final": f"{run}/{layout.FINAL}"}
-    classifier = STUDY.classifier_dataset(wildcards.dataset)
+def evaluate_inputs(job):
+    """A training job's run files, its dataset's classifier and FID reference statistics (where
+    it has them)."""
+    dataset = job.variant.dataset
+    inputs = {
+        "metrics": [STUDY.run_path(run_dir, layout.METRICS) for run_dir in job.run_dirs],
+        "final": [STUDY.run_path(run_dir, layout.FINAL) for run_dir in job.run_dirs],
+    }
+    classifier = STUDY.classifier_dataset(dataset)
     if classifier is not None:
         inputs["classifier"] = f"{DATA}/classifiers/{classifier}.pt"
-    receipt = STUDY.fid_receipt(wildcards.dataset)
+    receipt = STUDY.fid_receipt(dataset)
     if receipt is not None:
         inputs["fid_reference"] = receipt
     return inputs
 
 
-def run_dir(wildcards):
-    return f"{RESULTS}/{layout.RunKey.from_wildcards(wildcards).run_dir}"
+def evaluate_minutes(job):
+    """A generous bound on an evaluation job's time (minutes): a full-protocol FID of one member
+    takes seconds on a GPU and a few minutes on a CPU core; the bound is 30 + 5 per member."""
+    return 30 + 5 * len(job.seeds)
 
 
-def variant_of(wildcards):
-    return VARIANTS[layout.RunKey.from_wildcards(wildcards).variant.path]
+def shell_words(paths):
+    """Paths as one shell-quoted, space-separated string (a params value)."""
+    return " ".join(shlex.quote(path) for path in paths)
 
 
 onstart:

@@ -1,25 +1,33 @@
-# Evaluation, one job per run: FID against the cached reference statistics, mode coverage with
-# the dataset's classifier, stability statistics. A diverged run is evaluated like any other.
+# Evaluation, one job per training job: every member's FID against the cached reference
+# statistics, mode coverage with the dataset's classifier and stability statistics, in one
+# process that loads the Inception network, the classifier and the reference statistics once.
+# A diverged run is evaluated like any other. The time asked of a cluster grows with the
+# members (EVALUATE_MINUTES); a profile's set-resources entry for the job's rule name wins.
 
 
-rule evaluate:
-    input:
-        unpack(evaluate_inputs),
-    output:
-        eval=f"{RESULTS}/{layout.WILDCARD_RUN_DIR}/{layout.EVAL}",
-    log:
-        f"{LOGS}/evaluate/{layout.WILDCARD_RUN_DIR}.log",
-    params:
-        run=run_dir,
-        fid=lambda wildcards: STUDY.fid_args() if STUDY.fid_protocol(wildcards.dataset) else "",
-        modes=lambda wildcards: STUDY.mode_args(variant_of(wildcards)),
-    threads: THREADS["evaluate"]
-    resources:
-        gpu_slot=GPU_RESOURCE,
-    conda:
-        CONDA_ENV
-    shell:
-        on_gpu_slot(
-            "ganstudy evaluate --run {params.run} {params.fid}"
-            " {params.modes} > {log} 2>&1"
-        )
+for job in STUDY.jobs:
+
+    rule:
+        name:
+            job.evaluation_name
+        input:
+            **evaluate_inputs(job),
+        output:
+            eval=[STUDY.run_path(run_dir, layout.EVAL) for run_dir in job.run_dirs],
+        log:
+            f"{LOGS}/evaluate/{job.variant.key}/seeds-{job.seeds_arg}.log",
+        params:
+            runs=shell_words(STUDY.run_path(run_dir) for run_dir in job.run_dirs),
+            fid=STUDY.fid_args() if STUDY.fid_protocol(job.variant.dataset) else "",
+            modes=STUDY.mode_args(job.variant),
+        threads: THREADS["evaluate"]
+        resources:
+            gpu_slot=GPU_RESOURCE,
+            runtime=evaluate_minutes(job),
+        conda:
+            CONDA_ENV
+        shell:
+            on_gpu_slot(
+                "ganstudy evaluate --run {params.runs} {params.fid}"
+                " {params.modes} > {log} 2>&1"
+            )

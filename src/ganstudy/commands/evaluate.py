@@ -1,4 +1,4 @@
-"""``ganstudy evaluate``: every metric of one finished run, with its settings, into eval.json."""
+"""``ganstudy evaluate``: every metric of finished runs, with its settings, into each eval.json."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ganstudy import layout
+from ganstudy.errors import ConfigError
 from ganstudy.metrics import fid_protocol
 
 
@@ -27,34 +28,47 @@ def _summary(result: dict) -> str:
 
 
 def _cli(args) -> int:
-    from ganstudy.evaluate import evaluate, plan
+    from ganstudy.evaluate import Shared, evaluate, plan
 
-    p = plan(
-        args.run,
-        data_root=args.data_root,
-        device=args.device,
-        fid_weights=args.fid_weights,
-        fid_samples=args.fid_samples,
-        fid_dims=args.fid_dims,
-        fid_preset=args.fid_preset,
-        allow_singular_fid=args.allow_singular_fid,
-        mode_samples=args.mode_samples,
-        mode_min_count=args.mode_min_count,
-        allow_weak_classifier=args.allow_weak_classifier,
-    )
-    result = evaluate(p, log_mlflow=not args.no_mlflow)
-    print(f"{p.run_dir / layout.EVAL}: {_summary(result)}")
-    for note in result["notes"]:
-        print(f"note: {note}", file=sys.stderr)
+    repeated = sorted({r for r in args.run if args.run.count(r) > 1})
+    if repeated:
+        raise ConfigError(f"--run {repeated[0]} is given twice; allowed: each run directory once")
+    shared = Shared()
+    # Every run is checked before any is measured: a bad member stops the job before work.
+    plans = [
+        plan(
+            run,
+            data_root=args.data_root,
+            device=args.device,
+            fid_weights=args.fid_weights,
+            fid_samples=args.fid_samples,
+            fid_dims=args.fid_dims,
+            fid_preset=args.fid_preset,
+            allow_singular_fid=args.allow_singular_fid,
+            mode_samples=args.mode_samples,
+            mode_min_count=args.mode_min_count,
+            allow_weak_classifier=args.allow_weak_classifier,
+            shared=shared,
+        )
+        for run in args.run
+    ]
+    for p in plans:
+        result = evaluate(p, log_mlflow=not args.no_mlflow)
+        print(f"{p.run_dir / layout.EVAL}: {_summary(result)}", flush=True)
+        for note in result["notes"]:
+            print(f"note: {note}", file=sys.stderr)
     return 0
 
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.description = (
-        "Evaluate a finished (or diverged) run; writes RUN/eval.json and logs the metrics to the "
-        "run's MLflow run."
+        "Evaluate finished (or diverged) runs; writes RUN/eval.json of each and logs the metrics "
+        "to the run's MLflow run. Several runs (e.g. the members of one training job) share one "
+        "process: the Inception network, classifier and reference statistics are loaded once."
     )
-    p.add_argument("--run", required=True, metavar="DIR", help="run directory")
+    p.add_argument(
+        "--run", required=True, nargs="+", metavar="DIR", help="run directories (one or more)"
+    )
     p.add_argument(
         "--data-root",
         help="data root with prepared data, classifiers and FID statistics "

@@ -107,6 +107,15 @@ class TrainJob:
         )
 
     @property
+    def evaluation_name(self) -> str:
+        """The rule name of the job that evaluates this job's runs, in one process."""
+        return "evaluate__" + self.name.removeprefix("train__")
+
+    @property
+    def run_dirs(self) -> list[str]:
+        return [self.variant.run_dir(s) for s in self.seeds]
+
+    @property
     def seeds_arg(self) -> str:
         """The seeds as ``ganstudy train --seeds`` reads them: ranges joined by commas."""
         return format_seeds(self.seeds)
