@@ -21,3 +21,13 @@ if [[ -f $state/pids/slurmctld.pid ]] && alive "$(<"$state/pids/slurmctld.pid")"
     wait_until 15 "cancelled jobs to end" no_jobs || true
 fi
 stop_daemons 10 "$state"/pids/{slurmd,slurmctld,munged}.pid
+
+# The short link slurm-up.sh made to STATE_DIR for the daemons' socket paths.
+if [[ -f $state/short-link ]]; then
+    link=$(<"$state/short-link")
+    if [[ $link == /tmp/slurm-local.*/s ]]; then
+        rm -f "$link"
+        rmdir "${link%/s}" 2>/dev/null || true
+    fi
+    rm -f "$state/short-link"
+fi

@@ -49,9 +49,23 @@ mkdir -p "$state"/{etc,log,pids,spool/ctld,spool/d,munge}
 # munged refuses a socket directory or key that others can write to or read.
 chmod 700 "$state/munge"
 
+# A Unix socket's path holds at most 107 bytes: munged's socket, and the one each job step opens
+# in SlurmdSpoolDir (localhost_<job>.<step>, up to 30 bytes), would not fit under a deep
+# STATE_DIR (a pytest temporary directory under pytest-xdist goes past it, and the job never
+# starts: "launch failed requeued held"). Both are named through a short link to STATE_DIR,
+# $short/s; their files stay under STATE_DIR. slurm-down.sh removes the link.
+if [[ -f $state/short-link ]]; then
+    old=$(<"$state/short-link")
+    [[ $old != /tmp/slurm-local.*/s ]] || { rm -f "$old"; rmdir "${old%/s}" 2>/dev/null || true; }
+fi
+short=$(mktemp -d /tmp/slurm-local.XXXXXX)
+ln -s "$state" "$short/s"
+echo "$short/s" >"$state/short-link"
+short=$short/s
+
 # --- munge: a fresh key and a private socket, so the system's munge (if any) is left alone ----
 key=$state/munge/munge.key
-socket=$state/munge/munge.socket
+socket=$short/munge/munge.socket
 if [[ ! -f $key ]]; then
     head -c 1024 /dev/urandom >"$key.tmp"
     chmod 400 "$key.tmp"
@@ -97,7 +111,7 @@ SlurmdParameters=config_overrides
 MinJobAge=300
 KillWait=5
 StateSaveLocation=$state/spool/ctld
-SlurmdSpoolDir=$state/spool/d
+SlurmdSpoolDir=$short/spool/d
 SlurmctldPidFile=$state/spool/slurmctld.pid
 SlurmdPidFile=$state/spool/slurmd.pid
 SlurmctldLogFile=$state/log/slurmctld.log
