@@ -239,3 +239,42 @@ def test_member_scatters_drawn_on_one_figure_are_the_files_of_separate_figures(t
     # Each member's file shows its own points: the three files differ.
     assert len({path.read_bytes() for path in shared}) == 3
     assert sorted(x.name for x in (tmp_path / "shared").iterdir()) == ["m0.png", "m1.png", "m2.png"]
+
+
+def test_run_csvs_keep_only_the_rows_up_to_the_resumed_step(tmp_path):
+    """A resumed run trains the steps after its last checkpoint again: their rows in log.csv
+    and fid_curve.csv are dropped, not written twice; fid_curve.csv exists (header only) as soon
+    as a run that takes a FID curve starts."""
+    from ganstudy.train import runfiles
+
+    runfiles.start_fid_curve(tmp_path, 0)
+    assert (tmp_path / "fid_curve.csv").read_text() == "step,fid,n_samples,dims\n"
+    for step in (2, 4, 6):
+        runfiles.append_fid(tmp_path, step, 10.0 / step, 70, 64)
+    runfiles.start_fid_curve(tmp_path, 4)
+    runfiles.append_fid(tmp_path, 6, 1.5, 70, 64)
+    lines = (tmp_path / "fid_curve.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in lines] == ["step", "2", "4", "6"]
+    assert lines[-1] == "6,1.5,70,64"
+
+
+def test_a_resumed_run_gets_its_log_back_from_the_checkpoint(tmp_path):
+    """The workflow removes a failed training job's declared outputs, log.csv among them: the
+    checkpoint carries the rows up to its step, and the resumed run starts from those."""
+    cfg = ring_config(steps=100, checkpoint_every=50, log_every=10)
+    run = tmp_path / "run"
+    train(cfg, [0], [run], progress=False)
+    first = list(csv.DictReader((run / "log.csv").open()))
+    for name in ("final.pt", "metrics.json", "log.csv"):
+        (run / name).unlink()
+    ckpt.checkpoint_path(run, 100).unlink()
+    train(cfg, [0], [run], progress=False)
+    again = list(csv.DictReader((run / "log.csv").open()))
+    assert [int(r["step"]) for r in again] == list(range(10, 101, 10))
+    assert again[:5] == first[:5]  # the rows up to step 50 as written then (same wall clock)
+    for before, after in zip(first, again):
+        assert before["loss_d"] == after["loss_d"] and before["loss_g"] == after["loss_g"]
+    # A finished run asked again trains nothing and gets a removed log.csv back from final.pt.
+    (run / "log.csv").unlink()
+    train(cfg, [0], [run], progress=False)
+    assert list(csv.DictReader((run / "log.csv").open())) == again

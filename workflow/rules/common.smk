@@ -11,7 +11,8 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from ganstudy import layout
-from ganstudy.study import cost, gpu_slots, memory, plan
+from ganstudy.data import registry
+from ganstudy.study import gpu_slots, memory, preflight
 from ganstudy.study.schema import default_schema_path
 
 RESULTS = STUDY.results
@@ -73,13 +74,34 @@ def verbatim(text):
     return lambda wildcards: text
 
 
+def member_files(job, name):
+    """The file ``name`` of every member of a job."""
+    return [STUDY.run_path(run_dir, name) for run_dir in job.run_dirs]
+
+
+def fid_curves(job):
+    """The members' fid_curve.csv where the job's runs take a FID curve while training."""
+    image = registry.dataset(job.variant.dataset).kind == "image"
+    if image and job.variant.run_config["train"].get("fid_every", 0) > 0:
+        return member_files(job, layout.FID_CURVE)
+    return []
+
+
+def sample_files(job):
+    """What evaluation draws for the report: an 8x8 grid of images, or the 2D points."""
+    image = registry.dataset(job.variant.dataset).kind == "image"
+    return member_files(job, layout.SAMPLE_GRID if image else layout.SAMPLES_2D)
+
+
 def evaluate_inputs(job):
     """A training job's run files, its dataset's classifier and FID reference statistics (where
     it has them)."""
     dataset = job.variant.dataset
     inputs = {
-        "metrics": [STUDY.run_path(run_dir, layout.METRICS) for run_dir in job.run_dirs],
-        "final": [STUDY.run_path(run_dir, layout.FINAL) for run_dir in job.run_dirs],
+        "metrics": member_files(job, layout.METRICS),
+        "final": member_files(job, layout.FINAL),
+        "logs": member_files(job, layout.LOG),
+        "fid_curves": fid_curves(job),
     }
     classifier = STUDY.classifier_dataset(dataset)
     if classifier is not None:
@@ -102,42 +124,15 @@ def shell_words(paths):
 
 
 onstart:
-    trained = {
-        run.run_dir for run in STUDY.runs if os.path.isfile(STUDY.run_path(run, layout.FINAL))
-    }
-    # Imported here, not at the top: it loads torch, which parsing the workflow does not need.
-    from ganstudy.study import disk
-
-    from ganstudy.analysis import planning
-
-    if GPUS:
-        logger.info(f"GPUs: {len(GPUS)}, {GPU_PLAN.note}.")
-    if GPU_PLAN.warning:
-        logger.warning(GPU_PLAN.warning)
-    for note in STUDY.primary_notes:
-        logger.warning(f"Primary family: {note}.")
-    primary_warning = planning.warning(planning.evaluate(planning.plan(STUDY)))
-    if primary_warning:
-        logger.warning(primary_warning)
-    power_warning = plan.warning(plan.plan(STUDY))
-    if power_warning:
-        logger.warning(power_warning)
-    disk_warning = disk.warning(disk.estimate(STUDY, skip=trained), RESULTS)
-    if disk_warning:
-        logger.warning(disk_warning)
-    # The time estimate is for local runs; an executor (e.g. SLURM) leaves workflow.cores unset.
-    if workflow.local_exec:
-        costs = cost.estimate(STUDY, data_root=DATA, skip=trained)
-        parallel = workflow.cores // THREADS["train"]
-        if costs and not GPUS:
-            logger.warning(cost.cpu_warning(costs, parallel))
-        elif costs:
-            hours, basis = cost.local_hours(costs, len(GPUS), parallel)
-            logger.info(f"Training takes about {hours:,.1f} h on this machine ({basis}).")
-        stop = cost.long_run_stop(costs, len(GPUS), parallel, STUDY.config["max_training_hours"])
-        if stop and not STUDY.config["confirm_long_run"]:
-            logger.error(stop)
-            sys.exit(1)
+    # ganstudy.study.preflight: GPU plan, power of the planned tests, disk and (local runs) time.
+    check = preflight.check(STUDY, GPUS, GPU_PLAN, workflow.cores if workflow.local_exec else None)
+    for line in check.info:
+        logger.info(line)
+    for line in check.warnings:
+        logger.warning(line)
+    if check.stop:
+        logger.error(check.stop)
+        sys.exit(1)
     if TRACKING_URI:
         shell(
             f"ganstudy study init-tracking --uri {TRACKING_URI!r} --experiment {STUDY.name!r}"

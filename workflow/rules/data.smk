@@ -18,7 +18,7 @@ rule fetch:
     conda:
         CONDA_ENV
     shell:
-        "ganstudy data fetch {params.dataset} --data-root {params.root} > {log} 2>&1"
+        "ganstudy data fetch {params.dataset} --data-root {params.root:q} > {log} 2>&1"
 
 
 rule prepare:
@@ -38,7 +38,7 @@ rule prepare:
     conda:
         CONDA_ENV
     shell:
-        "ganstudy data prepare {wildcards.dataset} --data-root {params.root} {params.args}"
+        "ganstudy data prepare {wildcards.dataset} --data-root {params.root:q} {params.args}"
         " > {log} 2>&1"
 
 
@@ -61,7 +61,7 @@ rule classifier:
     shell:
         on_gpu_slot(
             "ganstudy classifier train --dataset {wildcards.dataset}"
-            " --data-root {params.root} {params.budget} > {log} 2>&1"
+            " --data-root {params.root:q} {params.budget} > {log} 2>&1"
         )
 
 
@@ -86,5 +86,5 @@ rule fid_reference:
     shell:
         on_gpu_slot(
             "ganstudy fid-reference --dataset {wildcards.dataset}"
-            " --data-root {params.root} {params.fid} --out {output.receipt} > {log} 2>&1"
+            " --data-root {params.root:q} {params.fid} --out {output.receipt} > {log} 2>&1"
         )

@@ -13,11 +13,13 @@ for job in STUDY.jobs:
         input:
             **evaluate_inputs(job),
         output:
-            eval=[STUDY.run_path(run_dir, layout.EVAL) for run_dir in job.run_dirs],
+            eval=member_files(job, layout.EVAL),
         log:
-            f"{LOGS}/evaluate/{job.variant.key}/seeds-{job.seeds_arg}.log",
+            job=f"{LOGS}/evaluate/{job.variant.key}/seeds-{job.seeds_arg}.log",
+            # written where the final generator gives finite samples (see eval.json's "files")
+            samples=sample_files(job),
         params:
-            runs=shell_words(STUDY.run_path(run_dir) for run_dir in job.run_dirs),
+            runs=shell_words(member_files(job, "")),
             fid=STUDY.fid_args() if STUDY.fid_protocol(job.variant.dataset) else "",
             modes=STUDY.mode_args(job.variant),
         threads: THREADS["evaluate"]
@@ -29,5 +31,5 @@ for job in STUDY.jobs:
         shell:
             on_gpu_slot(
                 "ganstudy evaluate --run {params.runs} {params.fid}"
-                " {params.modes} > {log} 2>&1"
+                " {params.modes} > {log.job} 2>&1"
             )

@@ -37,7 +37,7 @@ rule aggregate:
     conda:
         CONDA_ENV
     shell:
-        "ganstudy aggregate --results {params.results} --out {output.summary} > {log} 2>&1"
+        "ganstudy aggregate --results {params.results:q} --out {output.summary} > {log} 2>&1"
 
 
 rule report:
@@ -45,6 +45,9 @@ rule report:
         summary=f"{RESULTS}/{layout.SUMMARY}",
         config=f"{RESULTS}/{layout.STUDY_CONFIG}",
         comparisons=f"{RESULTS}/{layout.COMPARISONS}",
+        # the runs' training curves (the sample files are listed in each eval.json)
+        logs=[STUDY.run_path(run, layout.LOG) for run in STUDY.runs],
+        fid_curves=[path for job in STUDY.jobs for path in fid_curves(job)],
     output:
         report=STUDY.config["report"],
     log:
@@ -54,7 +57,7 @@ rule report:
     conda:
         CONDA_ENV
     shell:
-        "ganstudy report --results {params.results} --out {output.report} --config {input.config}"
+        "ganstudy report --results {params.results:q} --out {output.report} --config {input.config}"
         " > {log} 2>&1"
 
 

@@ -1,8 +1,9 @@
 # Training: one job per chunk of a variant's seeds (`seeds_per_job`), trained as one batched
-# ensemble. A job's outputs are files inside the run dirs (metrics.json, final.pt of every
-# member), never the run dirs themselves: Snakemake removes the declared outputs of an
-# interrupted job, while the checkpoints/ and log.csv it leaves behind let the rerun resume from
-# the last checkpoint.
+# ensemble. A job's outputs are files inside the run dirs (every member's metrics.json, final.pt,
+# log.csv and, where the runs take a FID curve, fid_curve.csv), never the run dirs themselves.
+# Snakemake removes the declared outputs of a failed or interrupted job; the checkpoints/ it
+# leaves behind let the rerun resume from the last checkpoint, and each checkpoint carries the
+# log.csv and fid_curve.csv rows up to its step, which the resumed run writes back.
 
 
 # One rule per training job: a job writes the run dirs of several seeds, so its outputs cannot
@@ -18,8 +19,10 @@ for job in STUDY.jobs:
             config=ancient(STUDY.config_path(job.variant)),
             data=prepared(job.variant.dataset),
         output:
-            metrics=[STUDY.run_path(job.variant.run_dir(s), layout.METRICS) for s in job.seeds],
-            final=[STUDY.run_path(job.variant.run_dir(s), layout.FINAL) for s in job.seeds],
+            metrics=member_files(job, layout.METRICS),
+            final=member_files(job, layout.FINAL),
+            logs=member_files(job, layout.LOG),
+            fid_curves=fid_curves(job),
         log:
             f"{LOGS}/train/{job.variant.key}/seeds-{job.seeds_arg}.log",
         params:

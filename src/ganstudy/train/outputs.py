@@ -54,6 +54,7 @@ class RunOutputs:
                 "data": self.stream.member_state(k),
             },
             d_lr_schedule=self.d_schedule.member_state(k) if self.d_schedule else None,
+            run_files=runfiles.read_growing_files(self.run_dirs[k]),
         )
 
     def save_checkpoint(self) -> None:
@@ -124,6 +125,7 @@ class RunOutputs:
         self.step = step
         self.wall_before = max(m["wall_time_s"] for m in members)
         self._resumed_mlflow = [m.get("mlflow", {}) for m in members]
+        self._resumed_files = [m.get("run_files", {}) for m in members]
 
     def _metrics_path(self, k: int) -> Path:
         return self.run_dirs[k] / layout.METRICS
@@ -177,10 +179,28 @@ class RunOutputs:
     def _tracker(self, k: int):
         return self.tracking.trackers[k] if self.tracking else None
 
+    def _restore_finished_files(self) -> None:
+        """A finished run whose log.csv or fid_curve.csv was removed gets them back from its
+        final.pt (an earlier version's final.pt does not carry them); a FID curve without a
+        point gets its header."""
+        expected = [layout.LOG] + ([layout.FID_CURVE] if self.fid is not None else [])
+        for run_dir in self.run_dirs:
+            if all((run_dir / name).exists() for name in expected):
+                continue
+            saved = ckpt.load(run_dir / layout.FINAL).get("run_files", {})
+            runfiles.restore_growing_files(run_dir, saved)
+            if self.fid is not None and not (run_dir / layout.FID_CURVE).exists():
+                runfiles.start_fid_curve(run_dir, 0)
+
     def _open_logs(self) -> None:
+        for run_dir, saved in zip(self.run_dirs, self._resumed_files):
+            runfiles.restore_growing_files(run_dir, saved)
         opened = [runfiles.open_log(run_dir, self.step) for run_dir in self.run_dirs]
         self.log_files = [handle for handle, _ in opened]
         self.log_writers = [writer for _, writer in opened]
+        if self.fid is not None:
+            for run_dir in self.run_dirs:
+                runfiles.start_fid_curve(run_dir, self.step)
 
     def _start_tracking(self) -> None:
         self.tracking = runfiles.start_tracking(

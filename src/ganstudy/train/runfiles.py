@@ -21,7 +21,7 @@ from typing import IO
 import numpy as np
 import yaml
 
-from ganstudy import layout, provenance, tracking
+from ganstudy import atomic, layout, provenance, tracking
 from ganstudy.data import registry
 from ganstudy.errors import ConfigError
 
@@ -34,7 +34,7 @@ LOG_FIELDS = [
 STEP_STATS = LOG_FIELDS[1:8]
 # The columns of log.csv that are MLflow metrics (time is their timestamp).
 LOGGED_METRICS = LOG_FIELDS[1:9]
-FID_CURVE_HEADER = "step,fid,n_samples,dims\n"
+FID_CURVE_FIELDS = ["step", "fid", "n_samples", "dims"]
 # What a finished run copies to its MLflow run.
 ARTIFACTS = (layout.CONFIG, layout.METRICS, layout.LOG, layout.SAMPLES)
 
@@ -67,22 +67,53 @@ def check_same_run(run_dir: Path, config: dict) -> None:
             )
 
 
-def open_log(run_dir: Path, resumed_step: int) -> tuple[IO[str], csv.DictWriter]:
-    """``log.csv`` opened for appending, holding only the rows up to ``resumed_step`` (rows of
-    steps after the last checkpoint are dropped, since those steps are trained again)."""
-    path = run_dir / layout.LOG
+def _keep_rows_until(path: Path, fields: list[str], resumed_step: int) -> None:
+    """Rewrite a run CSV (atomically) with its header and only the rows up to
+    ``resumed_step``: the steps after the last checkpoint are trained again."""
     rows = []
     if path.is_file():
         with path.open() as handle:
             rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= resumed_step]
-    tmp = path.with_name(f".{layout.LOG}.tmp")
+    tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, LOG_FIELDS)
+        writer = csv.DictWriter(handle, fields)
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, path)
+
+
+# The run files that grow during training. A checkpoint carries their text up to its step, so
+# that a resumed run keeps its history even where the files were removed (the workflow declares
+# them as the training job's outputs, which Snakemake removes when the job fails).
+GROWING_FILES = (layout.LOG, layout.FID_CURVE)
+
+
+def read_growing_files(run_dir: Path) -> dict[str, str]:
+    """The text of each growing run file that exists, by name (for a checkpoint)."""
+    return {
+        name: (run_dir / name).read_text() for name in GROWING_FILES if (run_dir / name).is_file()
+    }
+
+
+def restore_growing_files(run_dir: Path, saved: dict[str, str]) -> None:
+    """Write back the growing run files a checkpoint carried, where they are missing."""
+    for name, text in saved.items():
+        if name in GROWING_FILES and not (run_dir / name).exists():
+            atomic.write_text(run_dir / name, text)
+
+
+def open_log(run_dir: Path, resumed_step: int) -> tuple[IO[str], csv.DictWriter]:
+    """``log.csv`` opened for appending, holding only the rows up to ``resumed_step``."""
+    path = run_dir / layout.LOG
+    _keep_rows_until(path, LOG_FIELDS, resumed_step)
     handle = path.open("a", newline="")
     return handle, csv.DictWriter(handle, LOG_FIELDS)
+
+
+def start_fid_curve(run_dir: Path, resumed_step: int) -> None:
+    """``fid_curve.csv`` with its header from the start (the workflow declares it whether or
+    not a point was taken), holding only the rows up to ``resumed_step``."""
+    _keep_rows_until(run_dir / layout.FID_CURVE, FID_CURVE_FIELDS, resumed_step)
 
 
 def write_log_row(writer, handle, tracker, step: int, stats: list[float], rate: float, wall):
@@ -126,10 +157,9 @@ def summary_of_log(path: Path) -> dict:
 def append_fid(run_dir: Path, step: int, value: float, n_samples: int, dims: int) -> None:
     """One row of ``fid_curve.csv`` (created with its header)."""
     path = run_dir / layout.FID_CURVE
-    new = not path.exists()
+    if not path.exists():
+        start_fid_curve(run_dir, step)
     with path.open("a") as handle:
-        if new:
-            handle.write(FID_CURVE_HEADER)
         handle.write(f"{step},{value},{n_samples},{dims}\n")
 
 

@@ -238,11 +238,13 @@ class Trainer(RunOutputs):
         self._t_start = time.monotonic()
         done = [self._finished(k) for k in range(self.K)]
         if all(done):
+            self._restore_finished_files()
             return [json.loads(self._metrics_path(k).read_text()) for k in range(self.K)]
         for run_dir, member_cfg in zip(self.run_dirs, self.member_cfgs):
             run_dir.mkdir(parents=True, exist_ok=True)
             atomic.write_text(run_dir / layout.CONFIG, member_cfg.to_yaml())
         self._resumed_mlflow = [{} for _ in range(self.K)]
+        self._resumed_files = [{} for _ in range(self.K)]
         resume = self._resume()
         if resume is not None:
             print(f"[{self._name}] resuming from step {resume}", file=sys.stderr, flush=True)
