@@ -13,7 +13,10 @@ With ``--members K`` (K > 1) the engine trains a K-member ensemble and the plain
 plain batched equivalent: the same member-dimension networks in the minimal loop (one noise draw
 for all members, the sum of the members' losses differentiated, one optimizer step).
 ``--control`` times a second plain loop beside the first: their ratio is what the machine's own
-drift does to a ratio of identical work.
+drift does to a ratio of identical work. For solo runs a "member layers" arm runs the minimal
+loop on the engine's member-dimension networks (K = 1): engine/that isolates the engine's
+bookkeeping from the cost of the layers every member shares (a solo run uses the ensemble's
+kernels, which keeps member k bitwise equal to solo run k).
 
     python benchmarks/train_throughput.py [--steps N] [--repeats 9] [--members 1] [--device cpu]
 
@@ -189,6 +192,7 @@ def main() -> None:
                 "plain steps/s",
                 "engine steps/s",
                 "engine/plain [95% CI]",
+                "engine/member-layers plain",
                 "plain/plain control",
                 "engine+mlflow steps/s",
                 "mlflow overhead",
@@ -225,6 +229,15 @@ def measure(variant: str, args, device: torch.device, work: Path) -> list:
             return plain_loop(c, variant, device)
         return plain_batched_loop(c, args.members, device)
 
+    if not args.no_mlflow:
+        # The experiment's artifacts go under the temporary directory too (a SQLite store's
+        # default artifact root is ./mlruns in the working directory).
+        import mlflow
+
+        mlflow.MlflowClient(f"sqlite:///{work}/mlflow.db").create_experiment(
+            "bench", artifact_location=(work / "artifacts").as_uri()
+        )
+
     counter = {"n": 0}
 
     def engine(c):
@@ -239,6 +252,8 @@ def measure(variant: str, args, device: torch.device, work: Path) -> list:
         engine(c)
     cfgs = configs(steps)
     arms = {"plain": plain(cfgs["engine"])}
+    if args.members == 1:
+        arms["layers"] = plain_batched_loop(cfgs["engine"], 1, device)
     if args.control:
         arms["control"] = plain(cfgs["engine"])
     arms.update({name: (lambda c=c: engine(c)) for name, c in cfgs.items()})
@@ -260,7 +275,9 @@ def measure(variant: str, args, device: torch.device, work: Path) -> list:
         return f"{middle:.3f} [{low:.3f}, {high:.3f}] ({100 * coverage:.0f}%)"
 
     plain_s, engine_s = (statistics.median(times[n]) for n in ("plain", "engine"))
-    tracked_rate = overhead = compiled = control = "-"
+    tracked_rate = overhead = compiled = control = layers = "-"
+    if "layers" in arms:
+        layers = with_ci(per_repeat("layers", "engine"))
     if "control" in arms:
         control = with_ci(per_repeat("plain", "control"))
     if "tracked" in arms:
@@ -279,6 +296,7 @@ def measure(variant: str, args, device: torch.device, work: Path) -> list:
         f"{steps / plain_s:.1f}",
         f"{steps / engine_s:.1f}",
         with_ci(per_repeat("plain", "engine")),
+        layers,
         control,
         tracked_rate,
         overhead,

@@ -33,6 +33,7 @@ def test_train_throughput_of_two_variants_named_by_their_architecture(tmp_path):
     out = _run(tmp_path, "train_throughput.py", "--steps", "3", "--repeats", "1",
                "--variants", "mlp2d", "dcgan28")  # fmt: skip
     assert "engine/plain" in out and "mlp2d/ring8" in out and "dcgan28/fashion_mnist" in out
+    assert "engine/member-layers plain" in out
 
 
 def test_train_throughput_of_ensembles_with_the_control_arm(tmp_path):
