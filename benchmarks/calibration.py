@@ -33,10 +33,10 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as sps
 
-from ganstudy import atomic, stats
-from ganstudy.analysis import exact, planning
+from ganstudy import atomic
+from ganstudy.analysis import exact, planning, stats
+from ganstudy.analysis.power import ALPHA, RATE
 from ganstudy.errors import ConfigError
-from ganstudy.power import ALPHA, RATE
 from ganstudy.study.files import load_configs
 from ganstudy.study.grid import Study
 from ganstudy.study.schema import default_schema_path

@@ -20,7 +20,8 @@ from synthetic_results import (
     run_rel,
 )
 
-from ganstudy import aggregate, cli
+from ganstudy import cli
+from ganstudy.aggregate import summary as aggregate
 from ganstudy.errors import ConfigError
 
 
@@ -201,7 +202,7 @@ def test_cli_writes_summary_and_reports_bad_input(results, tmp_path, capsys):
 
 
 def test_numerics_label_names_the_optimizer_implementation_where_recorded():
-    from ganstudy.summary_columns import _numerics_label
+    from ganstudy.aggregate.columns import _numerics_label
 
     record = {"deterministic": True, "tf32": False, "compile": "none"}
     assert _numerics_label(record) == "deterministic, TF32 off, compile none"

@@ -15,10 +15,12 @@ import pytest
 import torch
 
 from ganstudy import checkpoint as ckpt
-from ganstudy import config, evaluate
+from ganstudy import config
 from ganstudy.cli import main
 from ganstudy.data.registry import DATASETS
 from ganstudy.data.streams import mixture_means
+from ganstudy.evaluate import evaluation as evaluate
+from ganstudy.evaluate.mode_metrics import MODE_METRICS
 from ganstudy.metrics import fid, modes, stability
 from ganstudy.train.trainer import train
 
@@ -190,7 +192,7 @@ def test_stacked_mnist_modes_classify_each_channel():
     digits = torch.tensor([[3, 1, 4], [1, 5, 9], [3, 1, 4]])
     images = (digits.float() / 4.5 - 1)[:, :, None, None].expand(-1, -1, 28, 28)
     context = {"classifier": _BrightnessClassifier()}
-    result = evaluate.MODE_METRICS["stacked_mnist"].measure(images, context)
+    result = MODE_METRICS["stacked_mnist"].measure(images, context)
     assert result.modes_covered == 2 and result.counts[314] == 2 and result.counts[159] == 1
 
 

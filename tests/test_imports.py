@@ -84,7 +84,7 @@ def test_registries_and_the_study_grid_import_no_heavy_library():
     code = (
         "import sys\n"
         "import ganstudy.config, ganstudy.layout, ganstudy.losses, ganstudy.nets\n"
-        "import ganstudy.optimizers, ganstudy.comparisons, ganstudy.study.plan\n"
+        "import ganstudy.optimizers, ganstudy.analysis.comparisons, ganstudy.study.plan\n"
         "import ganstudy.data.registry, ganstudy.metrics.fid_protocol\n"
         "import ganstudy.study.grid, ganstudy.study.cost, ganstudy.study.gpu_slots\n"
         "import ganstudy.study.memory\n"

@@ -16,8 +16,9 @@ from browser import DevTools, evaluate, find_browser, open_page, screenshot
 from conftest import env_without_tracking_uri
 from helpers import free_port, ring_config, train_command
 
-from ganstudy import cli, layout, tracking
-from ganstudy.train.runfiles import LOGGED_METRICS
+from ganstudy import cli, layout
+from ganstudy.layout import LOGGED_METRICS
+from ganstudy.tracking.ui import ui_url
 
 SERVER_SCRIPT = (
     Path(__file__).resolve().parents[1] / "scripts" / "slurm-localhost" / "mlflow-server.sh"
@@ -115,7 +116,7 @@ def test_server_stopped_mid_run_then_sync_gives_the_full_history_and_the_ui_show
             assert history == [(s, v) for s, v in expected[key] if v == v], key
 
         _ui_shows_the_runs_table(
-            tmp_path, tracking.ui_url(uri, experiment.experiment_id), synced.info.run_name
+            tmp_path, ui_url(uri, experiment.experiment_id), synced.info.run_name
         )
     finally:
         if "proc" in locals() and proc.poll() is None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from ganstudy import power, stats
+from ganstudy.analysis import power, stats
 from ganstudy.study import plan
 from ganstudy.study.grid import Study
 from ganstudy.study.schema import default_schema_path

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from ganstudy import stats
+from ganstudy.analysis import stats
 
 
 def test_holm_on_known_pvalues():

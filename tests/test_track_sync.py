@@ -11,8 +11,9 @@ from conftest import env_without_tracking_uri
 from helpers import ring_config
 from mlflow import MlflowClient
 
-from ganstudy import cli, config, layout, track_sync
-from ganstudy.train.runfiles import LOGGED_METRICS
+from ganstudy import cli, config, layout
+from ganstudy.layout import LOGGED_METRICS
+from ganstudy.tracking import sync as track_sync
 from ganstudy.train.trainer import train
 
 

@@ -8,7 +8,8 @@ import subprocess
 from helpers import ring_config, train_command
 from mlflow import MlflowClient
 
-from ganstudy import config, layout, tracking
+from ganstudy import config, layout
+from ganstudy.tracking.ui import ui_hint, ui_url
 from ganstudy.train.trainer import Trainer, train
 
 
@@ -150,12 +151,12 @@ def test_a_server_that_never_answers_does_not_hold_up_the_training_loop(tmp_path
 
 def test_ui_links_open_the_runs_table():
     server = "http://mlflow.example:5000"
-    assert tracking.ui_url(server + "/", "7") == (
+    assert ui_url(server + "/", "7") == (
         "http://mlflow.example:5000/#/experiments/7/runs?workflowType=machine_learning"
     )
-    assert tracking.ui_url(server, "7", "abc") == (
+    assert ui_url(server, "7", "abc") == (
         "http://mlflow.example:5000/#/experiments/7/runs/abc?workflowType=machine_learning"
     )
-    local = tracking.ui_hint("sqlite:///mlflow.db", "1")
+    local = ui_hint("sqlite:///mlflow.db", "1")
     assert "mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000" in local
     assert "http://127.0.0.1:5000/#/experiments/1/runs?workflowType=machine_learning" in local

@@ -40,6 +40,15 @@ EVAL_FORMAT = "ganstudy-eval-1"
 # The columns of design.csv: one row per run the study asks for.
 DESIGN_COLUMNS = ("dataset", "arch", "loss", "bn_g", "bn_d", "seed", "run_dir")
 
+# The columns of a run's log.csv: one row every ``train.log_every`` steps (``time``: the row's
+# unix time).
+LOG_FIELDS = [
+    "step", "loss_d", "loss_g", "d_real", "d_fake", "grad_norm_g", "grad_norm_d", "lr_d",
+    "member_images_per_s", "wall_s", "time",
+]  # fmt: skip
+# The columns of log.csv that are MLflow metrics (time is their timestamp).
+LOGGED_METRICS = LOG_FIELDS[1:9]
+
 _NAME = r"[^/]+"
 RUN_DIR_PATTERN = re.compile(
     rf"{RUNS}/(?P<dataset>{_NAME})/(?P<arch>{_NAME})/(?P<loss>{_NAME})/"

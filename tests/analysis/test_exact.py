@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from ganstudy import stats
-from ganstudy.analysis import exact
+from ganstudy.analysis import exact, stats
 
 
 @pytest.mark.parametrize("n", [9, 10, 16, 24])

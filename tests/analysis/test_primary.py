@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from ganstudy.analysis import planning, primary
-from ganstudy.comparisons import Pair
+from ganstudy.analysis.comparisons import Pair
 from ganstudy.errors import ConfigError
 
 PAIRS = [

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from pytorch_fid.inception import InceptionV3
 
-from ganstudy import evaluate, loss_functions
+from ganstudy import loss_functions
 from ganstudy.data.builders import BUILDERS
 from ganstudy.data.registry import DATASETS, KINDS, Mixture, nominal_train_size
 from ganstudy.data.sources import SOURCES
 from ganstudy.errors import ConfigError
+from ganstudy.evaluate.mode_metrics import MODE_METRICS
 from ganstudy.losses import LOSSES
 from ganstudy.metrics import fid_protocol
 from ganstudy.metrics.classifiers import CLASSIFIER_ARCHS
@@ -33,7 +34,7 @@ def test_every_reference_of_a_dataset_resolves(name):
         assert owner is not None and owner.arch in CLASSIFIER_ARCHS
         assert "test" in DATASETS[spec.classifier].splits
     if spec.mode_metric is not None:
-        metric = evaluate.MODE_METRICS[spec.mode_metric]
+        metric = MODE_METRICS[spec.mode_metric]
         assert not metric.classifier or spec.classifier is not None
     if spec.kind == "image":
         assert nominal_train_size(name) > 0

@@ -151,7 +151,7 @@ def test_real_stacked_mnist_labels_give_about_1000_modes(tmp_path):
 
 @pytest.mark.slow
 def test_real_stacked_mnist_through_the_classifier_gives_about_1000_modes(tmp_path):
-    from ganstudy.evaluate import MODE_METRICS
+    from ganstudy.evaluate.mode_metrics import MODE_METRICS
     from ganstudy.metrics.classifiers import train_classifier
 
     images, labels = _stacked_mnist_test(tmp_path)

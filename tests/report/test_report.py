@@ -17,8 +17,9 @@ import yaml
 from PIL import Image
 from synthetic_results import DIVERGED, MISSING, NOT_EVALUATED, make_results, mlflow_id, run_rel
 
-from ganstudy import aggregate, cli
-from ganstudy.comparisons import Pair, pairs_csv
+from ganstudy import cli
+from ganstudy.aggregate import summary as aggregate
+from ganstudy.analysis.comparisons import Pair, pairs_csv
 from ganstudy.errors import ConfigError
 from ganstudy.report import build as report
 from ganstudy.report import compare as report_compare

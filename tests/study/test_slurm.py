@@ -212,7 +212,8 @@ def test_scripts_reject_bad_options_before_starting_anything(tmp_path, args, mes
 def test_mlflow_server_script_serves_runs_over_http_and_stops(tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
-    from ganstudy import tracking
+    from ganstudy.tracking.runs import TrackingJob
+    from ganstudy.tracking.store import resolve_uri
 
     state = tmp_path / "server"
     script = str(SCRIPTS / "mlflow-server.sh")
@@ -234,8 +235,8 @@ def test_mlflow_server_script_serves_runs_over_http_and_stops(tmp_path, monkeypa
 
         # The package resolves the server from the environment, as every job does.
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-        assert tracking.resolve_uri(None) == uri
-        job = tracking.TrackingJob(uri, "server-probe")
+        assert resolve_uri(None) == uri
+        job = TrackingJob(uri, "server-probe")
         run = job.member("probe")
         run.start(None, "probe", {"train": {"steps": 3}}, {"seed": "7"})
         run.log_metrics(3, {"loss_d": 0.25}, force_flush=True)

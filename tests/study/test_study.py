@@ -17,9 +17,9 @@ import yaml
 
 from ganstudy import config as run_config
 from ganstudy import layout
-from ganstudy.aggregate import read_design
+from ganstudy.aggregate.summary import read_design
+from ganstudy.analysis.comparisons import read_pairs
 from ganstudy.cli import main as cli_main
-from ganstudy.comparisons import read_pairs
 from ganstudy.errors import ConfigError
 from ganstudy.study import cost as study_cost
 from ganstudy.study import files as study_files

@@ -18,8 +18,9 @@ import yaml
 from conftest import env_without_tracking_uri
 from helpers import ring_config
 
-from ganstudy import aggregate, atomic, cli, layout
+from ganstudy import atomic, cli, layout
 from ganstudy import checkpoint as ckpt
+from ganstudy.aggregate import summary as aggregate
 from ganstudy.errors import StorageError
 from ganstudy.train.signals import EXIT_INTERRUPTED
 from ganstudy.train.trainer import train

@@ -28,8 +28,8 @@ from scipy import stats as sps
 
 from ganstudy import layout
 from ganstudy.analysis import exact
+from ganstudy.analysis.power import ALPHA, POWER, RATE
 from ganstudy.analysis.primary import Hypothesis
-from ganstudy.power import ALPHA, POWER, RATE
 
 SIMULATIONS = 1_000
 SEED = 0

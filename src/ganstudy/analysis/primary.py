@@ -2,7 +2,7 @@
 
 A primary hypothesis is a (candidate vs baseline, outcome, scope) triple: the candidate arm
 against the baseline arm on one outcome, pooled over every planned comparison of the two arms
-(:class:`~ganstudy.comparisons.Pair`) on the scope's datasets. Each such pair is a stratum: one
+(:class:`~ganstudy.analysis.comparisons.Pair`) on the scope's datasets. Each such pair is a stratum: one
 dataset x architecture x batch norm x block (a block fixes every other training setting). Holm's
 correction runs over the primary family only; every per-cell comparison is secondary.
 
@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from ganstudy.comparisons import Pair
+from ganstudy.analysis.comparisons import Pair
+from ganstudy.analysis.power import CONTINUOUS, RATE
 from ganstudy.data import registry
 from ganstudy.errors import ConfigError
-from ganstudy.power import CONTINUOUS, RATE
 
 DEFAULT_RATE_EFFECT = 0.10
 DEFAULT_POI_EFFECT = 0.65

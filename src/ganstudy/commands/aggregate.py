@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 from ganstudy import layout
-from ganstudy.summary_columns import STATES
+from ganstudy.aggregate.columns import STATES
 
 
 def _cli(args) -> int:
-    from ganstudy.aggregate import collect, write_summary
+    from ganstudy.aggregate.summary import collect, write_summary
 
     results = Path(args.results)
     out = Path(args.out) if args.out else results / layout.SUMMARY

@@ -28,7 +28,7 @@ def _summary(result: dict) -> str:
 
 
 def _cli(args) -> int:
-    from ganstudy.evaluate import Shared, evaluate, plan
+    from ganstudy.evaluate.evaluation import Shared, evaluate, plan
 
     repeated = sorted({r for r in args.run if args.run.count(r) > 1})
     if repeated:

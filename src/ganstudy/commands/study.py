@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from ganstudy.comparisons import pairs_csv
+from ganstudy.analysis.comparisons import pairs_csv
 from ganstudy.errors import ConfigError
 from ganstudy.study.files import atomic_write, design_csv, load_configs, run_config_yaml
 from ganstudy.study.grid import Study
@@ -49,17 +49,17 @@ def _cmd_design(args) -> int:
 
 
 def _cmd_init_tracking(args) -> int:
-    from ganstudy import tracking
+    from ganstudy.tracking import store, ui
 
-    tracking.bound_http_waits()
-    uri = tracking.resolve_uri(args.uri)
+    store.bound_http_waits()
+    uri = store.resolve_uri(args.uri)
     try:
-        experiment_id = tracking.init_store(uri, args.experiment)
+        experiment_id = store.init_store(uri, args.experiment)
     except Exception as err:  # noqa: BLE001 - the store only mirrors the runs: warn, go on
-        tracking.warn_failure("study", uri, f"opening the store: {tracking.describe_error(err)}")
+        store.warn_failure("study", uri, f"opening the store: {store.describe_error(err)}")
         return 0
     print(f"MLflow store {uri}: experiment {args.experiment!r} (id {experiment_id})")
-    print(tracking.ui_hint(uri, experiment_id))
+    print(ui.ui_hint(uri, experiment_id))
     return 0
 
 

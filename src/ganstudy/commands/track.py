@@ -11,7 +11,8 @@ from ganstudy.errors import ConfigError
 
 
 def _sync(args) -> int:
-    from ganstudy import track_sync, tracking
+    from ganstudy.tracking import store
+    from ganstudy.tracking import sync as track_sync
 
     if args.run:
         paths = [Path(p) for p in args.run]
@@ -20,7 +21,7 @@ def _sync(args) -> int:
             raise ConfigError(f"--run {missing[0]}: no {layout.CONFIG}; is it a run directory?")
     else:
         paths = track_sync.run_dirs(Path(args.results))
-    uri = tracking.resolve_uri(args.uri)
+    uri = store.resolve_uri(args.uri)
     try:
         done = track_sync.sync(paths, uri, args.experiment)
     except Exception as err:  # noqa: BLE001 - an unreachable store is the user's to fix
@@ -28,7 +29,7 @@ def _sync(args) -> int:
             raise
         print(
             f"ganstudy: MLflow store {uri} cannot be reached or written: "
-            f"{tracking.describe_error(err)}",
+            f"{store.describe_error(err)}",
             file=sys.stderr,
         )
         return 2

@@ -4,7 +4,7 @@ A spec holds every fact other modules need about a dataset: its shape and kind, 
 come from (a key of :data:`ganstudy.data.sources.SOURCES`), how it is prepared (a builder of
 :data:`ganstudy.data.builders.BUILDERS` with its splits and parameters), the parameters of a 2D
 mixture, the FID reference (split and sample counts), the evaluation classifier, the mode metric
-(a key of :data:`ganstudy.evaluate.MODE_METRICS`), the nominal training-set size for the cost
+(a key of :data:`ganstudy.evaluate.mode_metrics.MODE_METRICS`), the nominal training-set size for the cost
 estimate, and its description and citation. Adding a dataset is adding one entry here (plus a
 builder function when it needs new preparation code).
 
@@ -108,7 +108,7 @@ class DatasetSpec:
     classifier: str | None = None
     # Set on a dataset whose own classifier is trained (the classifier datasets).
     classifier_training: ClassifierTraining | None = None
-    # Key of evaluate.MODE_METRICS; None: no mode metric.
+    # Key of evaluate.mode_metrics.MODE_METRICS; None: no mode metric.
     mode_metric: str | None = None
     # Training images before the dataset is prepared (the study's cost estimate); datasets with
     # an ``n_train`` preparation parameter take it from there.

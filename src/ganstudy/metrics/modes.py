@@ -24,7 +24,7 @@ STACKED_MNIST_MODES = 1000
 STACKED_MNIST_SAMPLES = 26_000
 MIXTURE_SAMPLES = 2_500
 CLASS_SAMPLES = 10_000
-# Samples a mode metric classifies by default, by kind (keys of evaluate.MODE_METRICS).
+# Samples a mode metric classifies by default, by kind (keys of evaluate.mode_metrics.MODE_METRICS).
 DEFAULT_SAMPLES = {
     "stacked_mnist": STACKED_MNIST_SAMPLES,
     "classes": CLASS_SAMPLES,

@@ -16,13 +16,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ganstudy import layout, stats
-from ganstudy.analysis import planning, pooled
+from ganstudy import layout
+from ganstudy.analysis import planning, pooled, stats
 from ganstudy.analysis import primary as primary_mod
+from ganstudy.analysis.comparisons import Pair
+from ganstudy.analysis.power import RATE
 from ganstudy.analysis.primary import Hypothesis
-from ganstudy.comparisons import Pair
 from ganstudy.errors import ConfigError
-from ganstudy.power import RATE
 from ganstudy.report import figures
 from ganstudy.report.compare import fid_settings, pairs_of
 from ganstudy.report.html import Html, figure, fmt, join, table, tag

@@ -1,7 +1,7 @@
 """The comparison report: one self-contained HTML file built from the results on disk.
 
 ``build_report(results, out, config)`` reads (or rebuilds) ``summary.csv`` through
-:mod:`ganstudy.aggregate`, the run files the figures need (``log.csv``, ``fid_curve.csv``,
+:mod:`ganstudy.aggregate.summary`, the run files the figures need (``log.csv``, ``fid_curve.csv``,
 ``samples.png``, ``samples2d.csv``) and ``references.yaml``; it never queries MLflow. Figures are
 embedded as base64 PNG and the style sheet is inline, so the page opens offline in any browser.
 
@@ -23,8 +23,10 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from ganstudy import aggregate, layout, summary_columns
-from ganstudy.comparisons import read_pairs
+from ganstudy import layout
+from ganstudy.aggregate import columns as summary_columns
+from ganstudy.aggregate import summary as aggregate
+from ganstudy.analysis.comparisons import read_pairs
 from ganstudy.errors import ConfigError
 from ganstudy.report.answer import answer_section
 from ganstudy.report.compare import statistics_section

@@ -6,7 +6,7 @@ candidates against the baseline its config names, checked to differ only in what
 set). Runs without that file (trained by hand) are paired by the ``compare`` roles (``gan``
 against every LSGAN loss by default; :class:`~ganstudy.report.inputs.Comparison`) among the
 plain losses of each group. Each pair is compared on the FID where the dataset has one, else on
-its mode metric(s), with :func:`ganstudy.stats.compare`; Holm's correction runs over every
+its mode metric(s), with :func:`ganstudy.analysis.stats.compare`; Holm's correction runs over every
 comparison that can reach significance.
 """
 
@@ -17,8 +17,9 @@ from dataclasses import replace
 
 import pandas as pd
 
-from ganstudy import layout, power, stats
-from ganstudy.comparisons import MetricTest, Pair, metric_tests
+from ganstudy import layout
+from ganstudy.analysis import power, stats
+from ganstudy.analysis.comparisons import MetricTest, Pair, metric_tests
 from ganstudy.report.html import LEVEL, Html, fmt, join, table, tag
 from ganstudy.report.inputs import Comparison, ReportInputs
 
@@ -26,7 +27,7 @@ GROUP = ["dataset", "arch", "bn_g", "bn_d"]
 
 
 def comparison_metrics(dataset_runs: pd.DataFrame) -> tuple[MetricTest, ...]:
-    """The tests of a dataset (:func:`ganstudy.comparisons.metric_tests`): FID where its runs
+    """The tests of a dataset (:func:`ganstudy.analysis.comparisons.metric_tests`): FID where its runs
     have FID values, else its mode metric(s); and the rate of diverged runs."""
     kinds = dataset_runs["modes_kind"].dropna().unique()
     return metric_tests(

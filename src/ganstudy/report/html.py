@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ganstudy import stats
+from ganstudy.analysis import stats
 
 LEVEL = 0.95
 

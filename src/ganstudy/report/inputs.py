@@ -1,6 +1,6 @@
 """The study as the report sees it: the summary as a plain data frame plus the run files.
 
-Reads only files: the summary (through :mod:`ganstudy.aggregate`), per-run CSVs and
+Reads only files: the summary (through :mod:`ganstudy.aggregate.summary`), per-run CSVs and
 ``references.yaml``; never MLflow.
 """
 
@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ganstudy import layout, protocols, summary_columns
-from ganstudy.comparisons import Pair
+from ganstudy import layout, protocols
+from ganstudy.aggregate import columns as summary_columns
+from ganstudy.analysis.comparisons import Pair
 from ganstudy.data.registry import DATASETS
 from ganstudy.errors import ConfigError
 from ganstudy.losses import Comparison

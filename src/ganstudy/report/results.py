@@ -14,7 +14,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from ganstudy import layout, summary_columns
+from ganstudy import layout
+from ganstudy.aggregate import columns as summary_columns
 from ganstudy.data.registry import DATASETS
 from ganstudy.report import figures as report_figures
 from ganstudy.report.compare import fid_settings, is_compared
@@ -263,7 +264,7 @@ def results_section(study: ReportInputs) -> Html:
     return join(parts)
 
 
-# States of a run whose training has ended (see ganstudy.summary_columns.STATES).
+# States of a run whose training has ended (see ganstudy.aggregate.columns.STATES).
 FINISHED_STATES = ("completed", "diverged", "not evaluated")
 
 

@@ -28,9 +28,9 @@ from typing import Any
 
 from ganstudy import config as run_config
 from ganstudy import layout
+from ganstudy.analysis.comparisons import Pair
 from ganstudy.analysis.primary import Hypothesis
 from ganstudy.analysis.primary import hypotheses as primary_hypotheses
-from ganstudy.comparisons import Pair
 from ganstudy.data import registry
 from ganstudy.errors import ConfigError
 from ganstudy.losses import LOSSES, Comparison

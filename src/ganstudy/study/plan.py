@@ -1,7 +1,7 @@
 """The study's secondary family, per cell and exploratory (the primary hypotheses, pooled over
 cells, are :mod:`ganstudy.analysis.planning`'s), planned before any run: every pair of the study (a candidate arm
 against its baseline in a dataset x arch x bn group, :func:`ganstudy.study.grid.plan_pairs`) on
-each metric test of the dataset (:func:`ganstudy.comparisons.metric_tests`), with the seeds each
+each metric test of the dataset (:func:`ganstudy.analysis.comparisons.metric_tests`), with the seeds each
 arm will have.
 
 For each planned comparison: the smallest p its test can reach, whether that clears Holm's first
@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ganstudy import layout, power
-from ganstudy.comparisons import metric_tests
+from ganstudy import layout
+from ganstudy.analysis import power
+from ganstudy.analysis.comparisons import metric_tests
 
 # Rates are planned from a baseline rate of one half, where a difference is hardest to detect.
 PLANNING_BASE_RATE = 0.5

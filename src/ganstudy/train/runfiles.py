@@ -3,13 +3,13 @@
 ``config.yaml`` (the resolved run config; a different config in an existing run directory is an
 error), ``log.csv`` (one row every ``train.log_every`` steps, cut back to the resumed step on a
 restart), ``metrics.json`` (status and summary; see :func:`summary_of_log`), ``fid_curve.csv``
-(training-time FID) and the MLflow tags of the run. File names come from :mod:`ganstudy.layout`.
+(training-time FID) and the start of the run's MLflow tracking (its tags and records:
+:mod:`ganstudy.tracking.records`). File names come from :mod:`ganstudy.layout`.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 import os
@@ -19,21 +19,15 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
-import yaml
 
-from ganstudy import atomic, layout, provenance, tracking
-from ganstudy.data import registry
+from ganstudy import atomic, layout, provenance, yamlfile
 from ganstudy.errors import ConfigError
+from ganstudy.layout import LOG_FIELDS, LOGGED_METRICS
+from ganstudy.tracking import records, runs, store
 
-LOG_FIELDS = [
-    "step", "loss_d", "loss_g", "d_real", "d_fake", "grad_norm_g", "grad_norm_d", "lr_d",
-    "member_images_per_s", "wall_s", "time",
-]  # fmt: skip
 # The values the trainer reports for a logged step (lr_d: D's effective learning rate, the
 # schedule's factor included).
 STEP_STATS = LOG_FIELDS[1:8]
-# The columns of log.csv that are MLflow metrics (time is their timestamp).
-LOGGED_METRICS = LOG_FIELDS[1:9]
 FID_CURVE_FIELDS = ["step", "fid", "n_samples", "dims"]
 # What a finished run copies to its MLflow run.
 ARTIFACTS = (layout.CONFIG, layout.METRICS, layout.LOG, layout.SAMPLES)
@@ -45,9 +39,9 @@ def config_diff(stored: dict, wanted: dict) -> list[str]:
     started by a version without that key, whose behaviour the default keeps."""
     from ganstudy.config import RunConfig
 
-    a = tracking.flatten({k: v for k, v in stored.items() if k != "tracking"})
-    b = tracking.flatten({k: v for k, v in wanted.items() if k != "tracking"})
-    defaults = tracking.flatten(RunConfig().to_dict())
+    a = records.flatten({k: v for k, v in stored.items() if k != "tracking"})
+    b = records.flatten({k: v for k, v in wanted.items() if k != "tracking"})
+    defaults = records.flatten(RunConfig().to_dict())
     return sorted(
         k
         for k in set(a) | set(b)
@@ -59,7 +53,7 @@ def check_same_run(run_dir: Path, config: dict) -> None:
     """A run directory may only be continued with the config it was started with."""
     stored = run_dir / layout.CONFIG
     if stored.is_file():
-        diff = config_diff(yaml.safe_load(stored.read_text()), config)
+        diff = config_diff(yamlfile.load_mapping(stored, "run config"), config)
         if diff:
             raise ConfigError(
                 f"{run_dir} already holds a run with a different config (keys: "
@@ -163,62 +157,6 @@ def append_fid(run_dir: Path, step: int, value: float, n_samples: int, dims: int
         handle.write(f"{step},{value},{n_samples},{dims}\n")
 
 
-def dataset_record(cfg) -> dict:
-    """The training data of a run as an MLflow dataset input. Prepared datasets are identified
-    by their manifest (source checksums, preparation parameters, counts), mixtures by their
-    means and sigma; the digest is the first 16 hex digits of its sha256."""
-    spec = registry.dataset(cfg.dataset.name)
-    profile = {"shape": list(spec.shape), "split": "train", "citation": spec.citation}
-    if spec.mixture is not None:
-        mixture = {"means": spec.mixture.means, "sigma": spec.mixture.sigma}
-        if cfg.dataset.n_train is not None:
-            # A fixed training set: its size and seed identify it.
-            mixture |= {"n_train": cfg.dataset.n_train, "sample_seed": cfg.dataset.sample_seed}
-            profile["count"] = cfg.dataset.n_train
-        identity = json.dumps(mixture)
-        source, source_type = f"ganstudy.data.registry:{spec.name}", "code"
-        profile["modes"] = len(spec.mixture.means)
-    else:
-        folder = Path(cfg.dataset.data_root) / "prepared" / spec.name
-        manifest = folder / "manifest.json"
-        identity = manifest.read_text() if manifest.is_file() else "not prepared"
-        source, source_type = str(folder.resolve()), "local"
-        if manifest.is_file():
-            profile["count"] = json.loads(identity)["splits"]["train"]["count"]
-    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
-    return {
-        "name": spec.name,
-        "digest": digest,
-        "source_type": source_type,
-        "source": source,
-        "profile": profile,
-    }
-
-
-def run_tags(cfg, run_dir: Path, ensemble_size: int, device, versions: dict) -> dict[str, str]:
-    """The MLflow tags of a member run: its factors, status, where it lives and versions."""
-    key = layout.RunKey.of_config(cfg)
-    tags = {
-        "study": cfg.tracking.experiment,
-        "dataset": key.dataset,
-        "arch": key.arch,
-        "loss": cfg.loss.name,
-        "arm": key.loss,
-        "bn": layout.bn_label(key.bn_g, key.bn_d).removeprefix("bn-"),
-        "variant": key.variant.path,
-        "bn_g": str(key.bn_g),
-        "bn_d": str(key.bn_d),
-        "seed": str(key.seed),
-        "status": "running",
-        "run_dir": str(run_dir.resolve()),
-        "ensemble_size": str(ensemble_size),
-        "device": str(device),
-    }
-    tags.update({f"version.{k}": str(v) for k, v in versions.items()})
-    tags.update(cfg.tracking.tags)
-    return tags
-
-
 def metrics_record(
     run_dir: Path,
     *,
@@ -241,7 +179,7 @@ def metrics_record(
 ) -> dict:
     """The content of a member's ``metrics.json``, with the summary of its log.csv. ``host`` and
     ``pid`` name the training process, so that a run left "running" by a process that died can
-    be told from one still training (see :mod:`ganstudy.summary_columns`)."""
+    be told from one still training (see :mod:`ganstudy.aggregate.columns`)."""
     data = {
         "status": status,
         "steps": steps,
@@ -286,29 +224,29 @@ def _previous_mlflow_run(run_dir: Path, resumed: dict) -> dict:
 
 def start_tracking(
     member_cfgs, run_dirs, resumed, device, versions, flush_seconds
-) -> tracking.TrackingJob | None:
+) -> runs.TrackingJob | None:
     """Queue the start (or continuation) of one MLflow run per member; None when tracking is
     off. A member continues its earlier MLflow run where that run lives in the same store."""
     cfg = member_cfgs[0]
     if not cfg.tracking.enabled:
         return None
-    tracking.bound_http_waits()
-    uri = tracking.resolve_uri(cfg.tracking.uri)
+    store.bound_http_waits()
+    uri = store.resolve_uri(cfg.tracking.uri)
     label = layout.RunKey.of_config(cfg).name
-    job = tracking.TrackingJob(uri, cfg.tracking.experiment, label, flush_seconds)
+    job = runs.TrackingJob(uri, cfg.tracking.experiment, label, flush_seconds)
     seeds = ",".join(str(c.seed) for c in member_cfgs)
     for member_cfg, run_dir, resumed_ids in zip(member_cfgs, run_dirs, resumed):
         stored = _previous_mlflow_run(run_dir, resumed_ids)
         previous = stored.get("run_id") if stored.get("tracking_uri") == uri else None
         name = member_cfg.tracking.run_name or layout.RunKey.of_config(member_cfg).name
-        tags = run_tags(member_cfg, run_dir, len(member_cfgs), device, versions)
+        tags = records.run_tags(member_cfg, run_dir, len(member_cfgs), device, versions)
         tags["ensemble_job"] = f"{layout.RunKey.of_config(member_cfg).variant.path}/seeds-{seeds}"
         job.member(name).start(
             previous,
             name,
             member_cfg.to_dict(),
             tags,
-            dataset=dataset_record(member_cfg),
+            dataset=records.dataset_record(member_cfg),
             system_metrics=member_cfg.tracking.system_metrics,
         )
     return job

@@ -1,179 +1,19 @@
-"""MLflow tracking: one MLflow run per training run, mirroring the files of its run directory.
-
-The store is ``tracking.uri`` from the config, else ``$MLFLOW_TRACKING_URI``, else an SQLite
-file ``mlflow.db`` in the working directory (MLflow's own default). A fresh SQLite store is
-created under an exclusive file lock, so that many training processes started at once do not
-race in MLflow's schema migration; writes that meet a locked database are retried.
-
-Every MLflow call of a training job is made by one background thread (:class:`Worker`), in
-order: the loop only queues them, so opening the store, starting the runs and sending metrics
-overlap with training. Metrics are buffered and sent with ``log_batch`` at most every
-``flush_seconds``; the end of a run waits (bounded) for what is still queued.
-
-Tracking is best effort: the run directory is the record and MLflow mirrors it. A store that
-cannot be reached (at the start or later) never stops or stalls training: the
-:class:`TrackingJob` prints one warning, records why, and ignores MLflow for the rest of the job;
-HTTP requests to a server give up after a bounded wait (:data:`HTTP_LIMITS`, unless the user set
-MLflow's variables). ``ganstudy track sync`` copies the run directories into a store afterwards.
-"""
+"""The live MLflow runs of a training job: one :class:`TrackingJob` per job, one
+:class:`RunTracker` per member, every call made in order by one background :class:`Worker`."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import math
 import os
 import queue
-import re
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-DEFAULT_URI = "sqlite:///mlflow.db"
-# MLflow's defaults retry an unreachable server 7 times with exponential backoff and wait up to
-# 120 s per request (minutes in all); training waits about 10 s at most before going on alone.
-HTTP_LIMITS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
-}
-
-
-def bound_http_waits() -> None:
-    """Apply :data:`HTTP_LIMITS` where the user has not set MLflow's own variables."""
-    for name, value in HTTP_LIMITS.items():
-        os.environ.setdefault(name, value)
-
-
-def describe_error(err: BaseException) -> str:
-    """One line for an MLflow error (its first line, without MLflow's long retry trail; a failed
-    HTTP request as its address and the cause: ConnectionRefusedError, ReadTimeoutError...)."""
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    request = re.search(r"API request to (\S+) failed.*Caused by (\w+)", text)
-    if request:
-        cause = request[2]
-        if cause == "NewConnectionError":
-            cause = "connection refused or no route" if "refused" in text.lower() else cause
-        text = f"API request to {request[1]} failed: {cause}"
-    return f"{type(err).__name__}: {text[:300]}"
-
-
-def resolve_uri(configured: str | None = None) -> str:
-    return configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
-
-
-def _sqlite_path(uri: str) -> Path | None:
-    if not uri.startswith("sqlite:///"):
-        return None
-    return Path(uri[len("sqlite:///") :])
-
-
-@contextlib.contextmanager
-def store_lock(uri: str) -> Iterator[None]:
-    """Exclusive lock next to an SQLite store (a no-op for servers and databases)."""
-    path = _sqlite_path(uri)
-    if path is None:
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{path}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _retry(call, *args, attempts: int = 30, transient=("locked",), **kwargs):
-    """Call an MLflow client method, retrying while another process holds the SQLite lock (or
-    another ``transient`` error, lower-case fragments of its message)."""
-    for attempt in range(attempts):
-        try:
-            return call(*args, **kwargs)
-        except Exception as err:  # noqa: BLE001 - MLflow wraps SQLAlchemy errors in its own
-            message = str(err).lower()
-            if not any(t in message for t in transient) or attempt == attempts - 1:
-                raise
-            time.sleep(0.05 * (attempt + 1))
-    raise AssertionError("unreachable")
-
-
-# MLflow's UI opens an experiment with this tag on its runs table (model training), not on its
-# GenAI views (traces, sessions).
-EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
-
-
-# MLflow 3's UI keeps one global switch between its GenAI views and its model-training views (the
-# runs table), read from the page address or else remembered by the browser, GenAI by default;
-# from 3.1x on it ignores the experiment kind tag. Links carry the switch.
-UI_VIEW = "workflowType=machine_learning"
-LOCAL_UI = "http://127.0.0.1:5000"
-
-
-def ui_url(uri: str, experiment_id: str, run_id: str | None = None) -> str:
-    """The address of an experiment's runs table (or one run's page) in the MLflow UI: the
-    server itself for an HTTP store, else where ``mlflow ui`` serves by default."""
-    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else LOCAL_UI
-    page = f"#/experiments/{experiment_id}/runs" + (f"/{run_id}" if run_id else "")
-    return f"{base}/{page}?{UI_VIEW}"
-
-
-def ui_hint(uri: str, experiment_id: str) -> str:
-    """How to look at an experiment: its runs table's address, and for a store that is not a
-    server the command that serves the UI there."""
-    link = ui_url(uri, experiment_id)
-    if uri.startswith(("http://", "https://")):
-        return f"MLflow UI: {link}"
-    return f"MLflow UI: run `mlflow ui --backend-store-uri {uri} --port 5000`, then open {link}"
-
-
-def init_store(uri: str, experiment: str) -> str:
-    """Create the store (if new) and the experiment (if missing), marked as a model-development
-    experiment; return the experiment id."""
-    from mlflow import MlflowClient
-
-    with store_lock(uri):
-        client = MlflowClient(tracking_uri=uri)
-        found = client.get_experiment_by_name(experiment)
-        if found is None:
-            return client.create_experiment(experiment, tags=dict([EXPERIMENT_KIND]))
-        if found.tags.get(EXPERIMENT_KIND[0]) is None:
-            client.set_experiment_tag(found.experiment_id, *EXPERIMENT_KIND)
-        return found.experiment_id
-
-
-def client(uri: str):
-    from mlflow import MlflowClient
-
-    with store_lock(uri):
-        return MlflowClient(tracking_uri=uri)
-
-
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
-
-
-def warn_failure(label: str, uri: str, failure: str) -> None:
-    """The one warning a run prints when its tracking fails."""
-    print(
-        f"[{label}] warning: MLflow tracking at {uri} failed ({failure}); training goes on "
-        "without it and its files are complete; `ganstudy track sync` copies them into MLflow "
-        "later",
-        file=sys.stderr,
-        flush=True,
-    )
-
+from ganstudy.tracking.records import flatten
+from ganstudy.tracking.store import client, describe_error, init_store, retry, warn_failure
 
 # How long the end of a run waits for MLflow calls still queued (an unreachable server gives up
 # on each request within about 20 s under HTTP_LIMITS, after which the rest are skipped).
@@ -332,14 +172,14 @@ class RunTracker:
 
         client = self.job.client
         if run_id is not None:
-            _retry(client.update_run, run_id, status="RUNNING")
+            retry(client.update_run, run_id, status="RUNNING")
             items = [RunTag(k, str(v)) for k, v in tags.items()]
-            _retry(client.log_batch, run_id, tags=items)
+            retry(client.log_batch, run_id, tags=items)
             return
-        run = _retry(client.create_run, self.job.experiment_id, run_name=run_name, tags=tags)
+        run = retry(client.create_run, self.job.experiment_id, run_name=run_name, tags=tags)
         items = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
         for start in range(0, len(items), 100):
-            _retry(client.log_batch, run.info.run_id, params=items[start : start + 100])
+            retry(client.log_batch, run.info.run_id, params=items[start : start + 100])
         if dataset is not None:
             record = Dataset(
                 name=dataset["name"],
@@ -351,7 +191,7 @@ class RunTracker:
             context = InputTag("mlflow.data.context", "training")
             # Runs started at once race to insert the experiment's dataset row: the loser sees
             # a unique-constraint error and finds the row there when it tries again.
-            _retry(
+            retry(
                 client.log_inputs,
                 run.info.run_id,
                 [DatasetInput(record, [context])],
@@ -374,7 +214,7 @@ class RunTracker:
 
         items = [RunTag(k, str(v)) for k, v in tags.items()]
         self.job.submit(
-            "setting tags", lambda: _retry(self.job.client.log_batch, self.run_id, tags=items)
+            "setting tags", lambda: retry(self.job.client.log_batch, self.run_id, tags=items)
         )
 
     def log_metrics(
@@ -405,7 +245,7 @@ class RunTracker:
 
         def send():
             for start in range(0, len(batch), 1000):
-                _retry(self.job.client.log_batch, self.run_id, metrics=batch[start : start + 1000])
+                retry(self.job.client.log_batch, self.run_id, metrics=batch[start : start + 1000])
 
         self.job.submit("logging metrics", send)
 
@@ -413,9 +253,9 @@ class RunTracker:
         def send():
             for path in paths:
                 if path.is_dir():
-                    _retry(self.job.client.log_artifacts, self.run_id, str(path), path.name)
+                    retry(self.job.client.log_artifacts, self.run_id, str(path), path.name)
                 elif path.is_file():
-                    _retry(self.job.client.log_artifact, self.run_id, str(path))
+                    retry(self.job.client.log_artifact, self.run_id, str(path))
 
         self.job.submit("logging artifacts", send)
 
@@ -431,31 +271,8 @@ class RunTracker:
         self.flush()
         self.job.submit(
             "closing the run",
-            lambda: _retry(self.job.client.set_terminated, self.run_id, status=status),
+            lambda: retry(self.job.client.set_terminated, self.run_id, status=status),
         )
-
-
-def eval_metrics(result: dict) -> dict[str, float]:
-    """The numbers of eval.json as flat MLflow metric names (``eval.<block>.<key>``)."""
-    out: dict[str, float] = {}
-    blocks = {
-        "fid": {"value": (result["fid"] or {}).get("value")},
-        "modes": {
-            k: (result["modes"] or {}).get(k)
-            for k in ("modes_covered", "modes_total", "kl_to_uniform", "high_quality_fraction")
-        },
-        "stability": {
-            "diverged": result["stability"]["diverged"],
-            "collapsed": result["stability"]["collapsed"],
-            "best_fid": result["stability"]["best_fid"],
-            "final_fid": result["stability"]["final_fid"],
-        },
-    }
-    for block, values in blocks.items():
-        for key, value in values.items():
-            if value is not None and math.isfinite(float(value)):
-                out[f"eval.{block}.{key}"] = float(value)
-    return out
 
 
 def log_metrics_to_run(uri: str, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
@@ -466,4 +283,4 @@ def log_metrics_to_run(uri: str, run_id: str, metrics: dict[str, float], step: i
     items = [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None]
     c = client(uri)
     for start in range(0, len(items), 1000):
-        _retry(c.log_batch, run_id, metrics=items[start : start + 1000])
+        retry(c.log_batch, run_id, metrics=items[start : start + 1000])

@@ -17,76 +17,26 @@ leaves an earlier eval.json intact. The numbers are also logged to the run's MLf
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from ganstudy import atomic, layout, provenance
 from ganstudy import config as config_mod
-from ganstudy.data import registry, streams
+from ganstudy.data import registry
 from ganstudy.errors import ConfigError
-from ganstudy.metrics import classifiers, fid, modes, stability
+from ganstudy.evaluate.mode_metrics import MODE_METRICS, ModeMetric
+from ganstudy.metrics import classifiers, fid, stability
 from ganstudy.sample import checkpoint_file, generate, load_generator, save_samples
-from ganstudy.tracking import eval_metrics, log_metrics_to_run
+from ganstudy.tracking.records import eval_metrics
+from ganstudy.tracking.runs import log_metrics_to_run
 
 FORMAT = layout.EVAL_FORMAT
 SAMPLE_SEED = 0
 GRID = 64
 FINISHED = ("completed", "diverged")
-
-
-# ---------------------------------------------------------------------------------------------
-# Mode metrics (registry; each dataset names its own in the dataset registry)
-
-
-@dataclass(frozen=True)
-class ModeMetric:
-    """How mode coverage is measured: ``measure(samples, context) -> ModeCoverage``."""
-
-    measure: Callable
-    default_samples: int
-    classifier: bool
-
-
-def _classify_channels(samples: Tensor, context: dict) -> np.ndarray:
-    model = context["classifier"]
-    return np.stack(
-        [
-            classifiers.predict(model, samples[:, c : c + 1]).numpy()
-            for c in range(samples.shape[1])
-        ],
-        axis=1,
-    )
-
-
-def _stacked(samples: Tensor, context: dict) -> modes.ModeCoverage:
-    return modes.stacked_mnist_modes(
-        _classify_channels(samples, context), context.get("min_count") or 1
-    )
-
-
-def _classes(samples: Tensor, context: dict) -> modes.ModeCoverage:
-    labels = _classify_channels(samples, context)[:, 0]
-    return modes.class_modes(labels, context["spec"].n_classes, min_count=context.get("min_count"))
-
-
-def _mixture(samples: Tensor, context: dict) -> modes.ModeCoverage:
-    spec = context["spec"]
-    means = streams.mixture_means(spec.name).numpy()
-    return modes.mixture_modes(
-        samples.numpy(), means, spec.mixture.sigma, min_count=context.get("min_count")
-    )
-
-
-MODE_METRICS: dict[str, ModeMetric] = {
-    "stacked_mnist": ModeMetric(_stacked, modes.DEFAULT_SAMPLES["stacked_mnist"], classifier=True),
-    "classes": ModeMetric(_classes, modes.DEFAULT_SAMPLES["classes"], classifier=True),
-    "mixture2d": ModeMetric(_mixture, modes.DEFAULT_SAMPLES["mixture2d"], classifier=False),
-}
 
 
 # ---------------------------------------------------------------------------------------------

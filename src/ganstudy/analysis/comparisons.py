@@ -4,7 +4,7 @@
 A dataset with FID is compared on FID, one without on its mode metric(s); every dataset is also
 compared on the rate of diverged runs, the study's stability question. Continuous metrics are
 tested with Mann-Whitney U and binary outcomes as rates with Fisher's exact test
-(:mod:`ganstudy.power`, :mod:`ganstudy.stats`). The study plans its family of comparisons from
+(:mod:`ganstudy.analysis.power`, :mod:`ganstudy.analysis.stats`). The study plans its family of comparisons from
 this table before any run, and the report tests the same family.
 """
 
@@ -15,9 +15,9 @@ import io
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
+from ganstudy.analysis.power import CONTINUOUS, RATE
 from ganstudy.csvfile import parse_bool, read_rows
 from ganstudy.data import registry
-from ganstudy.power import CONTINUOUS, RATE
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class MetricTest:
 
 FID = MetricTest("fid", "FID", False, CONTINUOUS)
 DIVERGED = MetricTest("diverged", "diverged rate", False, RATE)
-# By mode metric (evaluate.MODE_METRICS), for datasets without FID.
+# By mode metric (evaluate.mode_metrics.MODE_METRICS), for datasets without FID.
 MODE_TESTS: dict[str, tuple[MetricTest, ...]] = {
     "stacked_mnist": (MetricTest("modes_covered", "modes covered", True, CONTINUOUS),),
     "classes": (MetricTest("modes_covered", "modes covered", True, CONTINUOUS),),

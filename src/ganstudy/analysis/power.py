@@ -4,7 +4,7 @@ design detects with 80% power.
 
 Continuous metrics (FID, modes covered, KL) are compared with the two-sided Mann-Whitney U test,
 binary outcomes (success, diverged, ...) as rates with the two-sided Fisher exact test (see
-:mod:`ganstudy.stats`). Pure Python (math, statistics): the Snakefile plans the study with it
+:mod:`ganstudy.analysis.stats`). Pure Python (math, statistics): the Snakefile plans the study with it
 when it is parsed.
 """
 

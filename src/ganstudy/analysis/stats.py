@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-from ganstudy import power
+from ganstudy.analysis import power
 
 ALPHA = 0.05
 N_BOOTSTRAP = 10_000
@@ -136,7 +136,7 @@ def holm(pvalues) -> list[float]:
 
 def min_two_sided_p(n_x: int, n_y: int) -> float:
     """The smallest two-sided p-value an exact Mann-Whitney U test can give for sizes n_x, n_y
-    (:func:`ganstudy.power.min_p_mann_whitney`): 2 / C(n_x + n_y, n_x), capped at 1."""
+    (:func:`ganstudy.analysis.power.min_p_mann_whitney`): 2 / C(n_x + n_y, n_x), capped at 1."""
     return power.min_p_mann_whitney(n_x, n_y)
 
 
@@ -157,7 +157,7 @@ def mann_whitney(x, y) -> MannWhitney:
     U counts the pairs (x_i, y_j) with x_i > y_j (ties count 1/2); under H0 (same distribution)
     P(X > Y) = 1/2. When every value of both samples is equal the statistic has no spread and
     the samples agree perfectly: p = 1. Needs at least one value on each side; p is NaN
-    otherwise. The plan's smallest reachable p (:func:`ganstudy.power.min_p_mann_whitney`) is
+    otherwise. The plan's smallest reachable p (:func:`ganstudy.analysis.power.min_p_mann_whitney`) is
     this test's without ties.
     """
     from ganstudy.analysis import exact
@@ -228,7 +228,7 @@ def compare(
     bootstrap CI (:func:`bootstrap_ci_diff_means`); the p of the kind's test; the effect size
     with its bootstrap CI (Cliff's delta, BCa; for rates the rate difference). ``testable`` is
     False, with the reason, when a side has fewer than 2 values or when even the most extreme
-    outcome could not reach ``alpha`` (:func:`ganstudy.power.min_p`); p is still reported.
+    outcome could not reach ``alpha`` (:func:`ganstudy.analysis.power.min_p`); p is still reported.
     """
     a, b = _finite(baseline), _finite(candidate)
     if kind == power.RATE:

@@ -21,9 +21,11 @@ from pathlib import Path
 import yaml
 
 from ganstudy import config as config_mod
-from ganstudy import layout, tracking
+from ganstudy import layout
 from ganstudy.errors import ConfigError
-from ganstudy.train.runfiles import LOGGED_METRICS, run_tags
+from ganstudy.layout import LOGGED_METRICS
+from ganstudy.tracking import store
+from ganstudy.tracking.records import eval_metrics, flatten, run_tags
 
 TERMINAL = {"completed": "FINISHED", "diverged": "FINISHED", "interrupted": "KILLED"}
 
@@ -124,9 +126,7 @@ def sync_run(client, run_dir: Path, experiment: str | None = None) -> Synced:
     run_id = run.info.run_id
 
     have_params = client.get_run(run_id).data.params
-    params = [
-        Param(k, str(v)[:6000]) for k, v in tracking.flatten(config).items() if k not in have_params
-    ]
+    params = [Param(k, str(v)[:6000]) for k, v in flatten(config).items() if k not in have_params]
     for start in range(0, len(params), 100):
         client.log_batch(run_id, params=params[start : start + 100])
     client.log_batch(run_id, tags=[_tag(k, v) for k, v in tags.items()])
@@ -134,7 +134,7 @@ def sync_run(client, run_dir: Path, experiment: str | None = None) -> Synced:
     points = _history(run_dir)
     if evaluation is not None:
         stamp = int((run_dir / layout.EVAL).stat().st_mtime * 1000)
-        points += [(k, v, stamp, 0) for k, v in tracking.eval_metrics(evaluation).items()]
+        points += [(k, v, stamp, 0) for k, v in eval_metrics(evaluation).items()]
     new = []
     for key in sorted({p[0] for p in points}):
         have = {m.step for m in client.get_metric_history(run_id, key)}
@@ -164,5 +164,5 @@ def _tag(key: str, value):
 
 def sync(paths: list[Path], uri: str | None = None, experiment: str | None = None) -> list[Synced]:
     """Sync every run directory of ``paths`` into the store at ``uri`` (default: as training)."""
-    client = tracking.client(tracking.resolve_uri(uri))
+    client = store.client(store.resolve_uri(uri))
     return [sync_run(client, path, experiment) for path in paths]

@@ -9,7 +9,7 @@ row gets a row, whatever state its run is in:
 * ``not evaluated``: training finished but there is no ``eval.json`` yet;
 * ``missing``: no run directory, no ``metrics.json``, or training has not finished.
 
-The columns are declared once in :data:`ganstudy.summary_columns.COLUMNS` (name, type, where the
+The columns are declared once in :data:`ganstudy.aggregate.columns.COLUMNS` (name, type, where the
 value comes from), which is also how ``summary.csv`` is read back with the right types.
 """
 
@@ -28,9 +28,9 @@ import pandas as pd
 import yaml
 
 from ganstudy import layout
+from ganstudy.aggregate.columns import COLUMN_NAMES, COLUMNS, RunRecord
 from ganstudy.csvfile import parse_bool, parse_int, read_rows
 from ganstudy.errors import ConfigError
-from ganstudy.summary_columns import COLUMN_NAMES, COLUMNS, RunRecord
 
 EVAL_FORMAT = layout.EVAL_FORMAT
 DESIGN_COLUMNS = layout.DESIGN_COLUMNS

@@ -1,0 +1,2 @@
+"""Aggregation: one row per run of the study design in ``summary.csv`` (``summary``), its columns
+declared once with their types and sources (``columns``)."""
