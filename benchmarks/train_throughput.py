@@ -40,7 +40,7 @@ from ganstudy import config
 from ganstudy.data.streams import make_stream
 from ganstudy.losses import build_loss
 from ganstudy.numerics import COMPILE_MODES
-from ganstudy.train import optim
+from ganstudy.train import updates
 from ganstudy.train.step import MemberSeeds, init_networks
 from ganstudy.train.trainer import Trainer
 
@@ -100,14 +100,14 @@ def plain_batched_loop(cfg, members: int, device: torch.device):
 
 def minimal_loop(cfg, g, d, members: int, device: torch.device, member_dim: bool):
     """One D step and one G step per iteration, nothing else, with the engine's own optimizer
-    implementation (``ganstudy.train.optim``: Adam fused on CUDA, foreach on the CPU), so that
+    implementation (``ganstudy.train.updates``: Adam fused on CUDA, foreach on the CPU), so that
     engine/plain measures the engine's bookkeeping and not a choice of optimizer kernel.
 
     Networks with a member dimension take (K, B, ...) batches, one noise draw for all members,
     and the members' losses are summed; plain networks take member 0's (B, ...) batch."""
     t = cfg.train
-    opt_g = optim.build_optimizer(g.parameters(), t.lr_g, t)
-    opt_d = optim.build_optimizer(d.parameters(), t.lr_d, t)
+    opt_g = updates.build_optimizer(g.parameters(), t.lr_g, t)
+    opt_d = updates.build_optimizer(d.parameters(), t.lr_d, t)
     d_loss, g_loss, _ = build_loss(cfg.loss)
     data_seeds = [MemberSeeds.from_seed(s).data for s in range(members)]
     gens = [torch.Generator(device=device).manual_seed(s) for s in data_seeds]

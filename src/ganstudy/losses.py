@@ -137,7 +137,7 @@ def with_role(role: str) -> list[str]:
 
 
 @dataclass(frozen=True)
-class Comparison:
+class ComparedLosses:
     """Which losses are compared: every candidate against the baseline, in each block without a
     ``compare`` of its own (and in the report of runs not designed by a study).
 
@@ -149,7 +149,7 @@ class Comparison:
     candidates: tuple[str, ...]
 
     @classmethod
-    def from_config(cls, config: dict | None = None) -> Comparison:
+    def from_config(cls, config: dict | None = None) -> ComparedLosses:
         """The ``compare`` settings of a study config (None or absent keys: the roles)."""
         settings = (config or {}).get("compare") or {}
         baseline = settings.get("baseline") or with_role("baseline")[0]

@@ -1,7 +1,7 @@
 """The optimizer and D learning-rate schedule registries: ``OPTIMIZERS`` and ``D_LR_SCHEDULES``.
 
 An entry names the ``train`` keys it reads, each with its default and allowed values, and the
-function of :mod:`ganstudy.train.optim` that implements it. The keys of an optimizer or a
+function of :mod:`ganstudy.train.updates` that implements it. The keys of an optimizer or a
 schedule that is not chosen stay unset (null): a run config that sets them is refused, so a
 config never carries a setting that did nothing. This module imports no torch: run configs are
 checked against it when the Snakefile is parsed.
@@ -35,7 +35,7 @@ def _positive(value: float) -> bool:
 @dataclass(frozen=True)
 class OptimizerSpec:
     name: str
-    # A function of ganstudy.train.optim: (params, lr, train config) -> torch optimizer.
+    # A function of ganstudy.train.updates: (params, lr, train config) -> torch optimizer.
     build: str
     settings: dict[str, Setting]
     # Per-parameter state that carries the direction of the next update: a frozen (diverged)
@@ -80,7 +80,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
 @dataclass(frozen=True)
 class ScheduleSpec:
     name: str
-    # A class of ganstudy.train.optim built from (train config, ideal D loss, members, device);
+    # A class of ganstudy.train.updates built from (train config, ideal D loss, members, device);
     # None: D's learning rate stays lr_d.
     build: str | None
     settings: dict[str, Setting] = field(default_factory=dict)

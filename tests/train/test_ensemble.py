@@ -91,7 +91,7 @@ def test_mlp2d_member_equals_solo_run(tmp_path, loss):
 def test_member_equals_solo_run_for_the_ensemble_sizes_the_study_uses(tmp_path, members):
     # From K = 4 on, PyTorch's fused CPU Adam rounded a member's 2-d output bias (in a tensor of
     # 2K elements, vectorised) unlike the solo run's (2 elements, scalar): this test failed at
-    # K = 4 with it (optim.FUSED_DEVICES).
+    # K = 4 with it (updates.FUSED_DEVICES).
     cfg = run_config("mlp2d", "ring8", tmp_path, steps=60, batch_size=16, loss="lsgan")
     Trainer(cfg, [5], [tmp_path / "solo"], progress=False).run()
     seeds = [2, 5, 9, 11] if members == 4 else list(range(members))

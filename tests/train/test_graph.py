@@ -19,7 +19,7 @@ from helpers import ring_config, stop_and_finish
 
 from ganstudy import checkpoint as ckpt
 from ganstudy import config, layout
-from ganstudy.train import optim
+from ganstudy.train import updates
 from ganstudy.train.trainer import Trainer
 
 STEPS = 200
@@ -76,8 +76,8 @@ def _eager_capturable(cfg, seeds, dirs) -> Trainer:
     """An eager trainer whose optimizers are the graph's (capturable): the same kernels."""
     trainer = Trainer(cfg, seeds, dirs, progress=False)
     t = cfg.train
-    trainer.opt_g = optim.build_optimizer(trainer.G.parameters(), t.lr_g, t, capturable=True)
-    trainer.opt_d = optim.build_optimizer(trainer.D.parameters(), t.lr_d, t, capturable=True)
+    trainer.opt_g = updates.build_optimizer(trainer.G.parameters(), t.lr_g, t, capturable=True)
+    trainer.opt_d = updates.build_optimizer(trainer.D.parameters(), t.lr_d, t, capturable=True)
     return trainer
 
 

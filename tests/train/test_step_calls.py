@@ -19,7 +19,7 @@ from helpers import write_fake_prepared
 
 from ganstudy import config
 from ganstudy.data import draws, streams
-from ganstudy.train import calls, optim, step
+from ganstudy.train import calls, step, updates
 from ganstudy.train.trainer import Trainer
 
 TOLERANCE = 0.10
@@ -81,14 +81,14 @@ def test_dcgan28_step_calls_do_not_grow_with_the_members(tmp_path):
 
 def test_a_host_read_in_the_step_is_caught(tmp_path, monkeypatch):
     # The counter must see what it is there to see: a step that reads a loss on the host.
-    factor = optim.GapAwareSchedule.factor
+    factor = updates.GapAwareSchedule.factor
 
     def reading(self, loss_d):
         if float(loss_d.max()) > 1e9:  # a Python branch on a tensor's value
             pass
         return factor(self, loss_d)
 
-    monkeypatch.setattr(optim.GapAwareSchedule, "factor", reading)
+    monkeypatch.setattr(updates.GapAwareSchedule, "factor", reading)
     cfg = run_config("mlp2d", "ring8", tmp_path, batch_size=4, d_lr_schedule="gap_aware")
     found = counted(cfg, 2, tmp_path)
     # steps 1 and 2, and the chunk-drawing step: one read each
@@ -102,7 +102,7 @@ STEP_CODE = [
     step.apply_update,
     step.norms,
     step.penalty,
-    optim.GapAwareSchedule.factor,
+    updates.GapAwareSchedule.factor,
     draws.ChunkedDraws.at,
     streams.MixtureStream.batch,
     streams.ImageStream.batch,

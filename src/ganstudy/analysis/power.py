@@ -14,6 +14,8 @@ import functools
 import math
 from statistics import NormalDist
 
+# The significance level of the study's tests (family-wise, with Holm's correction over a family):
+# defined here only; planning, the statistics and the report import it.
 ALPHA = 0.05
 POWER = 0.8
 CONTINUOUS, RATE = "continuous", "rate"

@@ -143,9 +143,9 @@ DEFAULT_CANDIDATE = "lsgan"
 
 
 def _baseline(config: dict | None) -> str:
-    from ganstudy.losses import Comparison
+    from ganstudy.losses import ComparedLosses
 
-    return Comparison.from_config(config).baseline
+    return ComparedLosses.from_config(config).baseline
 
 
 def families(pairs: list[Pair], baseline: str, candidate: str) -> list[tuple[str, ...]]:

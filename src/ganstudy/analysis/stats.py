@@ -15,7 +15,6 @@ from scipy import stats as sps
 
 from ganstudy.analysis import power
 
-ALPHA = 0.05
 N_BOOTSTRAP = 10_000
 
 
@@ -170,8 +169,9 @@ def mann_whitney(x, y) -> MannWhitney:
 
 
 @dataclass(frozen=True)
-class Comparison:
-    """A baseline-vs-candidate comparison on one metric (difference = candidate - baseline).
+class MetricComparison:
+    """The result of testing a candidate arm against the baseline on one metric (difference =
+    candidate - baseline).
 
     ``kind`` "continuous": Mann-Whitney U (``u``, ``p``) and Cliff's delta as the effect size;
     "rate": Fisher's exact test on the counts of true values (``u`` is NaN) and the difference
@@ -217,11 +217,11 @@ def compare(
     candidate,
     metric: str,
     higher_is_better: bool,
-    alpha: float = ALPHA,
+    alpha: float = power.ALPHA,
     level: float = 0.95,
     seed: int = 0,
     kind: str = power.CONTINUOUS,
-) -> Comparison:
+) -> MetricComparison:
     """Compare per-seed values of a candidate against a baseline.
 
     difference = mean(candidate) - mean(baseline) (for rates, the difference of rates) with its
@@ -256,7 +256,7 @@ def compare(
             f"too few seeds for a test at the {alpha:g} level (n = {len(a)} vs {len(b)}: the "
             f"smallest possible two-sided p is {smallest:.3g})"
         )
-    return Comparison(
+    return MetricComparison(
         metric=metric,
         higher_is_better=higher_is_better,
         n_baseline=len(a),
@@ -280,11 +280,11 @@ def compare(
 
 
 def verdict(
-    cmp: Comparison,
+    cmp: MetricComparison,
     p_adjusted: float,
     baseline: str,
     candidate: str,
-    alpha: float = ALPHA,
+    alpha: float = power.ALPHA,
     level: float = 0.95,
     detectable: str | None = None,
 ) -> str:

@@ -20,7 +20,7 @@ from ganstudy import layout
 from ganstudy.analysis import planning, pooled, stats
 from ganstudy.analysis import primary as primary_mod
 from ganstudy.analysis.comparisons import Pair
-from ganstudy.analysis.power import RATE
+from ganstudy.analysis.power import ALPHA, RATE
 from ganstudy.analysis.primary import Hypothesis
 from ganstudy.errors import ConfigError
 from ganstudy.report import figures
@@ -171,7 +171,7 @@ def sentence(a: Answer, p_holm: float, level: float) -> str:
     if a.untestable:
         return f"{cand} vs {base}, {h.outcome.label} on {scope}: {a.untestable}."
     test = f"{r.method} p = {fmt(r.p)}, Holm-adjusted {fmt(p_holm)}"
-    if p_holm < stats.ALPHA:
+    if p_holm < ALPHA:
         if r.kind == RATE:
             fewer = r.effect < 1
             verb = f"{h.outcome.verb} {'less' if fewer else 'more'} often"
@@ -235,7 +235,7 @@ METHODS = (
     "rough with few seeds per cell. Holm's correction runs over the primary family only; the "
     "detectable effect is at Holm's first threshold alpha / m, by simulation of the same test "
     f"({planning.SIMULATIONS} simulated studies, seed {planning.SEED}). Significance level "
-    f"{stats.ALPHA}."
+    f"{ALPHA}."
 )
 
 
@@ -248,7 +248,7 @@ def answer_section(study: ReportInputs) -> Html:
     answers = [analyse(h, study) for h in hypotheses]
     p = [a.result.p if not a.untestable else math.nan for a in answers]
     p_holm = stats.holm(p)
-    level = stats.ALPHA / max(1, len(hypotheses))
+    level = ALPHA / max(1, len(hypotheses))
     lines = [tag("li", sentence(a, ph, level)) for a, ph in zip(answers, p_holm)]
     rows = []
     for a, ph in zip(answers, p_holm):

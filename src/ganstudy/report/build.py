@@ -28,11 +28,11 @@ from ganstudy.aggregate import columns as summary_columns
 from ganstudy.aggregate import summary as aggregate
 from ganstudy.analysis.comparisons import read_pairs
 from ganstudy.errors import ConfigError
+from ganstudy.losses import ComparedLosses
 from ganstudy.report.answer import answer_section
 from ganstudy.report.compare import statistics_section
 from ganstudy.report.html import Html, fmt, join, table, tag
 from ganstudy.report.inputs import (
-    Comparison,
     ReportInputs,
     check_run_csvs,
     dataset_info,
@@ -324,7 +324,7 @@ def build_report(results: str | Path, out: str | Path, config: str | Path | None
     if out.is_dir():
         raise ConfigError(f"--out {out} is a directory; give the HTML file to write")
     config_path, config_text = read_config(config)
-    comparison = Comparison.from_config(yaml.safe_load(config_text) if config_text else None)
+    comparison = ComparedLosses.from_config(yaml.safe_load(config_text) if config_text else None)
     summary = aggregate.load_or_build(results)
     study = ReportInputs(
         results=results,

@@ -4,7 +4,7 @@ section.
 The pairs are the study's (``comparisons.csv``, written when the study is designed: each block's
 candidates against the baseline its config names, checked to differ only in what their arms
 set). Runs without that file (trained by hand) are paired by the ``compare`` roles (``gan``
-against every LSGAN loss by default; :class:`~ganstudy.report.inputs.Comparison`) among the
+against every LSGAN loss by default; :class:`~ganstudy.losses.ComparedLosses`) among the
 plain losses of each group. Each pair is compared on the FID where the dataset has one, else on
 its mode metric(s), with :func:`ganstudy.analysis.stats.compare`; Holm's correction runs over every
 comparison that can reach significance.
@@ -20,8 +20,9 @@ import pandas as pd
 from ganstudy import layout
 from ganstudy.analysis import power, stats
 from ganstudy.analysis.comparisons import MetricTest, Pair, metric_tests
+from ganstudy.losses import ComparedLosses
 from ganstudy.report.html import LEVEL, Html, fmt, join, table, tag
-from ganstudy.report.inputs import Comparison, ReportInputs
+from ganstudy.report.inputs import ReportInputs
 
 GROUP = ["dataset", "arch", "bn_g", "bn_d"]
 
@@ -43,7 +44,7 @@ def fid_settings(runs: pd.DataFrame) -> set[str]:
 
 
 def pairs_of(
-    runs: pd.DataFrame, comparison: Comparison, pairs: list[Pair] | None
+    runs: pd.DataFrame, comparison: ComparedLosses, pairs: list[Pair] | None
 ) -> list[tuple[str, str, bool, bool, str, str]]:
     """(dataset, arch, bn_g, bn_d, baseline arm, candidate arm) of every comparison: the study's
     pairs, else the roles of ``comparison`` among the plain losses (arm = loss) of each group."""
@@ -63,7 +64,7 @@ def pairs_of(
     return out
 
 
-def is_compared(runs: pd.DataFrame, comparison: Comparison, pairs: list[Pair] | None):
+def is_compared(runs: pd.DataFrame, comparison: ComparedLosses, pairs: list[Pair] | None):
     """Rows of a runs table that are the baseline or the candidate of a comparison."""
     arms = set()
     for dataset, arch, bn_g, bn_d, base, cand in pairs_of(runs, comparison, pairs):
@@ -77,14 +78,14 @@ def is_compared(runs: pd.DataFrame, comparison: Comparison, pairs: list[Pair] | 
 
 def compare_losses(
     runs: pd.DataFrame,
-    alpha: float = stats.ALPHA,
-    comparison: Comparison | None = None,
+    alpha: float = power.ALPHA,
+    comparison: ComparedLosses | None = None,
     pairs: list[Pair] | None = None,
 ) -> pd.DataFrame:
     """One row per (dataset, arch, bn, baseline, candidate, metric): Mann-Whitney p, bootstrap CI
     of the difference of means (candidate - baseline), Holm-adjusted p over all testable
     comparisons, verdict."""
-    comparison = comparison or Comparison.from_config()
+    comparison = comparison or ComparedLosses.from_config()
     compared = pairs_of(runs, comparison, pairs)
     rows = []
     for dataset, dataset_runs in runs.groupby("dataset", sort=True):
@@ -158,7 +159,7 @@ def compare_losses(
     return df
 
 
-def _detectable(cmp: stats.Comparison, threshold: float) -> float | None:
+def _detectable(cmp: stats.MetricComparison, threshold: float) -> float | None:
     """The smallest effect this comparison's test detects with 80% power at the threshold, with
     its arm sizes (rates from the baseline's observed rate)."""
     base_rate = cmp.mean_baseline if math.isfinite(cmp.mean_baseline) else 0.5
@@ -167,7 +168,7 @@ def _detectable(cmp: stats.Comparison, threshold: float) -> float | None:
     )
 
 
-def _untestable(cmp: stats.Comparison, reason: str) -> stats.Comparison:
+def _untestable(cmp: stats.MetricComparison, reason: str) -> stats.MetricComparison:
     return replace(cmp, testable=False, reason=reason)
 
 
@@ -221,9 +222,9 @@ def statistics_section(study: ReportInputs) -> Html:
         f"(scipy.stats.bootstrap, BCa, else percentile; {stats.N_BOOTSTRAP} resamples, seed 0). "
         "Smallest reachable p: what the most extreme outcome would give at these n. Detectable "
         "with 80% power: the smallest effect the test finds 4 times in 5 at Holm's first "
-        f"threshold {stats.ALPHA:g}/{max(1, n_testable)} (Noether's approximation for Cliff's "
+        f"threshold {power.ALPHA:g}/{max(1, n_testable)} (Noether's approximation for Cliff's "
         "delta; exact binomial power from the baseline's rate for rates). Significance level "
-        f"{stats.ALPHA}. Runs without a value (diverged, not evaluated, missing) are left out of "
+        f"{power.ALPHA}. Runs without a value (diverged, not evaluated, missing) are left out of "
         "a test and listed in the last column; the stability section counts them.",
     )
     if cmp.empty:
@@ -235,7 +236,7 @@ def statistics_section(study: ReportInputs) -> Html:
         return join([intro, tag("p", missing)])
     rows = []
     for r in cmp.itertuples():
-        c: stats.Comparison = r.cmp
+        c: stats.MetricComparison = r.cmp
         rows.append(
             [
                 r.dataset,

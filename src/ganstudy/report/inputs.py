@@ -22,7 +22,7 @@ from ganstudy.aggregate import columns as summary_columns
 from ganstudy.analysis.comparisons import Pair
 from ganstudy.data.registry import DATASETS
 from ganstudy.errors import ConfigError
-from ganstudy.losses import Comparison
+from ganstudy.losses import ComparedLosses
 
 
 def plain(summary: pd.DataFrame) -> pd.DataFrame:
@@ -47,7 +47,7 @@ class ReportInputs:
     references: dict[str, Any]
     config_path: Path | None = None
     config_text: str | None = None
-    comparison: Comparison = field(default_factory=Comparison.from_config)
+    comparison: ComparedLosses = field(default_factory=ComparedLosses.from_config)
     # The study's planned comparisons (comparisons.csv); None: pair by ``comparison``'s roles.
     pairs: list[Pair] | None = None
 

@@ -33,7 +33,7 @@ from ganstudy.analysis.primary import Hypothesis
 from ganstudy.analysis.primary import hypotheses as primary_hypotheses
 from ganstudy.data import registry
 from ganstudy.errors import ConfigError
-from ganstudy.losses import LOSSES, Comparison
+from ganstudy.losses import LOSSES, ComparedLosses
 from ganstudy.metrics import fid_protocol
 from ganstudy.optimizers import setting_owners
 from ganstudy.study import gpu_slots
@@ -324,7 +324,7 @@ def plan_pairs(cfg: dict, variants: list[Variant]) -> list[Pair]:
     group. A block's own baseline may be in another block; every pair must differ only in what
     its arms set (the loss and the arms' keys), else the comparison is refused."""
     by_key = {v.key: v for v in variants}
-    default = Comparison.from_config(cfg)
+    default = ComparedLosses.from_config(cfg)
     pairs = []
     for block_name, block in cfg["experiments"].items():
         if not block.get("enabled", True):
@@ -383,7 +383,7 @@ class Study:
     config: dict
     variants: list[Variant]
     # The losses the report compares (the config's ``compare`` key, else the loss roles).
-    comparison: Comparison = field(default_factory=Comparison.from_config)
+    comparison: ComparedLosses = field(default_factory=ComparedLosses.from_config)
     # Every comparison of the study (plan_pairs): what the report tests.
     pairs: list[Pair] = field(default_factory=list)
     # The declared primary hypotheses (analysis.primary), checked against the pairs.
@@ -398,7 +398,7 @@ class Study:
             schema_mod.validate(config, schema)
         study = cls(config, expand(config))
         study._check_data_settings()
-        study.comparison = Comparison.from_config(config)
+        study.comparison = ComparedLosses.from_config(config)
         study.pairs = plan_pairs(config, study.variants)
         study.primary = primary_hypotheses(config, study.pairs, study.primary_notes)
         return study

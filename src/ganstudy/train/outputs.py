@@ -20,7 +20,7 @@ from ganstudy import checkpoint as ckpt
 from ganstudy.data import draws
 from ganstudy.errors import CheckpointError, ConfigError
 from ganstudy.sample import generate_members, sampling, save_member_samples
-from ganstudy.train import optim, runfiles
+from ganstudy.train import runfiles, updates
 from ganstudy.train import step as step_maths
 from ganstudy.train.signals import StopRequest
 
@@ -115,7 +115,7 @@ class RunOutputs:
                     "version, or remove its run directory to train it again."
                 )
         for opt in (self.opt_g, self.opt_d):
-            optim.keep_capturable(opt, self.capturable)
+            updates.keep_capturable(opt, self.capturable)
         self.noise_draws.load_members([m["rng"]["noise"] for m in members])
         self.stream.load_members([m["rng"]["data"] for m in members])
         for k, m in enumerate(members):
@@ -162,7 +162,7 @@ class RunOutputs:
             # the implementation its checkpoint's settings name.
             numerics={
                 **self.numerics,
-                "optimizer_implementation": optim.implementation(self.opt_d),
+                "optimizer_implementation": updates.implementation(self.opt_d),
             },
             training_data=self.training_data,
             **extra,

@@ -72,7 +72,7 @@ def apply_update(
     direction_state: tuple[str, ...] = ("exp_avg",),
 ):
     """One optimizer step. ``frozen`` members keep their parameters; ``scale`` (shape (K,))
-    multiplies each member's step, i.e. its learning rate (see :mod:`ganstudy.train.optim`)."""
+    multiplies each member's step, i.e. its learning rate (see :mod:`ganstudy.train.updates`)."""
     for p, g in zip(params, grads):
         p.grad = g
     keep_shape = [(-1,) + (1,) * (p.dim() - 1) for p in params]

@@ -33,8 +33,8 @@ from ganstudy.data.streams import make_stream
 from ganstudy.errors import ConfigError
 from ganstudy.losses import build_loss
 from ganstudy.sample import NOISE_KINDS, draw_noise
-from ganstudy.train import optim
 from ganstudy.train import step as step_maths
+from ganstudy.train import updates
 from ganstudy.train.outputs import RunOutputs
 from ganstudy.train.progress import Progress
 from ganstudy.train.signals import StopRequest
@@ -85,10 +85,10 @@ class Trainer(RunOutputs):
         self.D_step = numerics.compiled(self.D, self.numerics["compile"])
         t = cfg.train
         self.capturable = self.numerics["compile"] == "cudagraph"
-        self.opt_g = optim.build_optimizer(self.G.parameters(), t.lr_g, t, self.capturable)
-        self.opt_d = optim.build_optimizer(self.D.parameters(), t.lr_d, t, self.capturable)
-        self.d_schedule = optim.build_schedule(cfg, self.K, self.device)
-        self.direction = optim.direction_state(t)
+        self.opt_g = updates.build_optimizer(self.G.parameters(), t.lr_g, t, self.capturable)
+        self.opt_d = updates.build_optimizer(self.D.parameters(), t.lr_d, t, self.capturable)
+        self.d_schedule = updates.build_schedule(cfg, self.K, self.device)
+        self.direction = updates.direction_state(t)
         member_seeds = [step_maths.MemberSeeds.from_seed(s) for s in seeds]
         noise_gens = [
             torch.Generator(device=self.device).manual_seed(m.noise) for m in member_seeds

@@ -1,4 +1,6 @@
-"""The optimizers and D learning-rate schedules of the registries in :mod:`ganstudy.optimizers`.
+"""How parameters are updated: the torch optimizers and D learning-rate schedules that implement
+the registries of :mod:`ganstudy.optimizers` (the registry names each one with its settings;
+this module builds it).
 
 An ensemble's parameters carry a leading member dimension and share one torch optimizer, whose
 state is per element and therefore per member. A schedule gives each member its own factor of

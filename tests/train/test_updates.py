@@ -7,7 +7,7 @@ import torch
 
 from ganstudy import config
 from ganstudy.losses import build_loss, ideal_d_loss
-from ganstudy.train import optim
+from ganstudy.train import updates
 from ganstudy.train.step import apply_update
 
 
@@ -24,7 +24,7 @@ def run_config(loss: dict, **train) -> config.RunConfig:
 
 def test_gap_aware_factor_by_hand():
     cfg = run_config({"name": "gan"})
-    schedule = optim.build_schedule(cfg, 3, "cpu")
+    schedule = updates.build_schedule(cfg, 3, "cpu")
     ideal = math.log(4)
     assert schedule.ema.tolist() == pytest.approx([ideal] * 3)  # starts at the ideal loss
     # One update: ema = 0.95 V* + 0.05 loss. Member 0 loses (loss 2 V*: ema = 1.05 V*, gap
@@ -43,7 +43,7 @@ def test_gap_aware_settings_change_the_factor():
     cfg = run_config(
         {"name": "lsgan"}, gap_ema=0.5, gap_h_min=0.5, gap_f_max=4.0, gap_x_min=0.2, gap_x_max=0.4
     )
-    schedule = optim.build_schedule(cfg, 2, "cpu")
+    schedule = updates.build_schedule(cfg, 2, "cpu")
     # V* = 0.25; ema = (0.25 + loss) / 2; x_max = 0.1, x_min = 0.05.
     factor = schedule.factor(torch.tensor([0.35, 0.20]))
     # member 0: ema 0.3, gap 0.05 = x_max / 2 -> 4^(1/2) = 2; member 1: ema 0.225, gap 0.025 =
@@ -69,7 +69,7 @@ def test_a_d_at_the_equilibrium_keeps_its_learning_rate(loss, output):
     cfg = run_config(loss)
     d_loss, _, _ = build_loss(cfg.loss)
     same = torch.full((2, 32), output)
-    schedule = optim.build_schedule(cfg, 2, "cpu")
+    schedule = updates.build_schedule(cfg, 2, "cpu")
     for _ in range(20):
         factor = schedule.factor(d_loss(same, same))
     assert factor.tolist() == pytest.approx([1.0, 1.0], abs=1e-5)
@@ -78,7 +78,7 @@ def test_a_d_at_the_equilibrium_keeps_its_learning_rate(loss, output):
 
 def test_no_schedule_means_a_constant_learning_rate():
     cfg = config.from_dict({"dataset": {"name": "ring8"}, "train": {"steps": 10}})
-    assert optim.build_schedule(cfg, 2, "cpu") is None
+    assert updates.build_schedule(cfg, 2, "cpu") is None
 
 
 def _params_and_grads(members: int, seed: int = 0):
@@ -100,13 +100,13 @@ def test_scaling_a_members_step_is_scaling_its_learning_rate(train):
     scale = torch.tensor([0.5, 2.0])
     param, grads = _params_and_grads(2)
     start = param.detach().clone()
-    opt = optim.build_optimizer([param], 1e-3, t)
+    opt = updates.build_optimizer([param], 1e-3, t)
     for g in grads:
         apply_update([param], (g,), opt, None, scale)
     # Each member alone, with its own learning rate 1e-3 x its factor.
     for k, s in enumerate(scale.tolist()):
         alone = start[k : k + 1].clone().requires_grad_(True)
-        opt_k = optim.build_optimizer([alone], 1e-3 * s, t)
+        opt_k = updates.build_optimizer([alone], 1e-3 * s, t)
         for g in grads:
             alone.grad = g[k : k + 1]
             opt_k.step()
@@ -123,16 +123,16 @@ def test_scaling_a_members_step_is_scaling_its_learning_rate(train):
 def test_a_frozen_member_keeps_its_parameters(train, direction):
     t = run_config({"name": "gan"}, **train).train
     param, grads = _params_and_grads(2)
-    opt = optim.build_optimizer([param], 1e-2, t)
+    opt = updates.build_optimizer([param], 1e-2, t)
     for g in grads[:3]:  # build up momentum
-        apply_update([param], (g,), opt, None, None, optim.direction_state(t))
+        apply_update([param], (g,), opt, None, None, updates.direction_state(t))
     before = param.detach().clone()
     nan_grad = grads[3].clone()
     nan_grad[1] = math.nan
     frozen = torch.tensor([False, True])
     scale = torch.tensor([1.5, math.nan])  # a diverged member's factor may be NaN
     for _ in range(3):
-        apply_update([param], (nan_grad,), opt, frozen, scale, optim.direction_state(t))
+        apply_update([param], (nan_grad,), opt, frozen, scale, updates.direction_state(t))
     assert torch.equal(param.detach()[1], before[1])
     assert torch.count_nonzero(opt.state[param][direction][1]) == 0
     assert torch.isfinite(param).all() and not torch.equal(param.detach()[0], before[0])
@@ -140,16 +140,18 @@ def test_a_frozen_member_keeps_its_parameters(train, direction):
 
 def test_adam_runs_foreach_on_the_cpu_and_follows_the_for_loop_implementation_to_rounding():
     # The engine's Adam is PyTorch's foreach implementation on the CPU (its fused kernel rounds
-    # a tensor's SIMD part and its tail differently: optim.FUSED_DEVICES); the update is the
+    # a tensor's SIMD part and its tail differently: updates.FUSED_DEVICES); the update is the
     # same maths as the for-loop implementation (PyTorch's CPU default), to float rounding.
     train = run_config({"name": "gan"}, optimizer="adam").train
     torch.manual_seed(0)
     start = [torch.randn(3, 40, 7), torch.randn(3, 7)]
     ours = [torch.nn.Parameter(p.clone()) for p in start]
     theirs = [torch.nn.Parameter(p.clone()) for p in start]
-    opt = optim.build_optimizer(ours, 1e-3, train)
+    opt = updates.build_optimizer(ours, 1e-3, train)
     reference = torch.optim.Adam(theirs, lr=1e-3, betas=(train.beta1, train.beta2), foreach=False)
-    assert optim.implementation(opt) == "foreach" and optim.implementation(reference) == "for-loop"
+    assert (
+        updates.implementation(opt) == "foreach" and updates.implementation(reference) == "for-loop"
+    )
     for _ in range(50):
         grads = [torch.randn_like(p) for p in start]
         for p, g in zip(ours, grads):
@@ -166,8 +168,8 @@ def test_adam_runs_foreach_on_the_cpu_and_follows_the_for_loop_implementation_to
 
 def test_rmsprop_has_no_fused_kernel_and_says_so():
     train = run_config({"name": "gan"}, optimizer="rmsprop").train
-    opt = optim.build_optimizer([torch.nn.Parameter(torch.zeros(2, 3))], 1e-3, train)
-    assert optim.implementation(opt) == "for-loop"
+    opt = updates.build_optimizer([torch.nn.Parameter(torch.zeros(2, 3))], 1e-3, train)
+    assert updates.implementation(opt) == "for-loop"
 
 
 def test_a_run_resumed_from_a_for_loop_adam_checkpoint_keeps_it_and_says_so(tmp_path, monkeypatch):
@@ -183,7 +185,7 @@ def test_a_run_resumed_from_a_for_loop_adam_checkpoint_keeps_it_and_says_so(tmp_
     def for_loop_adam(params, lr, train, capturable=False):
         return torch.optim.Adam(list(params), lr=lr, betas=(train.beta1, train.beta2))
 
-    monkeypatch.setattr(optim, "adam", for_loop_adam)
+    monkeypatch.setattr(updates, "adam", for_loop_adam)
     older = Trainer(cfg, [0], [run_dir], progress=False)
     run_dir.mkdir(parents=True)
     older._t_start = time.monotonic()
