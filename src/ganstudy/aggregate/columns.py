@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ganstudy.losses import LOSSES
+from ganstudy.metrics.mode_kinds import MODE_KINDS
 
 STATES = ("completed", "diverged", "not evaluated", "missing", "interrupted", "running")
 
@@ -293,7 +294,12 @@ COLUMNS: tuple[Column, ...] = (
         "every FID setting as sorted JSON: FIDs are comparable only where this is equal",
     ),
     # mode coverage
-    Column("modes_kind", "str", _eval("modes", "kind"), "stacked_mnist, mixture2d or classes"),
+    Column(
+        "modes_kind",
+        "str",
+        _eval("modes", "kind"),
+        f"the mode metric: {', '.join(list(MODE_KINDS)[:-1])} or {list(MODE_KINDS)[-1]}",
+    ),
     Column("modes_n_samples", "int", _eval("modes", "n_samples"), "samples classified"),
     Column("modes_total", "int", _eval("modes", "modes_total"), "modes of the data"),
     Column("modes_covered", "int", _eval("modes", "modes_covered"), "modes covered"),

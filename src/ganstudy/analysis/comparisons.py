@@ -18,6 +18,7 @@ from pathlib import Path
 from ganstudy.analysis.power import CONTINUOUS, RATE
 from ganstudy.csvfile import parse_bool, read_rows
 from ganstudy.data import registry
+from ganstudy.metrics.mode_kinds import MODE_KINDS
 
 
 @dataclass(frozen=True)
@@ -30,15 +31,6 @@ class MetricTest:
 
 FID = MetricTest("fid", "FID", False, CONTINUOUS)
 DIVERGED = MetricTest("diverged", "diverged rate", False, RATE)
-# By mode metric (evaluate.mode_metrics.MODE_METRICS), for datasets without FID.
-MODE_TESTS: dict[str, tuple[MetricTest, ...]] = {
-    "stacked_mnist": (MetricTest("modes_covered", "modes covered", True, CONTINUOUS),),
-    "classes": (MetricTest("modes_covered", "modes covered", True, CONTINUOUS),),
-    "mixture2d": (
-        MetricTest("modes_covered", "modes covered", True, CONTINUOUS),
-        MetricTest("success", "success rate", True, RATE),
-    ),
-}
 
 
 def metric_tests(
@@ -49,7 +41,9 @@ def metric_tests(
     registry does not know (results of another version)."""
     spec = registry.DATASETS.get(dataset)
     fid = (spec is not None and spec.fid is not None) if has_fid is None else has_fid
-    mode_tests = MODE_TESTS.get(spec.mode_metric if spec is not None else mode_kind, ())
+    # A dataset without FID is compared on its mode metric's tests (metrics.mode_kinds).
+    kind = MODE_KINDS.get(spec.mode_metric if spec is not None else mode_kind)
+    mode_tests = tuple(MetricTest(*test) for test in kind.tests) if kind is not None else ()
     return (*((FID,) if fid else mode_tests), DIVERGED)
 
 

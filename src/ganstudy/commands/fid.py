@@ -6,6 +6,7 @@ import argparse
 import json
 
 from ganstudy import atomic
+from ganstudy.metrics import fid_protocol
 
 
 def _cli(args) -> int:
@@ -31,7 +32,12 @@ def _cli(args) -> int:
 
 
 def _fid_options(p) -> None:
-    p.add_argument("--fid-preset", default="full", help="full or quick (see ganstudy evaluate)")
+    p.add_argument(
+        "--fid-preset",
+        default="full",
+        choices=list(fid_protocol.PRESETS),
+        help="see ganstudy evaluate",
+    )
     p.add_argument("--fid-samples", type=int, metavar="N", help="reference image count")
     p.add_argument("--fid-dims", type=int, metavar="D", help="Inception feature block")
     p.add_argument("--allow-singular-fid", action="store_true")

@@ -1,6 +1,6 @@
-"""The mode metrics: ``MODE_METRICS``, one :class:`ModeMetric` per kind a dataset names in the
-dataset registry (``DatasetSpec.mode_metric``), measuring the mode coverage of generated
-samples with the pure functions of :mod:`ganstudy.metrics.modes`."""
+"""The mode metrics: ``MODE_METRICS``, the kinds of :data:`ganstudy.metrics.mode_kinds.MODE_KINDS`
+(the kind a dataset names in the dataset registry, ``DatasetSpec.mode_metric``) with the function
+that measures each, from the pure functions of :mod:`ganstudy.metrics.modes`."""
 
 from __future__ import annotations
 
@@ -12,15 +12,24 @@ from torch import Tensor
 
 from ganstudy.data import streams
 from ganstudy.metrics import classifiers, modes
+from ganstudy.metrics.mode_kinds import MODE_KINDS, ModeKind
 
 
 @dataclass(frozen=True)
 class ModeMetric:
-    """How mode coverage is measured: ``measure(samples, context) -> ModeCoverage``."""
+    """A kind of mode metric and how it is measured: ``measure(samples, context) ->
+    ModeCoverage``."""
 
+    kind: ModeKind
     measure: Callable
-    default_samples: int
-    classifier: bool
+
+    @property
+    def default_samples(self) -> int:
+        return self.kind.default_samples
+
+    @property
+    def classifier(self) -> bool:
+        return self.kind.classifier
 
 
 def _classify_channels(samples: Tensor, context: dict) -> np.ndarray:
@@ -34,18 +43,16 @@ def _classify_channels(samples: Tensor, context: dict) -> np.ndarray:
     )
 
 
-def _stacked(samples: Tensor, context: dict) -> modes.ModeCoverage:
-    return modes.stacked_mnist_modes(
-        _classify_channels(samples, context), context.get("min_count") or 1
-    )
+def stacked_mnist_coverage(samples: Tensor, context: dict) -> modes.ModeCoverage:
+    return modes.stacked_mnist_modes(_classify_channels(samples, context), context.get("min_count"))
 
 
-def _classes(samples: Tensor, context: dict) -> modes.ModeCoverage:
+def class_coverage(samples: Tensor, context: dict) -> modes.ModeCoverage:
     labels = _classify_channels(samples, context)[:, 0]
     return modes.class_modes(labels, context["spec"].n_classes, min_count=context.get("min_count"))
 
 
-def _mixture(samples: Tensor, context: dict) -> modes.ModeCoverage:
+def mixture_coverage(samples: Tensor, context: dict) -> modes.ModeCoverage:
     spec = context["spec"]
     means = streams.mixture_means(spec.name).numpy()
     return modes.mixture_modes(
@@ -54,7 +61,5 @@ def _mixture(samples: Tensor, context: dict) -> modes.ModeCoverage:
 
 
 MODE_METRICS: dict[str, ModeMetric] = {
-    "stacked_mnist": ModeMetric(_stacked, modes.DEFAULT_SAMPLES["stacked_mnist"], classifier=True),
-    "classes": ModeMetric(_classes, modes.DEFAULT_SAMPLES["classes"], classifier=True),
-    "mixture2d": ModeMetric(_mixture, modes.DEFAULT_SAMPLES["mixture2d"], classifier=False),
+    name: ModeMetric(kind, globals()[kind.measure]) for name, kind in MODE_KINDS.items()
 }

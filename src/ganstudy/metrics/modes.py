@@ -16,20 +16,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ganstudy.metrics.mode_kinds import MODE_KINDS
+
 # A 2D mode counts as covered when it receives at least this fraction of the samples a perfect
 # generator would give it (N / M): a few stray points near a mode do not make it covered.
 MIXTURE_MIN_SHARE = 0.2
 MIXTURE_RADIUS_SIGMAS = 3.0
 STACKED_MNIST_MODES = 1000
-STACKED_MNIST_SAMPLES = 26_000
-MIXTURE_SAMPLES = 2_500
-CLASS_SAMPLES = 10_000
-# Samples a mode metric classifies by default, by kind (keys of evaluate.mode_metrics.MODE_METRICS).
-DEFAULT_SAMPLES = {
-    "stacked_mnist": STACKED_MNIST_SAMPLES,
-    "classes": CLASS_SAMPLES,
-    "mixture2d": MIXTURE_SAMPLES,
-}
 # KL to uniform needs samples to spread: below this many counted samples per mode it is
 # undefined (null), e.g. 40 high-quality samples for 8 modes.
 KL_MIN_PER_MODE = 5
@@ -85,13 +78,15 @@ def _coverage(kind, counts, n_samples, min_count, rule, hq_fraction=None, verdic
     )
 
 
-def stacked_mnist_modes(digits: np.ndarray, min_count: int = 1) -> ModeCoverage:
+def stacked_mnist_modes(digits: np.ndarray, min_count: int | None = None) -> ModeCoverage:
     """Modes of Stacked MNIST from the digits predicted for each channel, shape (N, 3).
 
     Mode of a sample = 100 d_0 + 10 d_1 + d_2 (1000 modes); a mode is covered when at least
-    ``min_count`` samples fall into it (1: the VEEGAN/PacGAN protocol); KL is that of the
-    1000-bin histogram.
+    ``min_count`` samples fall into it (None: the kind's default, ``MODE_KINDS["stacked_mnist"]
+    .min_count``, the VEEGAN/PacGAN protocol's); KL is that of the 1000-bin histogram.
     """
+    if min_count is None:
+        min_count = MODE_KINDS["stacked_mnist"].min_count
     digits = np.asarray(digits)
     if digits.ndim != 2 or digits.shape[1] != 3:
         raise ValueError(f"expected predicted digits of shape (N, 3), got {digits.shape}")

@@ -47,31 +47,36 @@ class Arch:
 
 
 ARCHS: dict[str, Arch] = {
-    "dcgan28": Arch("dcgan28", "dcgan28", "28x28 DCGAN of Lucic et al. 2018", ("image",), (28,)),
-    "dcgan28_small": Arch(
-        "dcgan28_small", "dcgan28_small", "lower-capacity 28x28 DCGAN", ("image",), (28,)
-    ),
-    "dcgan28_tiny": Arch(
-        "dcgan28_tiny", "dcgan28_tiny",
-        "tiny 28x28 DCGAN, 3x3 kernels, channels 8/16/32, no biases (the (alpha_D, alpha_G)-GAN "
-        "Stacked MNIST nets)",
-        ("image",), (28,),
-    ),
-    "dcgan64": Arch("dcgan64", "dcgan", "DCGAN for 64x64 RGB", ("image",), (64,), (3,)),
-    "dcgan128": Arch("dcgan128", "dcgan", "DCGAN for 128x128 RGB", ("image",), (128,), (3,)),
-    "mlp_g": Arch("mlp_g", "mlp_g", "MLP generator vs DCGAN discriminator", ("image",), (28, 64)),
-    "mlp2d": Arch(
-        "mlp2d", "mlp2d", "ReLU MLPs for 2D mixtures (PacGAN/VEEGAN generator sizes)",
-        ("mixture2d",), mlp_defaults={"g_layers": 4, "g_width": 400, "d_layers": 3, "d_width": 200},
-    ),
-    "mlp2d_lrelu": Arch(
-        "mlp2d_lrelu", "mlp2d_lrelu",
-        "MLPs for 2D mixtures, ReLU G and LeakyReLU(0.2) D (the (alpha_D, alpha_G)-GAN ring nets)",
-        ("mixture2d",), mlp_defaults={"g_layers": 4, "g_width": 400, "d_layers": 4, "d_width": 200},
-    ),
-    "mlp2d_maxout": Arch(
-        "mlp2d_maxout", "mlp2d_maxout",
-        "PacGAN's 2D-mixture nets: ReLU G with BN, maxout D (5 pieces) without BN (bn.d false)",
-        ("mixture2d",), mlp_defaults={"g_layers": 4, "g_width": 400, "d_layers": 3, "d_width": 200},
-    ),
+    arch.name: arch
+    for arch in (
+        Arch("dcgan28", "dcgan28", "28x28 DCGAN of Lucic et al. 2018", ("image",), (28,)),
+        Arch("dcgan28_small", "dcgan28_small", "lower-capacity 28x28 DCGAN", ("image",), (28,)),
+        Arch(
+            "dcgan28_tiny", "dcgan28_tiny",
+            "tiny 28x28 DCGAN, 3x3 kernels, channels 8/16/32, no biases (the (alpha_D, "
+            "alpha_G)-GAN Stacked MNIST nets)",
+            ("image",), (28,),
+        ),
+        Arch("dcgan64", "dcgan", "DCGAN for 64x64 RGB", ("image",), (64,), (3,)),
+        Arch("dcgan128", "dcgan", "DCGAN for 128x128 RGB", ("image",), (128,), (3,)),
+        Arch("mlp_g", "mlp_g", "MLP generator vs DCGAN discriminator", ("image",), (28, 64)),
+        Arch(
+            "mlp2d", "mlp2d", "ReLU MLPs for 2D mixtures (PacGAN/VEEGAN generator sizes)",
+            ("mixture2d",),
+            mlp_defaults={"g_layers": 4, "g_width": 400, "d_layers": 3, "d_width": 200},
+        ),
+        Arch(
+            "mlp2d_lrelu", "mlp2d_lrelu",
+            "MLPs for 2D mixtures, ReLU G and LeakyReLU(0.2) D (the (alpha_D, alpha_G)-GAN ring "
+            "nets)",
+            ("mixture2d",),
+            mlp_defaults={"g_layers": 4, "g_width": 400, "d_layers": 4, "d_width": 200},
+        ),
+        Arch(
+            "mlp2d_maxout", "mlp2d_maxout",
+            "PacGAN's 2D-mixture nets: ReLU G with BN, maxout D (5 pieces) without BN (bn.d false)",
+            ("mixture2d",),
+            mlp_defaults={"g_layers": 4, "g_width": 400, "d_layers": 3, "d_width": 200},
+        ),
+    )
 }  # fmt: skip

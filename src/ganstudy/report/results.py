@@ -17,6 +17,7 @@ import pandas as pd
 from ganstudy import layout
 from ganstudy.aggregate import columns as summary_columns
 from ganstudy.data.registry import DATASETS
+from ganstudy.metrics.mode_kinds import MODE_KINDS
 from ganstudy.report import figures as report_figures
 from ganstudy.report.compare import fid_settings, is_compared
 from ganstudy.report.html import Html, figure, fmt, img, join, run_list, summarize, table, tag
@@ -118,24 +119,15 @@ def _fig_fid_curves(study: ReportInputs, d: pd.DataFrame) -> Html:
     return figure(png, "FID over training: mean over seeds (line) and +/- 1 SD band", used)
 
 
-MODE_PANELS = {
-    "stacked_mnist": (("modes_covered", "modes covered"), ("kl_to_uniform", "KL to uniform")),
-    "classes": (("modes_covered", "modes covered"), ("kl_to_uniform", "KL to uniform")),
-    "mixture2d": (
-        ("modes_covered", "modes covered"),
-        ("high_quality_fraction", "high-quality fraction"),
-    ),
-}
-RATE_PANELS = {"mixture2d": {"success": "success", "failure": "failure"}}
-
-
 def _fig_modes(study: ReportInputs, d: pd.DataFrame) -> Html:
     kinds = d["modes_kind"].dropna().unique()
     if not len(kinds):
         return Html("")
     kind = kinds[0]
+    # The panels of the kind (ganstudy.metrics.mode_kinds); none for a kind of another version.
+    spec = MODE_KINDS.get(kind)
     parts = []
-    panels = [(c, h) for c, h in MODE_PANELS.get(kind, ()) if d[c].notna().any()]
+    panels = [(c, h) for c, h in (spec.panels if spec else ()) if d[c].notna().any()]
     if panels:
         long = pd.concat(
             [d[d[c].notna()].assign(metric=h, value=d[c].astype(float)) for c, h in panels],
@@ -146,7 +138,7 @@ def _fig_modes(study: ReportInputs, d: pd.DataFrame) -> Html:
         )
         used = d[d["run_dir"].isin(long["run_dir"].unique())]
         parts.append(figure(png, f"Mode metrics by loss ({kind}), coloured by variant", used))
-    rate_cols = {c: h for c, h in RATE_PANELS.get(kind, {}).items() if d[c].notna().any()}
+    rate_cols = {c: h for c, h in (spec.rate_panels if spec else ()) if d[c].notna().any()}
     if rate_cols:
         data = d[d[list(rate_cols)].notna().any(axis=1)]
         rule = "; ".join(sorted(set(data["modes_rule"].dropna())))

@@ -17,7 +17,7 @@ from importlib import metadata
 from ganstudy import protocols
 from ganstudy.data import registry
 from ganstudy.errors import ConfigError
-from ganstudy.metrics import modes
+from ganstudy.metrics.mode_kinds import MODE_KINDS
 from ganstudy.study import cost
 from ganstudy.study.grid import Study, Variant
 
@@ -71,12 +71,10 @@ def facts(study: Study, variant: Variant, metric: str) -> protocols.Facts:
     if is_fid and fid is not None:
         n_samples = fid.n_generated
     elif not is_fid and spec.mode_metric is not None:
-        n_samples = settings["samples"] or modes.DEFAULT_SAMPLES[spec.mode_metric]
+        n_samples = settings["samples"] or MODE_KINDS[spec.mode_metric].default_samples
     min_count = None
     if not is_fid and spec.mode_metric is not None:
-        min_count = settings.get("min_count") or (
-            1 if spec.mode_metric == "stacked_mnist" else None
-        )
+        min_count = settings.get("min_count") or MODE_KINDS[spec.mode_metric].min_count
     classifier = None
     if not is_fid and spec.classifier is not None:
         classifier = f"ganstudy's {spec.classifier} classifier"
