@@ -38,8 +38,8 @@ from ganstudy.analysis import exact, planning, stats
 from ganstudy.analysis.power import ALPHA, RATE
 from ganstudy.errors import ConfigError
 from ganstudy.study.files import load_configs
-from ganstudy.study.grid import Study
 from ganstudy.study.schema import default_schema_path
+from ganstudy.study.workflow import Study
 
 ROOT = Path(__file__).resolve().parents[1]
 INTEGER_OUTCOMES = ("modes_covered",)

@@ -136,11 +136,11 @@ def time_blocks(
     them). ``measured`` (setting -> times) is shared between calls: a setting is timed once."""
     import torch
 
-    from ganstudy import config, layout
+    from ganstudy import config, store
     from ganstudy.study import cost
     from ganstudy.study.files import load_configs
-    from ganstudy.study.grid import Study
     from ganstudy.study.schema import default_schema_path
+    from ganstudy.study.workflow import Study
     from ganstudy.train.trainer import Trainer
 
     study = Study.from_config(load_configs(configs), default_schema_path())
@@ -186,7 +186,7 @@ def time_blocks(
             if device == "cuda":
                 torch.cuda.synchronize()
             whole = time.perf_counter() - start
-            step_s = steady_step_seconds(timed.run_dirs[0] / layout.LOG)
+            step_s = steady_step_seconds(timed.run_dirs[0] / store.LOG)
             # The rest of the job's time: set-up and the end-of-run writes of every member
             # (sample grid, checkpoints, metrics), paid once per job.
             measured[setting] = (step_s, max(0.0, whole - step_s * steps))

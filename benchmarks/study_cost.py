@@ -32,6 +32,7 @@ from ganstudy.data.registry import DATASETS
 from ganstudy.study import files as study_files
 from ganstudy.study import grid as study
 from ganstudy.study.schema import default_schema_path
+from ganstudy.study.workflow import Study
 from ganstudy.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +48,7 @@ def representatives(
     reps: dict[tuple[str, str, int, int], study.Variant] = {}
     for path in configs:
         merged = study_files.load_configs([ROOT / "config" / "config.yaml", path])
-        s = study.Study.from_config(merged, default_schema_path())
+        s = Study.from_config(merged, default_schema_path())
         for v in s.variants:
             if blocks and v.block not in blocks:
                 continue

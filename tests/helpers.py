@@ -63,7 +63,7 @@ def stop_and_finish(cfg: config.RunConfig, tmp_path: Path, env: dict, rows: int 
     import subprocess
     import time
 
-    from ganstudy import layout
+    from ganstudy import store
     from ganstudy.train.signals import EXIT_INTERRUPTED
 
     path = tmp_path / "run.yaml"
@@ -73,7 +73,7 @@ def stop_and_finish(cfg: config.RunConfig, tmp_path: Path, env: dict, rows: int 
         train_command(path, stopped), stderr=subprocess.PIPE, text=True, env=env
     )
     deadline = time.monotonic() + 300
-    log = stopped / layout.LOG
+    log = stopped / store.LOG
     while time.monotonic() < deadline and not (
         log.is_file() and len(log.read_text().splitlines()) >= rows
     ):
@@ -81,7 +81,7 @@ def stop_and_finish(cfg: config.RunConfig, tmp_path: Path, env: dict, rows: int 
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == EXIT_INTERRUPTED, err
-    step = json.loads((stopped / layout.METRICS).read_text())["interrupted_step"]
+    step = json.loads((stopped / store.METRICS).read_text())["interrupted_step"]
     for out in (stopped, straight):
         done = subprocess.run(
             train_command(path, out), capture_output=True, text=True, env=env, timeout=600

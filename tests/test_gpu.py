@@ -33,7 +33,7 @@ from conftest import env_without_tracking_uri
 from helpers import ring_config, stop_and_finish
 
 from ganstudy import checkpoint as ckpt
-from ganstudy import config, layout
+from ganstudy import config, store
 from ganstudy.train.trainer import Trainer, train
 
 pytestmark = pytest.mark.gpu
@@ -53,12 +53,12 @@ def _cuda_config(steps: int, **train_settings) -> config.RunConfig:
 
 
 def _states(run_dir: Path) -> dict:
-    state = ckpt.load(run_dir / layout.FINAL)
+    state = ckpt.load(run_dir / store.FINAL)
     return {part: state[part] for part in ("generator", "discriminator")}
 
 
 def _log(run_dir: Path) -> list[dict]:
-    with (run_dir / layout.LOG).open() as handle:
+    with (run_dir / store.LOG).open() as handle:
         return list(csv.DictReader(handle))
 
 

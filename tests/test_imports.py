@@ -79,15 +79,29 @@ def test_the_package_has_no_import_cycle():
     assert find_cycle(graph) is None, f"import cycle: {' -> '.join(find_cycle(graph))}"
 
 
+MAX_LINES = 400
+
+
+def test_no_module_is_longer_than_400_lines():
+    """A module past MAX_LINES lines does more than one job: split it by job."""
+    lengths = {
+        str(path.relative_to(PACKAGE.parent)): len(path.read_text().splitlines())
+        for path in sorted(PACKAGE.rglob("*.py"))
+    }
+    assert len(lengths) > 40
+    too_long = {name: n for name, n in lengths.items() if n > MAX_LINES}
+    assert not too_long, f"modules over {MAX_LINES} lines: {too_long}"
+
+
 def test_registries_and_the_study_grid_import_no_heavy_library():
     """What the Snakefile imports when it is parsed, and what validates run configs."""
     code = (
         "import sys\n"
-        "import ganstudy.config, ganstudy.layout, ganstudy.losses, ganstudy.nets\n"
+        "import ganstudy.config, ganstudy.store, ganstudy.losses, ganstudy.nets\n"
         "import ganstudy.optimizers, ganstudy.analysis.comparisons, ganstudy.study.plan\n"
         "import ganstudy.data.registry, ganstudy.metrics.fid_protocol\n"
         "import ganstudy.study.grid, ganstudy.study.cost, ganstudy.study.gpu_slots\n"
-        "import ganstudy.study.memory\n"
+        "import ganstudy.study.memory, ganstudy.study.workflow\n"
         "heavy = [m for m in ('torch', 'pandas', 'scipy', 'seaborn', 'matplotlib', 'mlflow',\n"
         "                     'pytorch_fid', 'torchvision') if m in sys.modules]\n"
         "print(','.join(heavy))\n"

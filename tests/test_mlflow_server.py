@@ -16,8 +16,8 @@ from browser import DevTools, evaluate, find_browser, open_page, screenshot
 from conftest import env_without_tracking_uri
 from helpers import free_port, ring_config, train_command
 
-from ganstudy import cli, layout
-from ganstudy.layout import LOGGED_METRICS
+from ganstudy import cli, store
+from ganstudy.store import LOGGED_METRICS
 from ganstudy.tracking.ui import ui_url
 
 SERVER_SCRIPT = (
@@ -46,7 +46,7 @@ def _wait(predicate, what: str, timeout: float = 120.0):
 
 
 def _log_history(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    with (run_dir / layout.LOG).open() as handle:
+    with (run_dir / store.LOG).open() as handle:
         rows = list(csv.DictReader(handle))
     return {key: [(int(r["step"]), float(r[key])) for r in rows] for key in LOGGED_METRICS}
 
@@ -68,7 +68,7 @@ def test_server_stopped_mid_run_then_sync_gives_the_full_history_and_the_ui_show
     config_path = tmp_path / "run.yaml"
     config_path.write_text(yaml.safe_dump(data))
     results = tmp_path / "results"
-    run_dir = results / layout.RunKey("ring8", "mlp2d", "lsgan", True, True, 0).run_dir
+    run_dir = results / store.RunKey("ring8", "mlp2d", "lsgan", True, True, 0).run_dir
     _server("start", state, port)
     try:
         proc = subprocess.Popen(
@@ -94,7 +94,7 @@ def test_server_stopped_mid_run_then_sync_gives_the_full_history_and_the_ui_show
         assert proc.returncode == 0, err
         assert "Traceback" not in err
         assert err.count(f"warning: MLflow tracking at {uri} failed") == 1, err
-        metrics = json.loads((run_dir / layout.METRICS).read_text())
+        metrics = json.loads((run_dir / store.METRICS).read_text())
         assert metrics["status"] == "completed" and metrics["steps"] == steps
         assert metrics["tracking"]["status"] == "failed"
         assert metrics["mlflow_run_id"] == live.info.run_id

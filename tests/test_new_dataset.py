@@ -12,8 +12,8 @@ import yaml
 from ganstudy import cli
 from ganstudy.data import registry
 from ganstudy.data.registry import DatasetSpec, Mixture
-from ganstudy.study.grid import Study
 from ganstudy.study.schema import default_schema_path
+from ganstudy.study.workflow import Study
 
 RING4 = DatasetSpec(
     "ring4_throwaway", "mixture2d", (2,), 4,

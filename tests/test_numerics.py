@@ -16,7 +16,7 @@ import pytest
 import torch
 from helpers import ring_config
 
-from ganstudy import config, layout, numerics
+from ganstudy import config, numerics, store
 from ganstudy.config import TrainConfig
 from ganstudy.errors import ConfigError
 from ganstudy.train.trainer import train
@@ -98,8 +98,8 @@ def test_compiled_steps_follow_eager_steps_to_float_rounding(tmp_path):
         data["train"]["compile"] = mode
         (metrics,) = train(config.from_dict(data), [0], [tmp_path / mode], progress=False)
         assert metrics["numerics"]["compile"] == mode
-        assert json.loads((tmp_path / mode / layout.METRICS).read_text())["status"] == "completed"
-        with (tmp_path / mode / layout.LOG).open() as handle:
+        assert json.loads((tmp_path / mode / store.METRICS).read_text())["status"] == "completed"
+        with (tmp_path / mode / store.LOG).open() as handle:
             rows[mode] = list(csv.DictReader(handle))
     assert [r["step"] for r in rows["default"]] == ["1", "2", "3"]
     for eager, compiled in zip(rows["none"], rows["default"]):

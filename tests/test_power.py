@@ -12,8 +12,8 @@ from scipy import stats as sps
 
 from ganstudy.analysis import power, stats
 from ganstudy.study import plan
-from ganstudy.study.grid import Study
 from ganstudy.study.schema import default_schema_path
+from ganstudy.study.workflow import Study
 
 
 def test_smallest_reachable_p_by_hand():

@@ -15,8 +15,8 @@ from ganstudy.errors import ConfigError
 from ganstudy.report.inputs import load_references
 from ganstudy.study import reproduce
 from ganstudy.study.files import load_configs
-from ganstudy.study.grid import Study
 from ganstudy.study.schema import default_schema_path
+from ganstudy.study.workflow import Study
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = [str(REPO / "config" / "config.yaml"), str(REPO / "config" / "reproduce.yaml")]

@@ -11,8 +11,8 @@ from conftest import env_without_tracking_uri
 from helpers import ring_config
 from mlflow import MlflowClient
 
-from ganstudy import cli, config, layout
-from ganstudy.layout import LOGGED_METRICS
+from ganstudy import cli, config, store
+from ganstudy.store import LOGGED_METRICS
 from ganstudy.tracking import sync as track_sync
 from ganstudy.train.trainer import train
 
@@ -60,7 +60,7 @@ def test_an_unreachable_server_costs_no_run_and_sync_backfills_it(tmp_path):
     cfg["tracking"] = {**cfg["tracking"], "enabled": True, "uri": "http://127.0.0.1:9"}
     config_path.write_text(json.dumps(cfg))
     results = tmp_path / "results"
-    run = results / layout.RunKey("ring8", "mlp2d", "lsgan", True, True, 0).run_dir
+    run = results / store.RunKey("ring8", "mlp2d", "lsgan", True, True, 0).run_dir
     result = subprocess.run(
         [sys.executable, "-m", "ganstudy", "train", "--config", str(config_path),
          "--out", str(run), "--quiet"],
@@ -70,10 +70,10 @@ def test_an_unreachable_server_costs_no_run_and_sync_backfills_it(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "warning: MLflow tracking at http://127.0.0.1:9 failed" in result.stderr
     assert "Traceback" not in result.stderr
-    metrics = json.loads((run / layout.METRICS).read_text())
+    metrics = json.loads((run / store.METRICS).read_text())
     assert metrics["status"] == "completed" and metrics["tracking"]["status"] == "failed"
     assert "127.0.0.1" in metrics["tracking"]["error"]
-    assert (run / layout.FINAL).is_file() and (run / layout.LOG).is_file()
+    assert (run / store.FINAL).is_file() and (run / store.LOG).is_file()
 
     uri = f"sqlite:///{tmp_path}/backfill.db"
     (synced,) = track_sync.sync(track_sync.run_dirs(results), uri)

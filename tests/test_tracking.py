@@ -8,7 +8,7 @@ import subprocess
 from helpers import ring_config, train_command
 from mlflow import MlflowClient
 
-from ganstudy import config, layout
+from ganstudy import config, store
 from ganstudy.tracking.ui import ui_hint, ui_url
 from ganstudy.train.trainer import Trainer, train
 
@@ -140,9 +140,9 @@ def test_a_server_that_never_answers_does_not_hold_up_the_training_loop(tmp_path
     assert metrics["status"] == "completed" and metrics["steps"] == 200
     assert metrics["tracking"]["status"] == "failed"
     assert "ReadTimeoutError" in metrics["tracking"]["error"]
-    saved = json.loads((tmp_path / "run" / layout.METRICS).read_text())
+    saved = json.loads((tmp_path / "run" / store.METRICS).read_text())
     assert saved["tracking"] == metrics["tracking"]
-    with (tmp_path / "run" / layout.LOG).open() as handle:
+    with (tmp_path / "run" / store.LOG).open() as handle:
         rows = list(csv.DictReader(handle))
     assert [int(r["step"]) for r in rows] == [50, 100, 150, 200]
     # every step was trained (and logged) while MLflow was still waiting for the server

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ganstudy import atomic
+from ganstudy import atomic, store
 from ganstudy.errors import CheckpointError
 
 FORMAT = "ganstudy-ckpt-1"
@@ -189,11 +189,11 @@ def common_steps(run_dirs: list[Path]) -> list[int]:
 
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:
-    return run_dir / "checkpoints" / f"step_{step:08d}.pt"
+    return store.RunDir(run_dir).checkpoint(step)
 
 
 def available_steps(run_dir: Path) -> list[int]:
-    folder = run_dir / "checkpoints"
+    folder = store.RunDir(run_dir).checkpoints
     if not folder.is_dir():
         return []
     return sorted(int(m.group(1)) for p in folder.iterdir() if (m := _STEP_FILE.search(p.name)))

@@ -18,11 +18,11 @@ from typing import Any
 import yaml
 
 from ganstudy.data.registry import DATASETS
-from ganstudy.errors import ConfigError
-from ganstudy.losses import LOSSES, ideal_d_loss, resolve_alphas, resolve_coding
+from ganstudy.errors import ConfigError, require
+from ganstudy.losses import LOSSES, resolve_alphas, resolve_coding
 from ganstudy.nets import ARCHS, INIT_SCHEMES, MLP_KEYS
 from ganstudy.numerics import COMPILE_MODES
-from ganstudy.optimizers import D_LR_SCHEDULES, OPTIMIZERS
+from ganstudy.optimizers import resolve_settings
 
 
 @dataclass(frozen=True)
@@ -222,49 +222,44 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def _require(condition: bool, key: str, value: Any, allowed: str) -> None:
-    if not condition:
-        raise ConfigError(f"key '{key}': {value!r} is not allowed; allowed: {allowed}")
-
-
 def validate(cfg: RunConfig) -> RunConfig:
     """Check values and combinations against the registries; fill the LSGAN coding."""
-    _require(cfg.dataset.name in DATASETS, "dataset.name", cfg.dataset.name, ", ".join(DATASETS))
-    _require(cfg.arch.name in ARCHS, "arch.name", cfg.arch.name, ", ".join(ARCHS))
-    _require(cfg.loss.name in LOSSES, "loss.name", cfg.loss.name, ", ".join(LOSSES))
-    _require(
+    require(cfg.dataset.name in DATASETS, "dataset.name", cfg.dataset.name, ", ".join(DATASETS))
+    require(cfg.arch.name in ARCHS, "arch.name", cfg.arch.name, ", ".join(ARCHS))
+    require(cfg.loss.name in LOSSES, "loss.name", cfg.loss.name, ", ".join(LOSSES))
+    require(
         cfg.arch.z_dist in Z_DISTRIBUTIONS,
         "arch.z_dist",
         cfg.arch.z_dist,
         ", ".join(Z_DISTRIBUTIONS),
     )
-    _require(cfg.train.device in DEVICES, "train.device", cfg.train.device, ", ".join(DEVICES))
-    _require(
+    require(cfg.train.device in DEVICES, "train.device", cfg.train.device, ", ".join(DEVICES))
+    require(
         cfg.train.compile in COMPILE_MODES,
         "train.compile",
         cfg.train.compile,
         ", ".join(COMPILE_MODES),
     )
-    _require(cfg.arch.init in INIT_SCHEMES, "arch.init", cfg.arch.init, ", ".join(INIT_SCHEMES))
+    require(cfg.arch.init in INIT_SCHEMES, "arch.init", cfg.arch.init, ", ".join(INIT_SCHEMES))
     for key in ("width", "z_dim"):
         value = getattr(cfg.arch, key)
-        _require(value > 0, f"arch.{key}", value, "a positive integer")
+        require(value > 0, f"arch.{key}", value, "a positive integer")
     for key in ("batch_size", "d_steps", "log_every", "checkpoint_every", "sample_every"):
         value = getattr(cfg.train, key)
-        _require(value > 0, f"train.{key}", value, "a positive integer")
+        require(value > 0, f"train.{key}", value, "a positive integer")
     for key in ("lr_g", "lr_d"):
         value = getattr(cfg.train, key)
-        _require(value > 0, f"train.{key}", value, "a positive number")
-    _require(
+        require(value > 0, f"train.{key}", value, "a positive number")
+    require(
         cfg.train.fid_every >= 0,
         "train.fid_every",
         cfg.train.fid_every,
         "0 (off) or a positive integer",
     )
-    _require(
+    require(
         cfg.train.fid_samples > 0, "train.fid_samples", cfg.train.fid_samples, "a positive integer"
     )
-    _require(cfg.loss.gp_lambda >= 0, "loss.gp_lambda", cfg.loss.gp_lambda, "a number >= 0")
+    require(cfg.loss.gp_lambda >= 0, "loss.gp_lambda", cfg.loss.gp_lambda, "a number >= 0")
 
     spec = DATASETS[cfg.dataset.name]
     if (cfg.train.steps is None) == (cfg.train.epochs is None):
@@ -273,24 +268,24 @@ def validate(cfg: RunConfig) -> RunConfig:
             f"(got steps={cfg.train.steps!r}, epochs={cfg.train.epochs!r})"
         )
     if cfg.train.steps is not None:
-        _require(cfg.train.steps > 0, "train.steps", cfg.train.steps, "a positive integer")
+        require(cfg.train.steps > 0, "train.steps", cfg.train.steps, "a positive integer")
     if cfg.dataset.n_train is not None:
-        _require(
+        require(
             spec.kind == "mixture2d",
             "dataset.n_train",
             cfg.dataset.n_train,
             f"null for {spec.name}, whose size is set by its preparation "
             f"(study key data.prepare.{spec.name})",
         )
-        _require(
+        require(
             cfg.dataset.n_train >= cfg.train.batch_size,
             "dataset.n_train",
             cfg.dataset.n_train,
             f"at least one batch (train.batch_size = {cfg.train.batch_size})",
         )
     if cfg.train.epochs is not None:
-        _require(cfg.train.epochs > 0, "train.epochs", cfg.train.epochs, "a positive number")
-        _require(
+        require(cfg.train.epochs > 0, "train.epochs", cfg.train.epochs, "a positive number")
+        require(
             spec.kind == "image" or cfg.dataset.n_train is not None,
             "train.epochs",
             cfg.train.epochs,
@@ -302,7 +297,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     for key in MLP_KEYS:
         value = getattr(cfg.arch, key)
         if key not in arch.mlp_defaults:
-            _require(
+            require(
                 value is None,
                 f"arch.{key}",
                 value,
@@ -312,9 +307,9 @@ def validate(cfg: RunConfig) -> RunConfig:
             )
             continue
         value = arch.mlp_defaults[key] if value is None else value
-        _require(value > 0, f"arch.{key}", value, "a positive integer")
+        require(value > 0, f"arch.{key}", value, "a positive integer")
         mlp[key] = value
-    _require(
+    require(
         arch.supports(spec),
         "arch.name",
         cfg.arch.name,
@@ -322,7 +317,7 @@ def validate(cfg: RunConfig) -> RunConfig:
         + ", ".join(name for name, a in ARCHS.items() if a.supports(spec)),
     )
     if cfg.arm is not None:
-        _require(
+        require(
             ARM_NAME.match(cfg.arm) is not None
             and (cfg.arm == cfg.loss.name or cfg.arm not in LOSSES),
             "arm",
@@ -336,63 +331,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         cfg,
         arch=dataclasses.replace(cfg.arch, **mlp),
         loss=loss,
-        train=_resolve_training(cfg.train, loss),
+        train=resolve_settings(cfg.train, loss),
     )
-
-
-def _resolve_training(train: TrainConfig, loss: LossConfig) -> TrainConfig:
-    """Fill the chosen optimizer's and schedule's keys with their defaults and check them; the
-    keys of the others must be unset. A schedule that needs the ideal D loss needs a loss with
-    a known, positive one."""
-    _require(
-        train.optimizer in OPTIMIZERS, "train.optimizer", train.optimizer, ", ".join(OPTIMIZERS)
-    )
-    _require(
-        train.d_lr_schedule in D_LR_SCHEDULES,
-        "train.d_lr_schedule",
-        train.d_lr_schedule,
-        ", ".join(D_LR_SCHEDULES),
-    )
-    chosen = {
-        "optimizer": OPTIMIZERS[train.optimizer],
-        "d_lr_schedule": D_LR_SCHEDULES[train.d_lr_schedule],
-    }
-    resolved = {}
-    for choice, registry in (("optimizer", OPTIMIZERS), ("d_lr_schedule", D_LR_SCHEDULES)):
-        for spec in registry.values():
-            for key, setting in spec.settings.items():
-                value = getattr(train, key)
-                if spec is not chosen[choice]:
-                    _require(
-                        value is None,
-                        f"train.{key}",
-                        value,
-                        f"null: it is a key of {choice} {spec.name!r}, and train.{choice} is "
-                        f"{getattr(train, choice)!r}",
-                    )
-                    continue
-                value = setting.default if value is None else value
-                _require(setting.check(value), f"train.{key}", value, setting.allowed)
-                resolved[key] = value
-    schedule = chosen["d_lr_schedule"]
-    if schedule.needs_ideal_loss:
-        ideal = ideal_d_loss(loss)
-        known = [n for n, spec in LOSSES.items() if spec.ideal_d_loss is not None]
-        _require(
-            ideal is not None,
-            "train.d_lr_schedule",
-            train.d_lr_schedule,
-            f"none for loss {loss.name!r}, which has no known ideal D loss; "
-            f"{schedule.name} needs one of: {', '.join(known)}",
-        )
-        _require(
-            ideal > 0,
-            "train.d_lr_schedule",
-            train.d_lr_schedule,
-            f"none for loss {loss.name!r} with an ideal D loss of {ideal:g}; {schedule.name} "
-            "scales its gaps by the ideal loss, which must be positive (LSGAN: a != b)",
-        )
-    return dataclasses.replace(train, **resolved)
 
 
 def from_dict(data: dict[str, Any]) -> RunConfig:
@@ -401,14 +341,9 @@ def from_dict(data: dict[str, Any]) -> RunConfig:
 
 
 def load(path: str | Path) -> RunConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
-    return from_dict(data or {})
+    from ganstudy import yamlfile
+
+    return from_dict(yamlfile.load_mapping(path, "config file"))
 
 
 def override(data: dict[str, Any], assignments: list[str]) -> dict[str, Any]:

@@ -15,6 +15,13 @@ class ConfigError(ValueError):
     label = "configuration error"
 
 
+def require(condition: bool, key: str, value, allowed: str) -> None:
+    """The refusal of a config value that is not allowed: a :class:`ConfigError` naming the key,
+    the value and what is allowed, unless ``condition`` holds."""
+    if not condition:
+        raise ConfigError(f"key '{key}': {value!r} is not allowed; allowed: {allowed}")
+
+
 class FetchError(ConfigError):
     """A raw file could not be obtained or failed verification."""
 

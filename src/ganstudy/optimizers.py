@@ -3,15 +3,20 @@
 An entry names the ``train`` keys it reads, each with its default and allowed values, and the
 function of :mod:`ganstudy.train.updates` that implements it. The keys of an optimizer or a
 schedule that is not chosen stay unset (null): a run config that sets them is refused, so a
-config never carries a setting that did nothing. This module imports no torch: run configs are
-checked against it when the Snakefile is parsed.
+config never carries a setting that did nothing (:func:`resolve_settings` fills and checks a run
+config's keys). This module imports no torch: run configs are checked against it when the
+Snakefile is parsed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from ganstudy.errors import require
+from ganstudy.losses import LOSSES, ideal_d_loss
 
 
 @dataclass(frozen=True)
@@ -136,3 +141,59 @@ def setting_owners() -> dict[str, str]:
     for spec in D_LR_SCHEDULES.values():
         owners.update({key: f"d_lr_schedule={spec.name}" for key in spec.settings})
     return owners
+
+
+def resolve_settings(train, loss):
+    """A run's ``train`` config (a config.TrainConfig) with the keys of its chosen optimizer and
+    schedule filled with their defaults and checked; the keys of the others must be unset. A
+    schedule that needs the ideal D loss needs a loss (the resolved config.LossConfig ``loss``)
+    with a known, positive one. Called by config.validate."""
+    require(
+        train.optimizer in OPTIMIZERS, "train.optimizer", train.optimizer, ", ".join(OPTIMIZERS)
+    )
+    require(
+        train.d_lr_schedule in D_LR_SCHEDULES,
+        "train.d_lr_schedule",
+        train.d_lr_schedule,
+        ", ".join(D_LR_SCHEDULES),
+    )
+    chosen = {
+        "optimizer": OPTIMIZERS[train.optimizer],
+        "d_lr_schedule": D_LR_SCHEDULES[train.d_lr_schedule],
+    }
+    resolved = {}
+    for choice, registry in (("optimizer", OPTIMIZERS), ("d_lr_schedule", D_LR_SCHEDULES)):
+        for spec in registry.values():
+            for key, setting in spec.settings.items():
+                value = getattr(train, key)
+                if spec is not chosen[choice]:
+                    require(
+                        value is None,
+                        f"train.{key}",
+                        value,
+                        f"null: it is a key of {choice} {spec.name!r}, and train.{choice} is "
+                        f"{getattr(train, choice)!r}",
+                    )
+                    continue
+                value = setting.default if value is None else value
+                require(setting.check(value), f"train.{key}", value, setting.allowed)
+                resolved[key] = value
+    schedule = chosen["d_lr_schedule"]
+    if schedule.needs_ideal_loss:
+        ideal = ideal_d_loss(loss)
+        known = [n for n, spec in LOSSES.items() if spec.ideal_d_loss is not None]
+        require(
+            ideal is not None,
+            "train.d_lr_schedule",
+            train.d_lr_schedule,
+            f"none for loss {loss.name!r}, which has no known ideal D loss; "
+            f"{schedule.name} needs one of: {', '.join(known)}",
+        )
+        require(
+            ideal > 0,
+            "train.d_lr_schedule",
+            train.d_lr_schedule,
+            f"none for loss {loss.name!r} with an ideal D loss of {ideal:g}; {schedule.name} "
+            "scales its gaps by the ideal loss, which must be positive (LSGAN: a != b)",
+        )
+    return dataclasses.replace(train, **resolved)

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ganstudy import atomic, layout
+from ganstudy import atomic, store
 from ganstudy import checkpoint as ckpt
 from ganstudy import config as config_mod
 from ganstudy.data import registry, streams
@@ -92,8 +92,8 @@ def checkpoint_file(path: str | Path) -> Path:
     path = Path(path)
     if path.is_file():
         return path
-    if (path / layout.FINAL).is_file():
-        return path / layout.FINAL
+    if (path / store.FINAL).is_file():
+        return path / store.FINAL
     steps = ckpt.available_steps(path)
     if steps:
         return ckpt.checkpoint_path(path, steps[-1])

@@ -143,8 +143,8 @@ def test_nothing_is_detectable_below_the_smallest_p():
 
 
 def test_plan_table_and_warning(monkeypatch):
-    from ganstudy.study.grid import Study
     from ganstudy.study.schema import default_schema_path
+    from ganstudy.study.workflow import Study
 
     cfg = {
         "experiments": {

@@ -200,7 +200,7 @@ def test_partial_study_renders(tmp_path):
     [
         ({"results": "nope"}, "results directory nope does not exist"),
         ({"config": "absent.yaml"}, "study config absent.yaml does not exist"),
-        ({"config": "bad.yaml"}, "is not valid YAML"),
+        ({"config": "bad.yaml"}, "bad.yaml line 2, column 1: not valid YAML"),
         ({"out": "."}, "is a directory"),
     ],
 )

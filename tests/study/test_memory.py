@@ -13,9 +13,9 @@ import pytest
 from ganstudy.cli import main as cli_main
 from ganstudy.errors import ConfigError
 from ganstudy.study import cost as study_cost
-from ganstudy.study import grid as study
 from ganstudy.study import memory
 from ganstudy.study import schema as study_schema
+from ganstudy.study.workflow import Study
 
 SCHEMA = study_schema.default_schema_path()
 MIB, GIB = memory.MIB, memory.GIB
@@ -30,11 +30,11 @@ def ring_cfg(**train) -> dict:
     }
 
 
-def toy_study(block: dict | None = None, **top) -> study.Study:
+def toy_study(block: dict | None = None, **top) -> Study:
     block = block or {}
     base = {"datasets": ["ring8"], "archs": ["mlp2d"], "losses": ["gan"], "train": {"steps": 10}}
     cfg = {"experiments": {"toy": {**base, **block}}, **top}
-    return study.Study.from_config(cfg, SCHEMA)
+    return Study.from_config(cfg, SCHEMA)
 
 
 def fmnist_block(**changes) -> dict:

@@ -5,32 +5,33 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from ganstudy import layout
+from ganstudy import store
 from ganstudy.study import files as study_files
 from ganstudy.study import grid as study
 from ganstudy.study import memory, preflight
 from ganstudy.study import schema as study_schema
+from ganstudy.study.workflow import Study
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = study_schema.default_schema_path()
 
 
 @functools.cache
-def _default_study(top: tuple) -> study.Study:
+def _default_study(top: tuple) -> Study:
     cfg = study_files.load_configs([REPO / "config" / "config.yaml"])
-    return study.Study.from_config(study.merge(cfg, dict(top)), SCHEMA)
+    return Study.from_config(study.merge(cfg, dict(top)), SCHEMA)
 
 
-def default_study(**top) -> study.Study:
+def default_study(**top) -> Study:
     """The default study with top-level keys changed (expanded once per change: it is large)."""
     return _default_study(tuple(sorted(top.items())))
 
 
-def toy_study(tmp_path: Path, **top) -> study.Study:
+def toy_study(tmp_path: Path, **top) -> Study:
     block = {"datasets": ["ring8"], "archs": ["mlp2d"], "losses": ["gan", "lsgan"], "seeds": 2}
     block["train"] = {"steps": 200_000}
     config = {"experiments": {"toy": block}, "results": str(tmp_path / "results"), **top}
-    return study.Study.from_config(config, SCHEMA)
+    return Study.from_config(config, SCHEMA)
 
 
 def test_a_long_local_cpu_study_stops_unless_confirmed():
@@ -63,7 +64,7 @@ def test_trained_runs_leave_the_time_estimate(tmp_path):
     s = toy_study(tmp_path, max_training_hours=0.001)
     assert preflight.check(s, [], memory.plan(s, [], 1), local_cores=1).stop
     for run in s.runs:
-        final = Path(s.run_path(run, layout.FINAL))
+        final = Path(s.run_path(run, store.FINAL))
         final.parent.mkdir(parents=True)
         final.write_bytes(b"")
     assert preflight.trained_runs(s) == {run.run_dir for run in s.runs}

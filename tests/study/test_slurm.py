@@ -212,8 +212,8 @@ def test_scripts_reject_bad_options_before_starting_anything(tmp_path, args, mes
 def test_mlflow_server_script_serves_runs_over_http_and_stops(tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
+    from ganstudy.tracking.backend import resolve_uri
     from ganstudy.tracking.runs import TrackingJob
-    from ganstudy.tracking.store import resolve_uri
 
     state = tmp_path / "server"
     script = str(SCRIPTS / "mlflow-server.sh")

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from ganstudy import config as run_config
-from ganstudy import layout
+from ganstudy import store
 from ganstudy.aggregate.summary import read_design
 from ganstudy.analysis.comparisons import read_pairs
 from ganstudy.cli import main as cli_main
@@ -26,6 +26,7 @@ from ganstudy.study import files as study_files
 from ganstudy.study import gpu_slots, plan
 from ganstudy.study import grid as study
 from ganstudy.study import schema as study_schema
+from ganstudy.study.workflow import Study
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = study_schema.default_schema_path()
@@ -41,8 +42,8 @@ def load(*extra: dict, files=(DEFAULT,)) -> dict:
     return cfg
 
 
-def expanded(*extra: dict, files=(DEFAULT,)) -> study.Study:
-    return study.Study.from_config(load(*extra, files=files), SCHEMA)
+def expanded(*extra: dict, files=(DEFAULT,)) -> Study:
+    return Study.from_config(load(*extra, files=files), SCHEMA)
 
 
 def small_block(**changes) -> dict:
@@ -270,16 +271,16 @@ def test_seeds_are_chunked_into_ensemble_jobs():
     assert len({job.name for job in s.jobs}) == 3
     assert all(job.name.isidentifier() for job in s.jobs)
     # the global seeds_per_job applies where a block sets none
-    s = study.Study.from_config(small_study(seeds_per_job=4), SCHEMA)
+    s = Study.from_config(small_study(seeds_per_job=4), SCHEMA)
     assert s.variants[0].seeds_per_job == 4
 
 
-def expanded_small(block: dict, **top) -> study.Study:
-    return study.Study.from_config({"experiments": {"toy": block}, **top}, SCHEMA)
+def expanded_small(block: dict, **top) -> Study:
+    return Study.from_config({"experiments": {"toy": block}, **top}, SCHEMA)
 
 
 def test_explicit_seed_lists_and_disabled_blocks():
-    s = study.Study.from_config(
+    s = Study.from_config(
         {
             "experiments": {
                 "a": small_block(seeds=[7, 3, 4], seeds_per_job=3),
@@ -343,11 +344,11 @@ def test_impossible_or_unknown_settings_fail_while_expanding(block, top, message
 def test_a_run_belongs_to_one_block():
     cfg = {"experiments": {"a": small_block(), "b": small_block(seeds=[0, 1])}}
     with pytest.raises(ConfigError, match="experiments.b and experiments.a both ask for the runs"):
-        study.Study.from_config(cfg, SCHEMA)
+        Study.from_config(cfg, SCHEMA)
     cfg["bn"] = {"x": {"g": True, "d": True}, "y": {"g": True, "d": True}}
     cfg["experiments"] = {"a": small_block(bn=["x", "y"])}
     with pytest.raises(ConfigError, match="both ask for the runs of ring8/mlp2d/gan/bn-g1-d1"):
-        study.Study.from_config(cfg, SCHEMA)
+        Study.from_config(cfg, SCHEMA)
 
 
 def arms_study(**block_changes) -> dict:
@@ -362,7 +363,7 @@ def arms_study(**block_changes) -> dict:
 
 
 def test_an_arm_is_a_loss_with_settings_of_its_own():
-    s = study.Study.from_config(arms_study(), SCHEMA)
+    s = Study.from_config(arms_study(), SCHEMA)
     assert [v.key for v in s.variants] == [
         "ring8/mlp2d/gan/bn-g1-d1",
         "ring8/mlp2d/gan_gap/bn-g1-d1",
@@ -379,7 +380,7 @@ def test_an_arm_is_a_loss_with_settings_of_its_own():
 def test_a_baseline_of_another_block_trained_the_same_way_is_used():
     cfg = arms_study(losses=["gan_gap"])
     cfg["experiments"]["base"] = small_block()
-    s = study.Study.from_config(cfg, SCHEMA)
+    s = Study.from_config(cfg, SCHEMA)
     (pair,) = s.pairs
     assert (pair.block, pair.baseline, pair.candidate) == ("toy", "gan", "gan_gap")
     assert s.variant("ring8/mlp2d/gan/bn-g1-d1").block == "base"
@@ -387,10 +388,10 @@ def test_a_baseline_of_another_block_trained_the_same_way_is_used():
 
 def test_without_its_own_compare_a_block_compares_only_its_own_runs():
     cfg = {"experiments": {"a": small_block(), "b": small_block(losses=["lsgan"])}}
-    assert study.Study.from_config(cfg, SCHEMA).pairs == []
+    assert Study.from_config(cfg, SCHEMA).pairs == []
     cfg["experiments"]["b"]["losses"] = ["gan", "lsgan"]
     cfg["experiments"]["b"]["datasets"] = ["grid25"]
-    (pair,) = study.Study.from_config(cfg, SCHEMA).pairs
+    (pair,) = Study.from_config(cfg, SCHEMA).pairs
     assert (pair.block, pair.dataset, pair.baseline, pair.candidate) == (
         "b", "grid25", "gan", "lsgan"
     )  # fmt: skip
@@ -457,7 +458,7 @@ def test_without_its_own_compare_a_block_compares_only_its_own_runs():
 )
 def test_bad_arms_and_comparisons_are_named(cfg, message):
     with pytest.raises(ConfigError) as err:
-        study.Study.from_config(cfg, SCHEMA)
+        Study.from_config(cfg, SCHEMA)
     assert message in str(err.value)
 
 
@@ -510,7 +511,7 @@ def test_design_csv_lists_every_run_for_the_report(tmp_path):
     with (results / "design.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == len(s.runs)
-    assert list(rows[0]) == list(layout.DESIGN_COLUMNS)
+    assert list(rows[0]) == list(store.DESIGN_COLUMNS)
     assert rows[0]["run_dir"] == "runs/ring8/mlp2d/gan/bn-g1-d1/seed0"
     parsed = read_design(results)
     assert {(r["dataset"], r["loss"], r["seed"]) for r in parsed} == {
@@ -540,7 +541,7 @@ def test_job_environment(monkeypatch, tmp_path):
         fid={"weights": "w.pth"},
         gpus={"count": 2, "jobs_per_gpu": 3},
     )
-    s = study.Study.from_config(cfg, SCHEMA)
+    s = Study.from_config(cfg, SCHEMA)
     env = s.job_environment(environ={})
     assert env["GANSTUDY_MIRROR"] == str(tmp_path / "mirror")
     assert env["GANSTUDY_FID_WEIGHTS"] == str(tmp_path / "w.pth")
@@ -548,7 +549,7 @@ def test_job_environment(monkeypatch, tmp_path):
     assert env[gpu_slots.GPUS_ENV] == "2" and env[gpu_slots.JOBS_PER_GPU_ENV] == "3"
     env = s.job_environment(environ={"MLFLOW_TRACKING_URI": "http://server:5000"})
     assert env["MLFLOW_TRACKING_URI"] == "http://server:5000"
-    s = study.Study.from_config(small_study(tracking={"enabled": False}), SCHEMA)
+    s = Study.from_config(small_study(tracking={"enabled": False}), SCHEMA)
     env = s.job_environment(environ={})
     assert "MLFLOW_TRACKING_URI" not in env and "GANSTUDY_MIRROR" not in env
 
@@ -664,11 +665,11 @@ def test_steps_of_runs_set_in_epochs():
     assert study_cost.run_steps(stacked.run_config, 128_000) == 50 * 2000
 
 
-def toy_cost_study(steps: int) -> study.Study:
+def toy_cost_study(steps: int) -> Study:
     """ring8 and grid25, 4 seeds each in jobs of 2, batch 200."""
     block = small_block(datasets=["ring8", "grid25"], seeds=4, seeds_per_job=2,
                         train={"steps": steps, "batch_size": 200})  # fmt: skip
-    return study.Study.from_config({"experiments": {"toy": block}}, SCHEMA)
+    return Study.from_config({"experiments": {"toy": block}}, SCHEMA)
 
 
 def test_cost_estimate_scales_with_runs_and_steps(monkeypatch):
@@ -695,7 +696,7 @@ def test_cost_estimate_scales_with_runs_and_steps(monkeypatch):
 
 def test_unmeasured_variants_are_reported_not_guessed(monkeypatch):
     monkeypatch.setattr(study_cost, "STEP_SECONDS", {})
-    s = study.Study.from_config(small_study(), SCHEMA)
+    s = Study.from_config(small_study(), SCHEMA)
     (cost,) = study_cost.estimate(s)
     assert cost.cpu_seconds is None
     assert "1 variant(s) have no measured step time" in study_cost.cpu_warning([cost], 2)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ganstudy import layout
+from ganstudy import store
 from ganstudy.study import gpu_slots
 
 REPO = Path(__file__).resolve().parents[2]
@@ -274,11 +274,11 @@ def test_cpu_jobs_run_while_every_gpu_slot_is_held(tmp_path):
             assert proc.poll() is None, proc.stdout.read()
             assert time.monotonic() < deadline, "the training job did not start within 120 s"
             time.sleep(0.1)
-        assert (cwd / "results" / layout.DESIGN).is_file()
+        assert (cwd / "results" / store.DESIGN).is_file()
         time.sleep(3)  # longer than the launcher's 2 s between tries
         assert proc.poll() is None
         assert "gpu-run: GPU" not in train_log.read_text()
-        assert not (run / layout.METRICS).exists()
+        assert not (run / store.METRICS).exists()
         os.close(held.pop(1))
         output = proc.communicate(timeout=240)[0]
     finally:
@@ -290,7 +290,7 @@ def test_cpu_jobs_run_while_every_gpu_slot_is_held(tmp_path):
     assert proc.returncode == 0, output[-3000:]
     assert "GPUs: 1, 2 job(s) per GPU (auto: 80.00 GiB free per GPU" in output
     assert "gpu-run: GPU 0 (slot 1 of 2)" in train_log.read_text()
-    assert (run / layout.FINAL).is_file()
+    assert (run / store.FINAL).is_file()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,7 +323,7 @@ def test_a_study_too_long_for_this_machine_stops_before_any_job(tmp_path):
     assert not (cwd / "results").exists()  # no job ran, not even the design
 
     # Confirmed, the same study starts (here only its design, the first job).
-    design = str(Path("results") / layout.DESIGN)
+    design = str(Path("results") / store.DESIGN)
     confirmed = snakemake(cwd, "--cores", "1", design, "--config", "confirm_long_run=True",
                           env=job_env(GANSTUDY_GPUS="0"))  # fmt: skip
     assert confirmed.returncode == 0, confirmed.stderr[-3000:]

@@ -18,7 +18,7 @@ import yaml
 from conftest import env_without_tracking_uri
 from helpers import ring_config
 
-from ganstudy import atomic, cli, layout
+from ganstudy import atomic, cli, store
 from ganstudy import checkpoint as ckpt
 from ganstudy.aggregate import summary as aggregate
 from ganstudy.errors import StorageError
@@ -56,7 +56,7 @@ def _stop_midway(config: Path, out: str, first_dir: Path, *extra: str, sig=signa
         text=True,
         env=env_without_tracking_uri() | {"OMP_NUM_THREADS": "1"},
     )
-    log = first_dir / layout.LOG
+    log = first_dir / store.LOG
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if log.is_file() and len(log.read_text().splitlines()) >= 3:  # header + 2 rows
@@ -68,7 +68,7 @@ def _stop_midway(config: Path, out: str, first_dir: Path, *extra: str, sig=signa
 
 
 def _final_states(run_dir: Path) -> dict:
-    state = ckpt.load(run_dir / layout.FINAL)
+    state = ckpt.load(run_dir / store.FINAL)
     return {"generator": state["generator"], "discriminator": state["discriminator"]}
 
 
@@ -93,18 +93,18 @@ def test_sigterm_checkpoints_the_current_step_and_the_rerun_is_bitwise_equal(tmp
     assert "SIGTERM received" in err and "Traceback" not in err
     for seed in members:
         run = tmp_path / f"stopped{seed}"
-        metrics = json.loads((run / layout.METRICS).read_text())
+        metrics = json.loads((run / store.METRICS).read_text())
         assert metrics["status"] == "interrupted" and metrics["signal"] == "SIGTERM"
         step = metrics["interrupted_step"]
         assert 0 < step < 500 and metrics["steps"] == step
         assert ckpt.available_steps(run) == [step]  # the checkpoint of the very step it stopped at
         assert ckpt.load(ckpt.checkpoint_path(run, step))["step"] == step
-        assert not (run / layout.FINAL).exists()
+        assert not (run / store.FINAL).exists()
 
     assert _train(config, str(tmp_path / f"stopped{pattern}"), *extra).returncode == 0
     assert _train(config, str(tmp_path / f"straight{pattern}"), *extra).returncode == 0
     for seed in members:
-        resumed = json.loads((tmp_path / f"stopped{seed}" / layout.METRICS).read_text())
+        resumed = json.loads((tmp_path / f"stopped{seed}" / store.METRICS).read_text())
         assert resumed["status"] == "completed" and resumed["steps"] == STEPS
         _assert_bitwise_equal(tmp_path / f"stopped{seed}", tmp_path / f"straight{seed}")
 
@@ -115,14 +115,14 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     train(cfg, [0], [straight], progress=False)
     short = ring_config(steps=250, checkpoint_every=100, log_every=50)
     train(short, [0], [broken], progress=False)  # leaves checkpoints at 100, 200 and 250
-    (broken / layout.FINAL).unlink()
-    (broken / layout.CONFIG).write_text(cfg.to_yaml())
+    (broken / store.FINAL).unlink()
+    (broken / store.CONFIG).write_text(cfg.to_yaml())
     newest = ckpt.checkpoint_path(broken, 250)
     newest.write_bytes(newest.read_bytes()[:1000])  # as an interrupted copy leaves it
 
     (metrics,) = train(cfg, [0], [broken], progress=False)
     assert metrics["status"] == "completed"
-    assert (broken / layout.CHECKPOINTS / "step_00000250.pt.corrupt").is_file()
+    assert (broken / store.CHECKPOINTS / "step_00000250.pt.corrupt").is_file()
     _assert_bitwise_equal(straight, broken)
 
 
@@ -132,8 +132,8 @@ def _unfinished_run(tmp_path: Path) -> tuple[Path, Path]:
     config = _config(tmp_path, steps=300, checkpoint_every=100)
     run = tmp_path / "run"
     assert cli.main(["train", "--config", str(config), "--out", str(run), "--quiet"]) == 0
-    (run / layout.FINAL).unlink()
-    (run / layout.METRICS).unlink()
+    (run / store.FINAL).unlink()
+    (run / store.METRICS).unlink()
     return config, run
 
 
@@ -154,7 +154,7 @@ def test_when_no_checkpoint_loads_the_error_names_every_file(tmp_path, capsys):
     assert f"step_{steps[0]:08d}.pt is not a readable checkpoint" in err
     assert f"step_{steps[1]:08d}.pt is corrupt: its sha256" in err
     assert "Traceback" not in err
-    kept = sorted(p.name for p in (run / layout.CHECKPOINTS).iterdir())
+    kept = sorted(p.name for p in (run / store.CHECKPOINTS).iterdir())
     assert f"step_{steps[0]:08d}.pt.corrupt" in kept and f"step_{steps[1]:08d}.pt.corrupt" in kept
 
 
@@ -174,7 +174,7 @@ def test_a_full_disk_is_named_and_the_earlier_checkpoint_survives(tmp_path, monk
     err = capsys.readouterr().err
     assert "storage error: cannot write" in err and "step_00000200.pt" in err
     assert "No space left on device" in err and "the write needs" in err and "free on" in err
-    folder = run / layout.CHECKPOINTS
+    folder = run / store.CHECKPOINTS
     assert sorted(p.name for p in folder.iterdir()) == [
         "step_00000100.pt",
         "step_00000100.pt.sha256",
@@ -199,11 +199,11 @@ def test_save_torch_names_a_full_disk_that_torch_reports_as_a_runtime_error(tmp_
 def test_a_killed_run_is_shown_as_interrupted(tmp_path):
     config = _config(tmp_path)
     results = tmp_path / "results"
-    key = layout.RunKey("ring8", "mlp2d", "lsgan", True, True, 0)
+    key = store.RunKey("ring8", "mlp2d", "lsgan", True, True, 0)
     run = results / key.run_dir
     code, _ = _stop_midway(config, str(run), run, sig=signal.SIGKILL)
     assert code == -signal.SIGKILL
-    metrics = json.loads((run / layout.METRICS).read_text())
+    metrics = json.loads((run / store.METRICS).read_text())
     assert metrics["status"] == "running"  # what a killed process leaves behind
     (row,) = aggregate.collect(results).to_dict("records")
     assert row["state"] == "interrupted"
@@ -213,13 +213,13 @@ def test_a_killed_run_is_shown_as_interrupted(tmp_path):
 def test_an_interrupted_run_is_counted_as_interrupted(tmp_path):
     config = _config(tmp_path)
     results = tmp_path / "results"
-    key = layout.RunKey("ring8", "mlp2d", "lsgan", True, True, 0)
+    key = store.RunKey("ring8", "mlp2d", "lsgan", True, True, 0)
     run = results / key.run_dir
     code, _ = _stop_midway(config, str(run), run, sig=signal.SIGUSR1)
     assert code == EXIT_INTERRUPTED
     (row,) = aggregate.collect(results).to_dict("records")
     assert row["state"] == "interrupted" and "SIGUSR1" in row["note"]
-    assert yaml.safe_load((run / layout.CONFIG).read_text())["train"]["steps"] == STEPS
+    assert yaml.safe_load((run / store.CONFIG).read_text())["train"]["steps"] == STEPS
 
 
 def test_a_checkpoint_of_another_random_number_scheme_is_refused_not_moved(tmp_path, capsys):
@@ -236,4 +236,4 @@ def test_a_checkpoint_of_another_random_number_scheme_is_refused_not_moved(tmp_p
     err = capsys.readouterr().err
     assert "drew its random numbers another way (scheme 'per step', this one: 'chunks-64')" in err
     assert "Traceback" not in err
-    assert not list((run / layout.CHECKPOINTS).glob("*.corrupt"))
+    assert not list((run / store.CHECKPOINTS).glob("*.corrupt"))

@@ -18,7 +18,7 @@ from conftest import env_without_tracking_uri
 from helpers import ring_config, stop_and_finish
 
 from ganstudy import checkpoint as ckpt
-from ganstudy import config, layout
+from ganstudy import config, store
 from ganstudy.train import updates
 from ganstudy.train.trainer import Trainer
 
@@ -33,7 +33,7 @@ def _config(device: str, compile_mode: str, steps: int = STEPS, **train) -> conf
 
 
 def _final(run_dir):
-    state = ckpt.load(run_dir / layout.FINAL)
+    state = ckpt.load(run_dir / store.FINAL)
     return {part: state[part] for part in ("generator", "discriminator", "opt_g", "opt_d")}
 
 
@@ -49,7 +49,7 @@ def _tensors(state: dict):
 
 def _log(run_dir) -> list[list[str]]:
     keys = ["step", "loss_d", "loss_g", "d_real", "d_fake", "grad_norm_g", "grad_norm_d", "lr_d"]
-    with (run_dir / layout.LOG).open() as handle:
+    with (run_dir / store.LOG).open() as handle:
         return [[row[k] for k in keys] for row in csv.DictReader(handle)]
 
 

@@ -6,11 +6,10 @@ import os
 import re
 import shlex
 import sys
-from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from ganstudy import layout
+from ganstudy import store
 from ganstudy.data import registry
 from ganstudy.study import gpu_slots, memory, preflight
 from ganstudy.study.schema import default_schema_path
@@ -66,7 +65,12 @@ def prepared(dataset):
     """The prepared files of a dataset (none for the 2D mixtures, which are sampled)."""
     if dataset not in STUDY.prepared_datasets:
         return []
-    return [f"{DATA}/prepared/{dataset}/manifest.json"]
+    return [data_path("manifest", dataset)]
+
+
+def data_path(kind, *names):
+    """A path of the data root (``store.DataRoot``), e.g. data_path("manifest", "mnist")."""
+    return str(getattr(store.DataRoot(DATA), kind)(*names))
 
 
 def verbatim(text):
@@ -83,14 +87,14 @@ def fid_curves(job):
     """The members' fid_curve.csv where the job's runs take a FID curve while training."""
     image = registry.dataset(job.variant.dataset).kind == "image"
     if image and job.variant.run_config["train"].get("fid_every", 0) > 0:
-        return member_files(job, layout.FID_CURVE)
+        return member_files(job, store.FID_CURVE)
     return []
 
 
 def sample_files(job):
     """What evaluation draws for the report: an 8x8 grid of images, or the 2D points."""
     image = registry.dataset(job.variant.dataset).kind == "image"
-    return member_files(job, layout.SAMPLE_GRID if image else layout.SAMPLES_2D)
+    return member_files(job, store.SAMPLE_GRID if image else store.SAMPLES_2D)
 
 
 def evaluate_inputs(job):
@@ -98,14 +102,14 @@ def evaluate_inputs(job):
     it has them)."""
     dataset = job.variant.dataset
     inputs = {
-        "metrics": member_files(job, layout.METRICS),
-        "final": member_files(job, layout.FINAL),
-        "logs": member_files(job, layout.LOG),
+        "metrics": member_files(job, store.METRICS),
+        "final": member_files(job, store.FINAL),
+        "logs": member_files(job, store.LOG),
         "fid_curves": fid_curves(job),
     }
     classifier = STUDY.classifier_dataset(dataset)
     if classifier is not None:
-        inputs["classifier"] = f"{DATA}/classifiers/{classifier}.pt"
+        inputs["classifier"] = data_path("classifier", classifier)
     receipt = STUDY.fid_receipt(dataset)
     if receipt is not None:
         inputs["fid_reference"] = receipt

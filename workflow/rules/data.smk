@@ -5,12 +5,12 @@
 
 rule fetch:
     output:
-        record=f"{DATA}/raw/{{source}}/SHA256SUMS",
+        record=data_path("fetch_record", "{source}"),
     log:
         f"{LOGS}/data/fetch-{{source}}.log",
     params:
         dataset=lambda wildcards: SOURCES[wildcards.source],
-        root=lambda wildcards, output: Path(output[0]).parents[2],
+        root=lambda wildcards: DATA,
     wildcard_constraints:
         source="|".join(re.escape(s) for s in SOURCES) or "(?!)",
     threads: THREADS["prepare"]
@@ -23,13 +23,13 @@ rule fetch:
 
 rule prepare:
     input:
-        record=lambda wildcards: f"{DATA}/raw/{STUDY.source(wildcards.dataset)}/SHA256SUMS",
+        record=lambda wildcards: data_path("fetch_record", STUDY.source(wildcards.dataset)),
     output:
-        manifest=f"{DATA}/prepared/{{dataset}}/manifest.json",
+        manifest=data_path("manifest", "{dataset}"),
     log:
         f"{LOGS}/data/prepare-{{dataset}}.log",
     params:
-        root=lambda wildcards, output: Path(output[0]).parents[2],
+        root=lambda wildcards: DATA,
         args=lambda wildcards: " ".join(
             f"--param {k}={v}" for k, v in STUDY.prepare_params(wildcards.dataset).items()
         ),
@@ -46,11 +46,11 @@ rule classifier:
     input:
         prepared=lambda wildcards: prepared(wildcards.dataset),
     output:
-        model=f"{DATA}/classifiers/{{dataset}}.pt",
+        model=data_path("classifier", "{dataset}"),
     log:
         f"{LOGS}/data/classifier-{{dataset}}.log",
     params:
-        root=lambda wildcards, output: Path(output[0]).parents[1],
+        root=lambda wildcards: DATA,
         budget=lambda wildcards: STUDY.classifier_args(wildcards.dataset),
     threads: THREADS["classifier"]
     priority: 10
@@ -69,11 +69,11 @@ rule fid_reference:
     input:
         prepared=lambda wildcards: prepared(wildcards.dataset),
     output:
-        receipt=f"{DATA}/fid_stats/{{dataset}}-{{protocol}}.json",
+        receipt=data_path("fid_receipt", "{dataset}", "{protocol}"),
     log:
         f"{LOGS}/data/fid-reference-{{dataset}}-{{protocol}}.log",
     params:
-        root=lambda wildcards, output: Path(output[0]).parents[1],
+        root=lambda wildcards: DATA,
         fid=STUDY.fid_args(),
     wildcard_constraints:
         protocol="[A-Za-z0-9_.-]+",

@@ -13,9 +13,9 @@ for job in STUDY.jobs:
         input:
             **evaluate_inputs(job),
         output:
-            eval=member_files(job, layout.EVAL),
+            eval=member_files(job, store.EVAL),
         log:
-            job=f"{LOGS}/evaluate/{job.variant.key}/seeds-{job.seeds_arg}.log",
+            job=f"{LOGS}/evaluate/{store.job_label(job.variant.key, job.seeds_arg)}.log",
             # written where the final generator gives finite samples (see eval.json's "files")
             samples=sample_files(job),
         params:

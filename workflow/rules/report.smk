@@ -5,16 +5,16 @@
 
 rule design:
     output:
-        design=f"{RESULTS}/{layout.DESIGN}",
-        config=f"{RESULTS}/{layout.STUDY_CONFIG}",
-        comparisons=f"{RESULTS}/{layout.COMPARISONS}",
+        design=f"{RESULTS}/{store.DESIGN}",
+        config=f"{RESULTS}/{store.STUDY_CONFIG}",
+        comparisons=f"{RESULTS}/{store.COMPARISONS}",
         run_configs=[STUDY.config_path(v) for v in STUDY.variants],
     log:
         f"{LOGS}/design.log",
     params:
         config=json.dumps(STUDY.config, sort_keys=True),
         schema=SCHEMA,
-        configs=lambda wildcards, output: Path(output.design).parent / "configs",
+        configs=lambda wildcards: str(store.ResultsDir(RESULTS).run_configs),
     conda:
         CONDA_ENV
     shell:
@@ -26,14 +26,14 @@ rule design:
 
 rule aggregate:
     input:
-        design=f"{RESULTS}/{layout.DESIGN}",
-        evals=[STUDY.run_path(run, layout.EVAL) for run in STUDY.runs],
+        design=f"{RESULTS}/{store.DESIGN}",
+        evals=[STUDY.run_path(run, store.EVAL) for run in STUDY.runs],
     output:
-        summary=f"{RESULTS}/{layout.SUMMARY}",
+        summary=f"{RESULTS}/{store.SUMMARY}",
     log:
         f"{LOGS}/aggregate.log",
     params:
-        results=lambda wildcards, input: Path(input.design).parent,
+        results=lambda wildcards: RESULTS,
     conda:
         CONDA_ENV
     shell:
@@ -42,18 +42,18 @@ rule aggregate:
 
 rule report:
     input:
-        summary=f"{RESULTS}/{layout.SUMMARY}",
-        config=f"{RESULTS}/{layout.STUDY_CONFIG}",
-        comparisons=f"{RESULTS}/{layout.COMPARISONS}",
+        summary=f"{RESULTS}/{store.SUMMARY}",
+        config=f"{RESULTS}/{store.STUDY_CONFIG}",
+        comparisons=f"{RESULTS}/{store.COMPARISONS}",
         # the runs' training curves (the sample files are listed in each eval.json)
-        logs=[STUDY.run_path(run, layout.LOG) for run in STUDY.runs],
+        logs=[STUDY.run_path(run, store.LOG) for run in STUDY.runs],
         fid_curves=[path for job in STUDY.jobs for path in fid_curves(job)],
     output:
         report=STUDY.config["report"],
     log:
         f"{LOGS}/report.log",
     params:
-        results=lambda wildcards, input: Path(input.summary).parent,
+        results=lambda wildcards: RESULTS,
     conda:
         CONDA_ENV
     shell:

@@ -19,12 +19,12 @@ for job in STUDY.jobs:
             config=ancient(STUDY.config_path(job.variant)),
             data=prepared(job.variant.dataset),
         output:
-            metrics=member_files(job, layout.METRICS),
-            final=member_files(job, layout.FINAL),
-            logs=member_files(job, layout.LOG),
+            metrics=member_files(job, store.METRICS),
+            final=member_files(job, store.FINAL),
+            logs=member_files(job, store.LOG),
             fid_curves=fid_curves(job),
         log:
-            f"{LOGS}/train/{job.variant.key}/seeds-{job.seeds_arg}.log",
+            f"{LOGS}/train/{store.job_label(job.variant.key, job.seeds_arg)}.log",
         params:
             config=json.dumps(job.variant.run_config, sort_keys=True),
             seeds=job.seeds_arg,

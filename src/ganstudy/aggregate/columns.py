@@ -18,10 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ganstudy import store
 from ganstudy.losses import LOSSES
 from ganstudy.metrics.mode_kinds import MODE_KINDS
 
-STATES = ("completed", "diverged", "not evaluated", "missing", "interrupted", "running")
+STATES = store.STATES
 
 
 @dataclass
@@ -99,7 +100,7 @@ def _diverged(rec: RunRecord) -> bool | None:
     if from_eval is not None:
         return bool(from_eval)
     status = _get(rec.metrics, "status")
-    return None if status is None else status == "diverged"
+    return None if status is None else status == store.Status.DIVERGED
 
 
 def _fid_settings_json(rec: RunRecord) -> str | None:
@@ -115,35 +116,41 @@ def _diverged_step(rec: RunRecord) -> Any:
 def _state_and_note(rec: RunRecord) -> tuple[str, str]:
     if rec.metrics is None:
         if rec.config is None:
-            return "missing", "no run directory (or no config.yaml / metrics.json in it)"
-        return "missing", "training has not written metrics.json"
+            return store.MISSING, "no run directory (or no config.yaml / metrics.json in it)"
+        return store.MISSING, "training has not written metrics.json"
     status = rec.metrics.get("status")
     if rec.evaluation is not None:
         state = rec.evaluation.get("status") or status
-        notes = {"completed": "", "diverged": f"diverged at step {_diverged_step(rec)}"}
+        notes = {
+            store.Status.COMPLETED: "",
+            store.Status.DIVERGED: f"diverged at step {_diverged_step(rec)}",
+        }
         return state, notes.get(state, f"evaluation status {state!r}")
-    if status == "diverged":
-        return "diverged", f"diverged at step {_diverged_step(rec)}; not evaluated"
-    if status == "completed":
-        return "not evaluated", "training completed; no eval.json"
+    if status == store.Status.DIVERGED:
+        return store.Status.DIVERGED.value, f"diverged at step {_diverged_step(rec)}; not evaluated"
+    if status == store.Status.COMPLETED:
+        return store.NOT_EVALUATED, "training completed; no eval.json"
     done, planned = rec.metrics.get("steps"), rec.metrics.get("steps_planned")
-    if status == "interrupted":
+    if status == store.Status.INTERRUPTED:
         signal = rec.metrics.get("signal") or "a signal"
-        return "interrupted", (
+        return store.Status.INTERRUPTED.value, (
             f"stopped by {signal} at step {done} of {planned} with a checkpoint; rerun its "
             "training job to resume"
         )
-    if status == "running":
+    if status == store.Status.RUNNING:
         alive = process_alive(rec.metrics.get("host"), rec.metrics.get("pid"))
         if alive is False:
-            return "interrupted", (
+            return store.Status.INTERRUPTED.value, (
                 f"left 'running' at step {done} of {planned} by a process that no longer exists "
                 f"(pid {rec.metrics.get('pid')} on {rec.metrics.get('host')}); rerun its "
                 "training job to resume from its last checkpoint"
             )
         if alive:
-            return "running", f"training (pid {rec.metrics.get('pid')}), {done} of {planned} steps"
-    return "missing", f"training not finished (status {status!r}, {done} of {planned} steps)"
+            return (
+                store.Status.RUNNING.value,
+                f"training (pid {rec.metrics.get('pid')}), {done} of {planned} steps",
+            )
+    return store.MISSING, f"training not finished (status {status!r}, {done} of {planned} steps)"
 
 
 def process_alive(host: str | None, pid: int | None) -> bool | None:

@@ -27,15 +27,15 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from ganstudy import layout
+from ganstudy import store
 from ganstudy.aggregate.columns import COLUMN_NAMES, COLUMNS, RunRecord
 from ganstudy.csvfile import parse_bool, parse_int, read_rows
 from ganstudy.errors import ConfigError
 
-EVAL_FORMAT = layout.EVAL_FORMAT
-DESIGN_COLUMNS = layout.DESIGN_COLUMNS
+EVAL_FORMAT = store.EVAL_FORMAT
+DESIGN_COLUMNS = store.DESIGN_COLUMNS
 # The files whose change makes a summary stale.
-RUN_FILES = (layout.CONFIG, layout.METRICS, layout.EVAL)
+RUN_FILES = (store.CONFIG, store.METRICS, store.EVAL)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -44,7 +44,7 @@ RUN_FILES = (layout.CONFIG, layout.METRICS, layout.EVAL)
 
 def read_design(results: Path) -> list[dict[str, Any]]:
     """The expected runs: ``design.csv`` if present, else the run dirs found under ``runs/``."""
-    path = results / layout.DESIGN
+    path = results / store.DESIGN
     if not path.exists():
         return discover_runs(results)
     rows = []
@@ -68,22 +68,14 @@ def read_design(results: Path) -> list[dict[str, Any]]:
 
 def discover_runs(results: Path) -> list[dict[str, Any]]:
     """Design rows for the run dirs on disk (``runs/<dataset>/<arch>/<loss>/bn-gX-dY/seedS``)."""
-    rows = []
-    runs = results / layout.RUNS
-    if not runs.is_dir():
-        return rows
-    for path in sorted(runs.glob("*/*/*/*/*")):
-        if not path.is_dir():
-            continue
-        rel = path.relative_to(results).as_posix()
-        try:
-            key = layout.RunKey.parse(rel)
-        except ValueError as err:
-            # Not dropped silently: a stray directory is named so it can be cleaned up.
-            warnings.warn(f"{path}: {err}; it is not part of the summary", stacklevel=2)
-            continue
-        rows.append(key.design_row())
-    return rows
+    found, strays = store.ResultsDir(results).find_runs()
+    for path in strays:
+        # Not dropped silently: a stray directory is named so it can be cleaned up.
+        warnings.warn(
+            f"{path}: not a run directory ({store.RUN_DIR_FORM}); it is not part of the summary",
+            stacklevel=2,
+        )
+    return [key.design_row() for key, _ in found]
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -113,16 +105,16 @@ def _read_yaml(path: Path) -> dict[str, Any] | None:
 def read_run(results: Path, design_row: dict[str, Any]) -> RunRecord:
     """Parse the files of one design row's run dir (absent files give None)."""
     run_dir = results / design_row["run_dir"]
-    evaluation = _read_json(run_dir / layout.EVAL)
+    evaluation = _read_json(run_dir / store.EVAL)
     if evaluation is not None and evaluation.get("format") != EVAL_FORMAT:
         raise ConfigError(
-            f"{run_dir / 'eval.json'}: key 'format' is {evaluation.get('format')!r}; "
+            f"{run_dir / store.EVAL}: key 'format' is {evaluation.get('format')!r}; "
             f"allowed: {EVAL_FORMAT!r}"
         )
     return RunRecord(
         design=design_row,
-        config=_read_yaml(run_dir / layout.CONFIG),
-        metrics=_read_json(run_dir / layout.METRICS),
+        config=_read_yaml(run_dir / store.CONFIG),
+        metrics=_read_json(run_dir / store.METRICS),
         evaluation=evaluation,
     )
 
@@ -216,11 +208,9 @@ def read_summary(path: str | Path) -> pd.DataFrame:
 def newest_input_mtime(results: Path) -> float:
     """The latest modification time of design.csv and the run files the summary is built from."""
     newest = 0.0
-    candidates = [results / layout.DESIGN]
-    runs = results / layout.RUNS
-    if runs.is_dir():
-        for name in RUN_FILES:
-            candidates.extend(runs.glob(f"*/*/*/*/*/{name}"))
+    candidates = [results / store.DESIGN]
+    for _, run in store.ResultsDir(results).find_runs()[0]:
+        candidates.extend(run / name for name in RUN_FILES)
     for path in candidates:
         try:
             newest = max(newest, path.stat().st_mtime)
@@ -239,7 +229,7 @@ def is_stale(results: Path, summary: Path) -> bool:
 def load_or_build(results: str | Path, summary: str | Path | None = None) -> pd.DataFrame:
     """The summary of ``results``: read from ``summary`` if up to date, else rebuilt and written."""
     results = Path(results)
-    summary = Path(summary) if summary is not None else results / layout.SUMMARY
+    summary = Path(summary) if summary is not None else results / store.SUMMARY
     if not results.is_dir():
         raise ConfigError(f"results directory {results} does not exist")
     if is_stale(results, summary):

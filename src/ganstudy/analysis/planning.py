@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-from ganstudy import layout
+from ganstudy import store
 from ganstudy.analysis import exact
 from ganstudy.analysis.power import ALPHA, POWER, RATE
 from ganstudy.analysis.primary import Hypothesis
@@ -184,8 +184,8 @@ def plan(study, alpha: float = ALPHA) -> list[PlannedHypothesis]:
     for h in family:
         sizes = []
         for p in h.strata(study.pairs):
-            base = layout.VariantKey(p.dataset, p.arch, p.baseline, p.bn_g, p.bn_d).path
-            cand = layout.VariantKey(p.dataset, p.arch, p.candidate, p.bn_g, p.bn_d).path
+            base = store.VariantKey(p.dataset, p.arch, p.baseline, p.bn_g, p.bn_d).path
+            cand = store.VariantKey(p.dataset, p.arch, p.candidate, p.bn_g, p.bn_d).path
             sizes.append((seeds[cand], seeds[base]))
         out.append(PlannedHypothesis(h, tuple(sizes), level))
     return out

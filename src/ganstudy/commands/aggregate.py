@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ganstudy import layout
+from ganstudy import store
 from ganstudy.aggregate.columns import STATES
 
 
@@ -14,7 +14,7 @@ def _cli(args) -> int:
     from ganstudy.aggregate.summary import collect, write_summary
 
     results = Path(args.results)
-    out = Path(args.out) if args.out else results / layout.SUMMARY
+    out = Path(args.out) if args.out else results / store.SUMMARY
     df = collect(results)
     write_summary(df, out)
     counts = df["state"].value_counts()

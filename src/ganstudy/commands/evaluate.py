@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ganstudy import layout
+from ganstudy import store
 from ganstudy.errors import ConfigError
 from ganstudy.metrics import fid_protocol
 
@@ -54,7 +54,7 @@ def _cli(args) -> int:
     ]
     for p in plans:
         result = evaluate(p, log_mlflow=not args.no_mlflow)
-        print(f"{p.run_dir / layout.EVAL}: {_summary(result)}", flush=True)
+        print(f"{p.run_dir / store.EVAL}: {_summary(result)}", flush=True)
         for note in result["notes"]:
             print(f"note: {note}", file=sys.stderr)
     return 0

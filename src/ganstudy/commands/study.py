@@ -11,8 +11,8 @@ import yaml
 from ganstudy.analysis.comparisons import pairs_csv
 from ganstudy.errors import ConfigError
 from ganstudy.study.files import atomic_write, design_csv, load_configs, run_config_yaml
-from ganstudy.study.grid import Study
 from ganstudy.study.schema import default_schema_path
+from ganstudy.study.workflow import Study
 
 
 def _schema_path(arg: str | None) -> Path:
@@ -49,14 +49,14 @@ def _cmd_design(args) -> int:
 
 
 def _cmd_init_tracking(args) -> int:
-    from ganstudy.tracking import store, ui
+    from ganstudy.tracking import backend, ui
 
-    store.bound_http_waits()
-    uri = store.resolve_uri(args.uri)
+    backend.bound_http_waits()
+    uri = backend.resolve_uri(args.uri)
     try:
-        experiment_id = store.init_store(uri, args.experiment)
+        experiment_id = backend.init_store(uri, args.experiment)
     except Exception as err:  # noqa: BLE001 - the store only mirrors the runs: warn, go on
-        store.warn_failure("study", uri, f"opening the store: {store.describe_error(err)}")
+        backend.warn_failure("study", uri, f"opening the store: {backend.describe_error(err)}")
         return 0
     print(f"MLflow store {uri}: experiment {args.experiment!r} (id {experiment_id})")
     print(ui.ui_hint(uri, experiment_id))

@@ -6,22 +6,22 @@ import argparse
 import sys
 from pathlib import Path
 
-from ganstudy import layout
+from ganstudy import store
 from ganstudy.errors import ConfigError
 
 
 def _sync(args) -> int:
-    from ganstudy.tracking import store
+    from ganstudy.tracking import backend
     from ganstudy.tracking import sync as track_sync
 
     if args.run:
         paths = [Path(p) for p in args.run]
-        missing = [str(p) for p in paths if not (p / layout.CONFIG).is_file()]
+        missing = [str(p) for p in paths if not (p / store.CONFIG).is_file()]
         if missing:
-            raise ConfigError(f"--run {missing[0]}: no {layout.CONFIG}; is it a run directory?")
+            raise ConfigError(f"--run {missing[0]}: no {store.CONFIG}; is it a run directory?")
     else:
         paths = track_sync.run_dirs(Path(args.results))
-    uri = store.resolve_uri(args.uri)
+    uri = backend.resolve_uri(args.uri)
     try:
         done = track_sync.sync(paths, uri, args.experiment)
     except Exception as err:  # noqa: BLE001 - an unreachable store is the user's to fix
@@ -29,7 +29,7 @@ def _sync(args) -> int:
             raise
         print(
             f"ganstudy: MLflow store {uri} cannot be reached or written: "
-            f"{store.describe_error(err)}",
+            f"{backend.describe_error(err)}",
             file=sys.stderr,
         )
         return 2

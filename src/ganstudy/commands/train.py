@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import yaml
-
 from ganstudy import config as config_mod
+from ganstudy import store
 from ganstudy.errors import ConfigError
 from ganstudy.train.signals import EXIT_INTERRUPTED
 
@@ -42,19 +41,9 @@ def _parse_seeds(text: str) -> list[int]:
 
 
 def _read_config(path: str) -> dict:
-    if not Path(path).is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        with open(path, encoding="utf-8") as fh:  # yaml names the file in its message
-            data = yaml.safe_load(fh)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"config file {path} is not a text file: {err}") from None
-    if data is not None and not isinstance(data, dict):
-        raise ConfigError(f"config file {path}: expected a mapping of keys at the top level, "
-                          f"got {type(data).__name__}")  # fmt: skip
-    return data or {}
+    from ganstudy import yamlfile
+
+    return yamlfile.load_mapping(path, "config file")
 
 
 def _cli(args) -> int:
@@ -77,7 +66,7 @@ def _cli(args) -> int:
     results = train(cfg, seeds, run_dirs, device=args.device, progress=not args.quiet)
     for seed, res, run_dir in zip(seeds, results, run_dirs):
         print(f"seed {seed}: {res['status']} after {res['steps']} steps -> {run_dir}")
-    if any(res["status"] == "interrupted" for res in results):
+    if any(res["status"] == store.Status.INTERRUPTED for res in results):
         return EXIT_INTERRUPTED
     return 0
 

@@ -28,6 +28,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+from ganstudy import store
 from ganstudy.data.cats import parse_landmarks
 from ganstudy.data.sources import Source, SourceFile, source_for
 from ganstudy.errors import FetchError
@@ -36,7 +37,7 @@ MIRROR_ENV = "GANSTUDY_MIRROR"
 DEFAULT_TIMEOUT_S = 60.0
 _CHUNK = 1 << 20
 _PROGRESS_BYTES = 100 << 20
-RECORD = "SHA256SUMS"
+RECORD = store.FETCH_RECORD
 
 
 def file_digests(path: Path) -> dict[str, str]:
@@ -240,7 +241,7 @@ def _log(message: str) -> None:
 
 def raw_dir_for(name: str, data_root: str | os.PathLike) -> Path | None:
     source = source_for(name)
-    return None if source is None else Path(data_root) / "raw" / source.key
+    return None if source is None else store.DataRoot(data_root).raw(source.key)
 
 
 def fetch(
@@ -258,7 +259,7 @@ def fetch(
     mirror_dir = resolve_mirror(mirror)
     if source is None:
         return None
-    raw_dir = Path(data_root) / "raw" / source.key
+    raw_dir = store.DataRoot(data_root).raw(source.key)
     raw_dir.mkdir(parents=True, exist_ok=True)
     for spec in source.files:
         digest = fetch_file(source, spec, raw_dir, mirror_dir, timeout, log)
@@ -274,5 +275,5 @@ def fetched_files(name: str, data_root: str | os.PathLike) -> tuple[int, int]:
     source = source_for(name)
     if source is None:
         return (0, 0)
-    raw_dir = Path(data_root) / "raw" / source.key
+    raw_dir = store.DataRoot(data_root).raw(source.key)
     return (sum((raw_dir / f.name).is_file() for f in source.files), len(source.files))

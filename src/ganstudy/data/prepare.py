@@ -20,19 +20,19 @@ import torch
 from torch import Tensor
 
 import ganstudy
-from ganstudy import atomic
+from ganstudy import atomic, store
 from ganstudy.data import registry
 from ganstudy.data.builders import BUILDERS
 from ganstudy.data.fetch import fetch, read_record
 from ganstudy.data.sources import SOURCES
 from ganstudy.errors import ConfigError
 
-MANIFEST = "manifest.json"
+MANIFEST = store.MANIFEST
 FORMAT = 1
 
 
 def prepared_dir(name: str, data_root: str | os.PathLike) -> Path:
-    return Path(data_root) / "prepared" / name
+    return store.DataRoot(data_root).prepared(name)
 
 
 def read_manifest(name: str, data_root: str | os.PathLike) -> dict | None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ganstudy import atomic, layout, provenance
+from ganstudy import atomic, provenance, store
 from ganstudy import config as config_mod
 from ganstudy.data import registry
 from ganstudy.errors import ConfigError
@@ -33,10 +33,10 @@ from ganstudy.sample import checkpoint_file, generate, load_generator, save_samp
 from ganstudy.tracking.records import eval_metrics
 from ganstudy.tracking.runs import log_metrics_to_run
 
-FORMAT = layout.EVAL_FORMAT
+FORMAT = store.EVAL_FORMAT
 SAMPLE_SEED = 0
 GRID = 64
-FINISHED = ("completed", "diverged")
+FINISHED = store.FINISHED
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,10 +123,10 @@ def plan(
     A classifier whose test accuracy is below its dataset's target is refused unless
     ``allow_weak_classifier``; then it is used and every metric it measures is flagged."""
     run_dir = Path(run_dir)
-    for name in (layout.CONFIG, layout.METRICS):
+    for name in (store.CONFIG, store.METRICS):
         if not (run_dir / name).is_file():
             raise ConfigError(f"--run {run_dir}: {name} is missing; is this a run directory?")
-    metrics = _read_json(run_dir / layout.METRICS)
+    metrics = _read_json(run_dir / store.METRICS)
     if metrics.get("status") not in FINISHED:
         raise ConfigError(
             f"--run {run_dir}: status {metrics.get('status')!r} in metrics.json; allowed: "
@@ -136,7 +136,7 @@ def plan(
         raise ConfigError(f"--mode-samples {mode_samples}: allowed: a positive integer")
     if mode_min_count is not None and mode_min_count < 1:
         raise ConfigError(f"--mode-min-count {mode_min_count}: allowed: a positive integer")
-    cfg = config_mod.load(run_dir / layout.CONFIG)
+    cfg = config_mod.load(run_dir / store.CONFIG)
     spec = registry.dataset(cfg.dataset.name)
     p = Plan(
         run_dir=run_dir,
@@ -202,7 +202,7 @@ def _samples(p: Plan) -> tuple[Tensor | None, str | None, str | None]:
     try:
         source = checkpoint_file(p.run_dir)
     except FileNotFoundError as err:
-        if p.metrics.get("status") == "diverged":
+        if p.metrics.get("status") == store.Status.DIVERGED:
             return None, None, f"nothing measured: {err}"
         raise ConfigError(f"--run {p.run_dir}: {err}") from err
     generator, cfg = load_generator(source, p.device)
@@ -240,12 +240,12 @@ def _write_sample_files(p: Plan, samples: Tensor) -> list[str]:
     """samples.png (8x8 grid) for images; samples2d.csv (the points of the mode metrics) for 2D."""
     spec = p.context["spec"]
     if spec.kind == "image":
-        save_samples(samples[:GRID], spec, p.run_dir / layout.SAMPLE_GRID)
-        return [layout.SAMPLE_GRID]
+        save_samples(samples[:GRID], spec, p.run_dir / store.SAMPLE_GRID)
+        return [store.SAMPLE_GRID]
     points = samples[: p.mode_samples].numpy()
     lines = ["x,y"] + [f"{x!r},{y!r}" for x, y in points.tolist()]
-    atomic.write_text(p.run_dir / layout.SAMPLES_2D, "\n".join(lines) + "\n")
-    return [layout.SAMPLES_2D]
+    atomic.write_text(p.run_dir / store.SAMPLES_2D, "\n".join(lines) + "\n")
+    return [store.SAMPLES_2D]
 
 
 def _log_to_mlflow(p: Plan, result: dict) -> tuple[str | None, str | None]:
@@ -283,5 +283,5 @@ def evaluate(p: Plan, log_mlflow: bool = True) -> dict:
         result["mlflow_run_id"], error = _log_to_mlflow(p, result)
         if error:
             result["notes"].append(error)
-    atomic.write_text(p.run_dir / layout.EVAL, json.dumps(result, indent=2) + "\n")
+    atomic.write_text(p.run_dir / store.EVAL, json.dumps(result, indent=2) + "\n")
     return result

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 import ganstudy
+from ganstudy import store
 from ganstudy.data import registry
 from ganstudy.data.prepare import is_prepared, load_split, prepare
 from ganstudy.errors import ConfigError
@@ -73,7 +74,7 @@ def training_spec(dataset: str) -> registry.ClassifierTraining:
 
 
 def classifier_path(data_root: str | os.PathLike, dataset: str) -> Path:
-    return Path(data_root) / "classifiers" / f"{classifier_name(dataset)}.pt"
+    return store.DataRoot(data_root).classifier(classifier_name(dataset))
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

@@ -10,7 +10,8 @@ average-pooled to a vector exactly as pytorch-fid does), and the distance is pyt
 quantised to 8-bit levels (what an image file of the same samples holds), mapped to [0, 1],
 grayscale is repeated to three channels, and the network resizes bilinearly to 299x299
 (``resize_input=True``, ``normalize_input=True``), so a value here equals pytorch-fid's on the
-same samples written as PNG.
+same samples written as PNG. The network and its weights file come from
+:mod:`ganstudy.metrics.inception`.
 
 FID depends on the sample counts and the feature block; every value is stored with
 :func:`settings` and values are only comparable when their settings are equal.
@@ -19,12 +20,8 @@ FID depends on the sample counts and the feature block; every value is stored wi
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
 import io
 import json
-import os
-import threading
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -32,132 +29,27 @@ from pathlib import Path
 import numpy as np
 import torch
 from pytorch_fid import fid_score as pt_fid_score
-from pytorch_fid import inception as pt_inception
 from pytorch_fid.fid_score import calculate_frechet_distance
 from pytorch_fid.inception import InceptionV3
 from scipy import linalg as scipy_linalg
 from torch import Tensor
 
-from ganstudy import atomic
+from ganstudy import atomic, store
 from ganstudy.data import streams
 from ganstudy.errors import FIDError
 from ganstudy.metrics.fid_protocol import (
-    WEIGHTS_ENV,
-    WEIGHTS_FILE,
     FIDProtocol,
     protocol_for,
     singular_flag,
 )
+from ganstudy.metrics.inception import InceptionWeights, load_inception, resolve_weights
 from ganstudy.numerics import full_fp32
 
 PYTORCH_FID_VERSION = version("pytorch-fid")
-WEIGHTS_SHA256_PREFIX = WEIGHTS_FILE.rsplit("-", 1)[1].split(".")[0]
 RESIZE = "bilinear to 299x299 (pytorch-fid InceptionV3 resize_input=True, align_corners=False)"
 INPUT = "8-bit levels in [0, 1], grayscale repeated to 3 channels"
 REFERENCE_SUBSET_SEED = 0
 STATS_FORMAT = "ganstudy-fid-stats-1"
-
-
-# ---------------------------------------------------------------------------------------------
-# Weights
-
-
-@dataclass(frozen=True)
-class InceptionWeights:
-    path: Path
-    sha256: str
-    source: str
-
-    @property
-    def identity(self) -> str:
-        return f"{self.path.name} sha256:{self.sha256}"
-
-
-def _missing_weights_help() -> str:
-    return (
-        f"set --fid-weights PATH or ${WEIGHTS_ENV} to a copy of {WEIGHTS_FILE}, or place it in "
-        f"{Path(torch.hub.get_dir()) / 'checkpoints'} (source: {pt_inception.FID_WEIGHTS_URL})"
-    )
-
-
-@functools.lru_cache(maxsize=8)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    del size, mtime_ns  # part of the cache key only: a replaced file is hashed again
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    stat = path.stat()
-    return _sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-
-
-def resolve_weights(path: str | Path | None = None, download: bool = True) -> InceptionWeights:
-    """The Inception weights file: ``path`` if given, else ``$GANSTUDY_FID_WEIGHTS``, else
-    pytorch-fid's own copy in ``$TORCH_HOME/hub/checkpoints`` (downloaded there if missing)."""
-    for candidate, source in ((path, "option"), (os.environ.get(WEIGHTS_ENV), WEIGHTS_ENV)):
-        if candidate:
-            candidate = Path(candidate).expanduser()
-            if not candidate.is_file():
-                raise FIDError(
-                    f"FID weights file {candidate} (from {source}) does not exist; "
-                    + _missing_weights_help()
-                )
-            return InceptionWeights(candidate, file_sha256(candidate), source)
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILE
-    if not cached.is_file():
-        if not download:
-            raise FIDError(
-                f"FID weights {WEIGHTS_FILE} are not available; " + _missing_weights_help()
-            )
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            # the file name carries the first digits of the original's sha256, as torch.hub's do
-            torch.hub.download_url_to_file(
-                pt_inception.FID_WEIGHTS_URL, str(cached), hash_prefix=WEIGHTS_SHA256_PREFIX
-            )
-        except Exception as err:  # noqa: BLE001 - any network failure means the same to a user
-            raise FIDError(
-                f"cannot download the FID weights {WEIGHTS_FILE} ({err}); "
-                + _missing_weights_help()
-            ) from err
-    return InceptionWeights(cached, file_sha256(cached), "torch hub cache")
-
-
-_BUILD_LOCK = threading.Lock()
-
-
-@functools.lru_cache(maxsize=4)
-def _inception(dims: int, weights_path: str, sha256: str, device: str) -> InceptionV3:
-    del sha256  # part of the cache key only
-    try:
-        state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - report any unreadable file the same way
-        raise FIDError(f"FID weights file {weights_path} cannot be read: {err}") from err
-    with _BUILD_LOCK:
-        original = pt_inception.load_state_dict_from_url
-        # pytorch-fid's fid_inception_v3 fetches its weights through this module-level name;
-        # answering it with the given file keeps pytorch-fid's network definition untouched.
-        pt_inception.load_state_dict_from_url = lambda *args, **kwargs: state
-        try:
-            model = InceptionV3(
-                [InceptionV3.BLOCK_INDEX_BY_DIM[dims]], resize_input=True, normalize_input=True
-            )
-        except RuntimeError as err:
-            raise FIDError(
-                f"FID weights file {weights_path} does not hold the FID Inception network: {err}"
-            ) from err
-        finally:
-            pt_inception.load_state_dict_from_url = original
-    return model.to(device).eval()
-
-
-def load_inception(dims: int, weights: InceptionWeights, device: str | torch.device) -> InceptionV3:
-    """pytorch-fid's InceptionV3 returning the ``dims``-d block, cached per process."""
-    return _inception(dims, str(weights.path), weights.sha256, str(torch.device(device)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,7 +186,7 @@ def stats_path(
     data_root: str | Path, dataset: str, protocol: FIDProtocol, n: int, sha: str
 ) -> Path:
     split, dims = protocol.reference_split, protocol.dims
-    return Path(data_root) / "fid_stats" / f"{dataset}-{split}-{dims}-{n}-{sha[:12]}.npz"
+    return store.DataRoot(data_root).fid_stats / f"{dataset}-{split}-{dims}-{n}-{sha[:12]}.npz"
 
 
 def reference_statistics(

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ganstudy import layout
+from ganstudy import store
 
 COLLAPSE_FRACTION = 0.5
 CONVERGED_QUALITY = 0.5
@@ -46,7 +46,7 @@ def read_csv(path: Path) -> pd.DataFrame | None:
 
 def divergence(metrics: dict, log: pd.DataFrame | None) -> tuple[bool, int | None]:
     step = metrics.get("diverged_step")
-    diverged = metrics.get("status") == "diverged" or step is not None
+    diverged = metrics.get("status") == store.Status.DIVERGED or step is not None
     if log is not None:
         losses = log[[c for c in ("loss_d", "loss_g") if c in log]].to_numpy(dtype=np.float64)
         bad = ~np.isfinite(losses).all(axis=1)
@@ -119,9 +119,9 @@ def collapsed(modes: dict | None) -> bool | None:
 def stability(run_dir: str | Path, modes: dict | None = None) -> dict:
     """The stability block of eval.json for a run directory and its mode metrics (if any)."""
     run_dir = Path(run_dir)
-    metrics_path = run_dir / layout.METRICS
+    metrics_path = run_dir / store.METRICS
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    log = read_csv(run_dir / layout.LOG)
+    log = read_csv(run_dir / store.LOG)
     diverged, step = divergence(metrics, log)
     return {
         "diverged": diverged,
@@ -129,6 +129,6 @@ def stability(run_dir: str | Path, modes: dict | None = None) -> dict:
         "collapsed": collapsed(modes),
         "not_converged": not_converged(modes),
         "collapse_rule": COLLAPSE_RULE,
-        **fid_curve_summary(read_csv(run_dir / layout.FID_CURVE)),
+        **fid_curve_summary(read_csv(run_dir / store.FID_CURVE)),
         "grad_norm_g": grad_norm_summary(log),
     }

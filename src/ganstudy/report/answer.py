@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ganstudy import layout
+from ganstudy import store
 from ganstudy.analysis import planning, pooled, stats
 from ganstudy.analysis import primary as primary_mod
 from ganstudy.analysis.comparisons import Pair
@@ -28,7 +28,7 @@ from ganstudy.report.compare import fid_settings, pairs_of
 from ganstudy.report.html import Html, figure, fmt, join, table, tag
 from ganstudy.report.inputs import ReportInputs
 
-FINISHED = ("completed", "diverged")
+FINISHED = store.FINISHED
 
 
 @dataclass(frozen=True)
@@ -97,10 +97,10 @@ def cells(h: Hypothesis, study: ReportInputs, completed_only: bool = False):
                 counts = pd.Series(lacking).value_counts()
                 shown = ", ".join(f"{n} {s}" for s, n in counts.items())
                 notes.append(
-                    f"{p.dataset} {p.arch} {layout.bn_label(p.bn_g, p.bn_d)} {arm}: {shown}"
+                    f"{p.dataset} {p.arch} {store.bn_label(p.bn_g, p.bn_d)} {arm}: {shown}"
                 )
         labels = {"dataset": p.dataset, "arch": p.arch,
-                  "bn": layout.bn_label(p.bn_g, p.bn_d), "block": p.block}  # fmt: skip
+                  "bn": store.bn_label(p.bn_g, p.bn_d), "block": p.block}  # fmt: skip
         sign = 1.0 if h.outcome.kind == RATE or h.outcome.higher_is_better else -1.0
         out.append(pooled.Cell(labels, arms["baseline"], arms["candidate"], sign))
     return out, runs.loc[used], "; ".join(notes)

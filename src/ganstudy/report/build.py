@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from ganstudy import layout
+from ganstudy import store, yamlfile
 from ganstudy.aggregate import columns as summary_columns
 from ganstudy.aggregate import summary as aggregate
 from ganstudy.analysis.comparisons import read_pairs
@@ -91,7 +91,7 @@ def _design(study: ReportInputs) -> Html:
         ],
         rows,
     )
-    incomplete = runs[runs["state"] != "completed"]
+    incomplete = runs[runs["state"] != store.Status.COMPLETED]
     parts = [
         tag(
             "p",
@@ -304,13 +304,8 @@ def read_config(path: str | Path | None) -> tuple[Path | None, str | None]:
     if path is None:
         return None, None
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"study config {path} does not exist")
-    text = path.read_text()
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"study config {path} is not valid YAML: {err}") from err
+    text = yamlfile.read_text(path, "study config")
+    data = yamlfile.parse(text, f"study config {path}")
     if not isinstance(data, dict):
         raise ConfigError(f"study config {path}: expected a mapping at the top level")
     return path, text
@@ -333,7 +328,7 @@ def build_report(results: str | Path, out: str | Path, config: str | Path | None
         config_path=config_path,
         config_text=config_text,
         comparison=comparison,
-        pairs=read_pairs(results / layout.COMPARISONS),
+        pairs=read_pairs(results / store.COMPARISONS),
     )
     check_run_csvs(study)
     aggregate.write_atomic(out, render(study).encode("utf-8"))

@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import pandas as pd
 
-from ganstudy import layout
+from ganstudy import store
 from ganstudy.analysis import power, stats
 from ganstudy.analysis.comparisons import MetricTest, Pair, metric_tests
 from ganstudy.losses import ComparedLosses
@@ -123,7 +123,7 @@ def compare_losses(
                     {
                         "dataset": dataset,
                         "arch": arch,
-                        "bn": layout.bn_label(bn_g, bn_d),
+                        "bn": store.bn_label(bn_g, bn_d),
                         "baseline": baseline,
                         "candidate": cand_label,
                         "metric": test.label,

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ganstudy import layout, protocols
+from ganstudy import protocols, store
 from ganstudy.aggregate import columns as summary_columns
 from ganstudy.analysis.comparisons import Pair
 from ganstudy.data.registry import DATASETS
@@ -35,7 +35,7 @@ def plain(summary: pd.DataFrame) -> pd.DataFrame:
             out[col.name] = s.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
         else:
             out[col.name] = s.astype(object).where(s.notna(), None)
-    out["bn"] = [layout.bn_label(g, d) for g, d in zip(out["bn_g"], out["bn_d"])]
+    out["bn"] = [store.bn_label(g, d) for g, d in zip(out["bn_g"], out["bn_d"])]
     out["variant"] = out["arch"] + " " + out["bn"]
     return out
 
@@ -72,9 +72,9 @@ def load_references() -> dict[str, Any]:
 
 RUN_CSVS = {
     # file -> columns the report reads from it
-    layout.LOG: ["step", "grad_norm_g"],
-    layout.FID_CURVE: ["step", "fid"],
-    layout.SAMPLES_2D: ["x", "y"],
+    store.LOG: ["step", "grad_norm_g"],
+    store.FID_CURVE: ["step", "fid"],
+    store.SAMPLES_2D: ["x", "y"],
 }
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from ganstudy import layout, protocols
+from ganstudy import protocols, store
 from ganstudy.data.registry import DATASETS
 from ganstudy.report.html import Html, fmt, join, summarize, table, tag
 from ganstudy.report.inputs import ReportInputs
@@ -39,8 +39,8 @@ def _read_json(path: Path) -> dict:
 
 def _run_facts(study: ReportInputs, row: Any, metric: str, runs: int) -> protocols.Facts:
     """What one run recorded that the protocol fields need (metrics.json, eval.json)."""
-    metrics = _read_json(study.run_path(row, layout.METRICS))
-    evaluation = _read_json(study.run_path(row, layout.EVAL))
+    metrics = _read_json(study.run_path(row, store.METRICS))
+    evaluation = _read_json(study.run_path(row, store.EVAL))
     modes = evaluation.get("modes") or {}
     classifier = modes.get("classifier") or {}
     column, _ = OUR_METRICS[metric]
@@ -76,7 +76,7 @@ def _int(value: Any) -> int | None:
 
 def _run_config(study: ReportInputs, row: Any) -> dict[str, Any] | None:
     try:
-        return yaml.safe_load(study.run_path(row, layout.CONFIG).read_text())
+        return yaml.safe_load(study.run_path(row, store.CONFIG).read_text())
     except (OSError, yaml.YAMLError):
         return None
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from ganstudy import layout
+from ganstudy import store
 from ganstudy.aggregate import columns as summary_columns
 from ganstudy.data.registry import DATASETS
 from ganstudy.metrics.mode_kinds import MODE_KINDS
@@ -111,7 +111,7 @@ def _fig_fid_box(study: ReportInputs, d: pd.DataFrame) -> Html:
 
 
 def _fig_fid_curves(study: ReportInputs, d: pd.DataFrame) -> Html:
-    curves = read_run_csvs(study, d, layout.FID_CURVE, ["step", "fid"]).dropna(subset=["fid"])
+    curves = read_run_csvs(study, d, store.FID_CURVE, ["step", "fid"]).dropna(subset=["fid"])
     if curves.empty:
         return Html("")
     png = report_figures.curves(curves, y="fid", ylabel="FID")
@@ -158,11 +158,11 @@ def _fig_scatter2d(study: ReportInputs, d: pd.DataFrame) -> Html:
     points, titles, used = {}, {}, []
     for (variant, loss), g in d.groupby(["variant", "loss_label"], sort=True):
         row = representative(
-            g, "modes_covered", lambda r: study.run_path(r, layout.SAMPLES_2D).exists()
+            g, "modes_covered", lambda r: study.run_path(r, store.SAMPLES_2D).exists()
         )
         if row is None:
             continue
-        pts = read_run_csvs(study, g[g["run_dir"] == row.run_dir], layout.SAMPLES_2D, ["x", "y"])
+        pts = read_run_csvs(study, g[g["run_dir"] == row.run_dir], store.SAMPLES_2D, ["x", "y"])
         points[(variant, loss)] = pts
         titles[(variant, loss)] = (
             f"{loss}, {variant}\nseed {int(row.seed)}, {fmt(row.modes_covered)} modes"
@@ -190,13 +190,13 @@ def _sample_grids(study: ReportInputs, d: pd.DataFrame) -> Html:
                 cells.append("not in the design")
                 continue
             row = representative(
-                members, metric, lambda r: study.run_path(r, layout.SAMPLE_GRID).exists()
+                members, metric, lambda r: study.run_path(r, store.SAMPLE_GRID).exists()
             )
             if row is None:
                 states = ", ".join(f"{n} {s}" for s, n in members["state"].value_counts().items())
                 cells.append(f"no samples.png yet ({states})")
                 continue
-            data = study.run_path(row, layout.SAMPLE_GRID).read_bytes()
+            data = study.run_path(row, store.SAMPLE_GRID).read_bytes()
             if not data.startswith(PNG_SIGNATURE):
                 cells.append(f"{row.run_dir}/samples.png is not a PNG file")
                 continue
@@ -257,7 +257,7 @@ def results_section(study: ReportInputs) -> Html:
 
 
 # States of a run whose training has ended (see ganstudy.aggregate.columns.STATES).
-FINISHED_STATES = ("completed", "diverged", "not evaluated")
+FINISHED_STATES = (*store.FINISHED, store.NOT_EVALUATED)
 
 
 def stability_section(study: ReportInputs) -> Html:
@@ -266,7 +266,7 @@ def stability_section(study: ReportInputs) -> Html:
         ["dataset", "arch", "bn", "loss_label"], sort=True
     ):
         trained = g[g["state"].isin(FINISHED_STATES)]
-        unfinished = g[g["state"].isin(("interrupted", "running"))]
+        unfinished = g[g["state"].isin((store.Status.INTERRUPTED, store.Status.RUNNING))]
         diverged = trained["diverged"].map(lambda v: v is True)
         evaluated = g[g["collapsed"].notna()]
         collapsed = evaluated["collapsed"].map(lambda v: v is True)
@@ -325,7 +325,7 @@ def stability_section(study: ReportInputs) -> Html:
 
     for dataset, d in study.runs.groupby("dataset", sort=True):
         compared = d[is_compared(d, study.comparison, study.pairs)]
-        logs = read_run_csvs(study, compared, layout.LOG, ["step", "grad_norm_g"])
+        logs = read_run_csvs(study, compared, store.LOG, ["step", "grad_norm_g"])
         logs = logs[np.isfinite(logs["grad_norm_g"].astype(float)) & (logs["grad_norm_g"] > 0)]
         if not logs.empty:
             png = report_figures.curves(
@@ -348,7 +348,7 @@ def stability_section(study: ReportInputs) -> Html:
 def _fig_d_learning_rate(study: ReportInputs, dataset: str, d: pd.DataFrame) -> Html:
     """The effective learning rate of D over training, for runs with a schedule of it."""
     scheduled = d[d["d_lr_schedule"].notna() & (d["d_lr_schedule"] != "none")]
-    logs = read_run_csvs(study, scheduled, layout.LOG, ["step", "lr_d"])
+    logs = read_run_csvs(study, scheduled, store.LOG, ["step", "lr_d"])
     logs = logs[np.isfinite(logs["lr_d"].astype(float)) & (logs["lr_d"] > 0)]
     if logs.empty:
         return Html("")

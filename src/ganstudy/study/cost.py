@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from ganstudy import store
 from ganstudy.data import registry
 from ganstudy.errors import ConfigError
 
@@ -72,7 +73,7 @@ GPU_STEP_SECONDS: dict[tuple[str, str, int, int, int], float] = {
 def train_size(dataset: str, prepare_params: dict, data_root: str | Path | None = None) -> int:
     """Training images of a dataset: its prepared manifest if present, else the nominal size."""
     if data_root is not None:
-        manifest = Path(data_root) / "prepared" / dataset / "manifest.json"
+        manifest = store.DataRoot(data_root).manifest(dataset)
         if manifest.is_file():
             return int(json.loads(manifest.read_text())["splits"]["train"]["count"])
     size = registry.nominal_train_size(dataset, prepare_params)

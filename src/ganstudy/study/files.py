@@ -7,11 +7,8 @@ import io
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ganstudy import atomic, layout
+from ganstudy import atomic, store, yamlfile
 from ganstudy import config as run_config
-from ganstudy.errors import ConfigError
 from ganstudy.study.grid import merge
 
 
@@ -22,7 +19,7 @@ def atomic_write(path: str | Path, text: str) -> None:
 
 def design_csv(rows: list[dict[str, Any]]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, layout.DESIGN_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(out, store.DESIGN_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue()
@@ -37,14 +34,5 @@ def load_configs(paths: list[str | Path]) -> dict:
     """Study config files merged in order, as ``snakemake --configfile`` merges them."""
     merged: dict = {}
     for path in paths:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"study config {path} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"study config {path} is not valid YAML: {err}") from err
-        if not isinstance(data, dict):
-            raise ConfigError(f"study config {path}: expected a mapping at the top level")
-        merged = merge(merged, data)
+        merged = merge(merged, yamlfile.load_mapping(path, "study config"))
     return merged

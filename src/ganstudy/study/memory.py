@@ -44,8 +44,8 @@ import math
 import os
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 
+from ganstudy import store
 from ganstudy.data import registry
 from ganstudy.errors import ConfigError
 from ganstudy.losses import LOSSES
@@ -196,7 +196,7 @@ def training_memory(
 
 def _train_images(study, dataset: str) -> int | None:
     """Training images of an image dataset: its prepared manifest, else its nominal size."""
-    manifest = Path(study.data_root) / "prepared" / dataset / "manifest.json"
+    manifest = store.DataRoot(study.data_root).manifest(dataset)
     if manifest.is_file():
         return int(json.loads(manifest.read_text())["splits"]["train"]["count"])
     return registry.nominal_train_size(dataset, study.prepare_params(dataset))

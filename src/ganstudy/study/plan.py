@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ganstudy import layout
+from ganstudy import store
 from ganstudy.analysis import power
 from ganstudy.analysis.comparisons import metric_tests
 
@@ -51,12 +51,12 @@ def plan(study) -> list[PlannedComparison]:
     seeds = {v.key: len(v.seeds) for v in study.variants}
     out = []
     for p in sorted(study.pairs, key=lambda p: (p.dataset, p.arch, p.bn_g, p.bn_d)):
-        base = layout.VariantKey(p.dataset, p.arch, p.baseline, p.bn_g, p.bn_d).path
-        cand = layout.VariantKey(p.dataset, p.arch, p.candidate, p.bn_g, p.bn_d).path
+        base = store.VariantKey(p.dataset, p.arch, p.baseline, p.bn_g, p.bn_d).path
+        cand = store.VariantKey(p.dataset, p.arch, p.candidate, p.bn_g, p.bn_d).path
         for test in metric_tests(p.dataset):
             out.append(
                 PlannedComparison(
-                    p.dataset, p.arch, layout.bn_label(p.bn_g, p.bn_d), p.baseline, p.candidate,
+                    p.dataset, p.arch, store.bn_label(p.bn_g, p.bn_d), p.baseline, p.candidate,
                     test.label, test.kind, seeds[base], seeds[cand],
                 )
             )  # fmt: skip

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from ganstudy import layout
+from ganstudy import store
 from ganstudy.study import cost, plan
 
 
@@ -27,7 +27,7 @@ class Preflight:
 
 def trained_runs(study) -> set[str]:
     """Run directories (relative to the results) that hold a final.pt."""
-    return {run.run_dir for run in study.runs if os.path.isfile(study.run_path(run, layout.FINAL))}
+    return {run.run_dir for run in study.runs if os.path.isfile(study.run_path(run, store.FINAL))}
 
 
 def check(study, gpus: list[str], gpu_plan, local_cores: int | None) -> Preflight:

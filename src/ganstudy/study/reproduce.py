@@ -19,7 +19,8 @@ from ganstudy.data import registry
 from ganstudy.errors import ConfigError
 from ganstudy.metrics.mode_kinds import MODE_KINDS
 from ganstudy.study import cost
-from ganstudy.study.grid import Study, Variant
+from ganstudy.study.grid import Variant
+from ganstudy.study.workflow import Study
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from ganstudy import yamlfile
 from ganstudy.errors import ConfigError
 
 SCHEMA_FILE = "config.schema.yaml"
@@ -29,9 +30,7 @@ def default_schema_path() -> Path:
 def load_schema(path: str | Path | None = None) -> dict:
     """The schema at ``path`` (default: the packaged one)."""
     path = default_schema_path() if path is None else Path(path)
-    if not path.is_file():
-        raise ConfigError(f"study config schema {path} does not exist")
-    return yaml.safe_load(path.read_text())
+    return yamlfile.load_mapping(path, "study config schema")
 
 
 def _resolve(schema: dict, root: dict) -> dict:

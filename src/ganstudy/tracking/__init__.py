@@ -4,7 +4,7 @@ The store is ``tracking.uri`` from the config, else ``$MLFLOW_TRACKING_URI``, el
 file ``mlflow.db`` in the working directory (MLflow's own default). A fresh SQLite store is
 created under an exclusive file lock, so that many training processes started at once do not
 race in MLflow's schema migration; writes that meet a locked database are retried
-(:mod:`ganstudy.tracking.store`).
+(:mod:`ganstudy.tracking.backend`).
 
 Every MLflow call of a training job is made by one background thread
 (:class:`ganstudy.tracking.runs.Worker`), in order: the loop only queues them, so opening the
@@ -16,7 +16,7 @@ Tracking is best effort: the run directory is the record and MLflow mirrors it. 
 cannot be reached (at the start or later) never stops or stalls training: the
 :class:`~ganstudy.tracking.runs.TrackingJob` prints one warning, records why, and ignores MLflow
 for the rest of the job; HTTP requests to a server give up after a bounded wait
-(:data:`~ganstudy.tracking.store.HTTP_LIMITS`, unless the user set MLflow's variables).
+(:data:`~ganstudy.tracking.backend.HTTP_LIMITS`, unless the user set MLflow's variables).
 ``ganstudy track sync`` (:mod:`ganstudy.tracking.sync`) copies the run directories into a store
 afterwards.
 

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ganstudy import layout
+from ganstudy import store
 from ganstudy.data import registry
 
 
@@ -43,10 +43,9 @@ def dataset_record(cfg) -> dict:
         source, source_type = f"ganstudy.data.registry:{spec.name}", "code"
         profile["modes"] = len(spec.mixture.means)
     else:
-        folder = Path(cfg.dataset.data_root) / "prepared" / spec.name
-        manifest = folder / "manifest.json"
+        manifest = store.DataRoot(cfg.dataset.data_root).manifest(spec.name)
         identity = manifest.read_text() if manifest.is_file() else "not prepared"
-        source, source_type = str(folder.resolve()), "local"
+        source, source_type = str(manifest.parent.resolve()), "local"
         if manifest.is_file():
             profile["count"] = json.loads(identity)["splits"]["train"]["count"]
     digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
@@ -61,19 +60,19 @@ def dataset_record(cfg) -> dict:
 
 def run_tags(cfg, run_dir: Path, ensemble_size: int, device, versions: dict) -> dict[str, str]:
     """The MLflow tags of a member run: its factors, status, where it lives and versions."""
-    key = layout.RunKey.of_config(cfg)
+    key = store.RunKey.of_config(cfg)
     tags = {
         "study": cfg.tracking.experiment,
         "dataset": key.dataset,
         "arch": key.arch,
         "loss": cfg.loss.name,
         "arm": key.loss,
-        "bn": layout.bn_label(key.bn_g, key.bn_d).removeprefix("bn-"),
+        "bn": store.bn_label(key.bn_g, key.bn_d).removeprefix("bn-"),
         "variant": key.variant.path,
         "bn_g": str(key.bn_g),
         "bn_d": str(key.bn_d),
         "seed": str(key.seed),
-        "status": "running",
+        "status": store.Status.RUNNING.value,
         "run_dir": str(run_dir.resolve()),
         "ensemble_size": str(ensemble_size),
         "device": str(device),

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ganstudy.tracking.backend import client, describe_error, init_store, retry, warn_failure
 from ganstudy.tracking.records import flatten
-from ganstudy.tracking.store import client, describe_error, init_store, retry, warn_failure
 
 # How long the end of a run waits for MLflow calls still queued (an unreachable server gives up
 # on each request within about 20 s under HTTP_LIMITS, after which the rest are skipped).

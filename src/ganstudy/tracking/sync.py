@@ -21,13 +21,17 @@ from pathlib import Path
 import yaml
 
 from ganstudy import config as config_mod
-from ganstudy import layout
+from ganstudy import store
 from ganstudy.errors import ConfigError
-from ganstudy.layout import LOGGED_METRICS
-from ganstudy.tracking import store
+from ganstudy.store import LOGGED_METRICS
+from ganstudy.tracking import backend
 from ganstudy.tracking.records import eval_metrics, flatten, run_tags
 
-TERMINAL = {"completed": "FINISHED", "diverged": "FINISHED", "interrupted": "KILLED"}
+TERMINAL = {
+    store.Status.COMPLETED: "FINISHED",
+    store.Status.DIVERGED: "FINISHED",
+    store.Status.INTERRUPTED: "KILLED",
+}
 
 
 @dataclass
@@ -42,18 +46,11 @@ class Synced:
 
 def run_dirs(results: Path) -> list[Path]:
     """The run directories under ``results/runs`` (those holding a config.yaml)."""
-    runs = results / layout.RUNS
+    runs = results / store.RUNS
     if not runs.is_dir():
-        raise ConfigError(f"--results {results}: no {layout.RUNS}/ directory of run directories")
-    found = []
-    for path in sorted(runs.glob("*/*/*/*/*")):
-        try:
-            layout.RunKey.parse(path.relative_to(results).as_posix())
-        except ValueError:
-            continue
-        if (path / layout.CONFIG).is_file():
-            found.append(path)
-    return found
+        raise ConfigError(f"--results {results}: no {store.RUNS}/ directory of run directories")
+    found, _ = store.ResultsDir(results).find_runs()
+    return [run.path for _, run in found if run.config.is_file()]
 
 
 def _read_json(path: Path) -> dict | None:
@@ -65,7 +62,7 @@ def _history(run_dir: Path) -> list[tuple[str, float, int, int]]:
     fid_curve.csv. Rows without a time (older runs) are dated back from the file's mtime by
     their wall-clock offset."""
     points = []
-    log = run_dir / layout.LOG
+    log = run_dir / store.LOG
     if log.is_file():
         with log.open() as handle:
             rows = list(csv.DictReader(handle))
@@ -79,7 +76,7 @@ def _history(run_dir: Path) -> list[tuple[str, float, int, int]]:
                 value = float(row.get(key) or "nan")
                 if math.isfinite(value):
                     points.append((key, value, int(stamp * 1000), int(row["step"])))
-    curve = run_dir / layout.FID_CURVE
+    curve = run_dir / store.FID_CURVE
     if curve.is_file():
         stamp = int(curve.stat().st_mtime * 1000)
         with curve.open() as handle:
@@ -100,9 +97,9 @@ def sync_run(client, run_dir: Path, experiment: str | None = None) -> Synced:
     """Make the store of ``client`` mirror ``run_dir``; returns what was added."""
     from mlflow.entities import Metric, Param
 
-    config = yaml.safe_load((run_dir / layout.CONFIG).read_text())
-    metrics = _read_json(run_dir / layout.METRICS) or {}
-    evaluation = _read_json(run_dir / layout.EVAL)
+    config = yaml.safe_load((run_dir / store.CONFIG).read_text())
+    metrics = _read_json(run_dir / store.METRICS) or {}
+    evaluation = _read_json(run_dir / store.EVAL)
     cfg = config_mod.from_dict(config)
     name = experiment or cfg.tracking.experiment
     found = client.get_experiment_by_name(name)
@@ -120,9 +117,7 @@ def sync_run(client, run_dir: Path, experiment: str | None = None) -> Synced:
     tags["synced_from_files"] = "true"
     created = run is None
     if created:
-        run = client.create_run(
-            experiment_id, run_name=layout.RunKey.of_config(cfg).name, tags=tags
-        )
+        run = client.create_run(experiment_id, run_name=store.RunKey.of_config(cfg).name, tags=tags)
     run_id = run.info.run_id
 
     have_params = client.get_run(run_id).data.params
@@ -133,7 +128,7 @@ def sync_run(client, run_dir: Path, experiment: str | None = None) -> Synced:
 
     points = _history(run_dir)
     if evaluation is not None:
-        stamp = int((run_dir / layout.EVAL).stat().st_mtime * 1000)
+        stamp = int((run_dir / store.EVAL).stat().st_mtime * 1000)
         points += [(k, v, stamp, 0) for k, v in eval_metrics(evaluation).items()]
     new = []
     for key in sorted({p[0] for p in points}):
@@ -144,7 +139,7 @@ def sync_run(client, run_dir: Path, experiment: str | None = None) -> Synced:
 
     artifacts = not client.list_artifacts(run_id)
     if artifacts:
-        for file in (layout.CONFIG, layout.METRICS, layout.LOG, layout.EVAL, layout.SAMPLES):
+        for file in (store.CONFIG, store.METRICS, store.LOG, store.EVAL, store.SAMPLES):
             path = run_dir / file
             if path.is_dir():
                 client.log_artifacts(run_id, str(path), path.name)
@@ -164,5 +159,5 @@ def _tag(key: str, value):
 
 def sync(paths: list[Path], uri: str | None = None, experiment: str | None = None) -> list[Synced]:
     """Sync every run directory of ``paths`` into the store at ``uri`` (default: as training)."""
-    client = store.client(store.resolve_uri(uri))
+    client = backend.client(backend.resolve_uri(uri))
     return [sync_run(client, path, experiment) for path in paths]

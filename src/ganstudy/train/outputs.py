@@ -15,7 +15,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from ganstudy import atomic, layout
+from ganstudy import atomic, store
 from ganstudy import checkpoint as ckpt
 from ganstudy.data import draws
 from ganstudy.errors import CheckpointError, ConfigError
@@ -62,7 +62,8 @@ class RunOutputs:
         # still queued (it has long run by the first periodic checkpoint unless the store hangs).
         for k, run_dir in enumerate(self.run_dirs):
             ckpt.atomic_save(
-                self._member_checkpoint(k, "running"), ckpt.checkpoint_path(run_dir, self.step)
+                self._member_checkpoint(k, store.Status.RUNNING.value),
+                ckpt.checkpoint_path(run_dir, self.step),
             )
         for run_dir in self.run_dirs:
             ckpt.prune(run_dir)
@@ -128,14 +129,14 @@ class RunOutputs:
         self._resumed_files = [m.get("run_files", {}) for m in members]
 
     def _metrics_path(self, k: int) -> Path:
-        return self.run_dirs[k] / layout.METRICS
+        return self.run_dirs[k] / store.METRICS
 
     def _status(self, k: int, finished: bool, interrupted: bool = False) -> str:
         if self.diverged_step[k] is not None:
-            return "diverged"
+            return store.Status.DIVERGED.value
         if finished:
-            return "completed"
-        return "interrupted" if interrupted else "running"
+            return store.Status.COMPLETED.value
+        return (store.Status.INTERRUPTED if interrupted else store.Status.RUNNING).value
 
     def _metrics(self, k: int, finished: bool, stop: StopRequest | None = None) -> dict:
         extra = {}
@@ -183,13 +184,13 @@ class RunOutputs:
         """A finished run whose log.csv or fid_curve.csv was removed gets them back from its
         final.pt (an earlier version's final.pt does not carry them); a FID curve without a
         point gets its header."""
-        expected = [layout.LOG] + ([layout.FID_CURVE] if self.fid is not None else [])
+        expected = [store.LOG] + ([store.FID_CURVE] if self.fid is not None else [])
         for run_dir in self.run_dirs:
             if all((run_dir / name).exists() for name in expected):
                 continue
-            saved = ckpt.load(run_dir / layout.FINAL).get("run_files", {})
+            saved = ckpt.load(run_dir / store.FINAL).get("run_files", {})
             runfiles.restore_growing_files(run_dir, saved)
-            if self.fid is not None and not (run_dir / layout.FID_CURVE).exists():
+            if self.fid is not None and not (run_dir / store.FID_CURVE).exists():
                 runfiles.start_fid_curve(run_dir, 0)
 
     def _open_logs(self) -> None:
@@ -232,7 +233,7 @@ class RunOutputs:
         save_member_samples(
             [samples[k] for k in alive],
             self.spec,
-            [self.run_dirs[k] / layout.SAMPLES / name for k in alive],
+            [self.run_dirs[k] / store.SAMPLES / name for k in alive],
         )
 
     def generate_all(self, n: int) -> Tensor:
@@ -276,9 +277,9 @@ class RunOutputs:
 
     def _finished(self, k: int) -> bool:
         path = self._metrics_path(k)
-        if not path.is_file() or not (self.run_dirs[k] / layout.FINAL).is_file():
+        if not path.is_file() or not (self.run_dirs[k] / store.FINAL).is_file():
             return False
-        return json.loads(path.read_text()).get("status") in ("completed", "diverged")
+        return json.loads(path.read_text()).get("status") in store.FINISHED
 
     def _log(
         self, history: Tensor, first_step: int, stats: Tensor, rate: float, frozen_host: list[bool]
@@ -315,10 +316,10 @@ class RunOutputs:
             if write_last:
                 last = ckpt.checkpoint_path(run_dir, self.step)
                 ckpt.atomic_save(member, last)
-                ckpt.save_same_as(last, run_dir / layout.FINAL)
+                ckpt.save_same_as(last, run_dir / store.FINAL)
                 ckpt.prune(run_dir)
             else:
-                ckpt.atomic_save(member, run_dir / layout.FINAL)
+                ckpt.atomic_save(member, run_dir / store.FINAL)
             metrics = self._metrics(k, finished=True)
             atomic.write_json(self._metrics_path(k), metrics)
             tracker = self._tracker(k)

@@ -4,7 +4,7 @@
 error), ``log.csv`` (one row every ``train.log_every`` steps, cut back to the resumed step on a
 restart), ``metrics.json`` (status and summary; see :func:`summary_of_log`), ``fid_curve.csv``
 (training-time FID) and the start of the run's MLflow tracking (its tags and records:
-:mod:`ganstudy.tracking.records`). File names come from :mod:`ganstudy.layout`.
+:mod:`ganstudy.tracking.records`). File names come from :mod:`ganstudy.store`.
 """
 
 from __future__ import annotations
@@ -20,17 +20,17 @@ from typing import IO
 
 import numpy as np
 
-from ganstudy import atomic, layout, provenance, yamlfile
+from ganstudy import atomic, provenance, store, yamlfile
 from ganstudy.errors import ConfigError
-from ganstudy.layout import LOG_FIELDS, LOGGED_METRICS
-from ganstudy.tracking import records, runs, store
+from ganstudy.store import LOG_FIELDS, LOGGED_METRICS
+from ganstudy.tracking import backend, records, runs
 
 # The values the trainer reports for a logged step (lr_d: D's effective learning rate, the
 # schedule's factor included).
 STEP_STATS = LOG_FIELDS[1:8]
 FID_CURVE_FIELDS = ["step", "fid", "n_samples", "dims"]
 # What a finished run copies to its MLflow run.
-ARTIFACTS = (layout.CONFIG, layout.METRICS, layout.LOG, layout.SAMPLES)
+ARTIFACTS = (store.CONFIG, store.METRICS, store.LOG, store.SAMPLES)
 
 
 def config_diff(stored: dict, wanted: dict) -> list[str]:
@@ -51,7 +51,7 @@ def config_diff(stored: dict, wanted: dict) -> list[str]:
 
 def check_same_run(run_dir: Path, config: dict) -> None:
     """A run directory may only be continued with the config it was started with."""
-    stored = run_dir / layout.CONFIG
+    stored = run_dir / store.CONFIG
     if stored.is_file():
         diff = config_diff(yamlfile.load_mapping(stored, "run config"), config)
         if diff:
@@ -79,7 +79,7 @@ def _keep_rows_until(path: Path, fields: list[str], resumed_step: int) -> None:
 # The run files that grow during training. A checkpoint carries their text up to its step, so
 # that a resumed run keeps its history even where the files were removed (the workflow declares
 # them as the training job's outputs, which Snakemake removes when the job fails).
-GROWING_FILES = (layout.LOG, layout.FID_CURVE)
+GROWING_FILES = (store.LOG, store.FID_CURVE)
 
 
 def read_growing_files(run_dir: Path) -> dict[str, str]:
@@ -98,7 +98,7 @@ def restore_growing_files(run_dir: Path, saved: dict[str, str]) -> None:
 
 def open_log(run_dir: Path, resumed_step: int) -> tuple[IO[str], csv.DictWriter]:
     """``log.csv`` opened for appending, holding only the rows up to ``resumed_step``."""
-    path = run_dir / layout.LOG
+    path = run_dir / store.LOG
     _keep_rows_until(path, LOG_FIELDS, resumed_step)
     handle = path.open("a", newline="")
     return handle, csv.DictWriter(handle, LOG_FIELDS)
@@ -107,7 +107,7 @@ def open_log(run_dir: Path, resumed_step: int) -> tuple[IO[str], csv.DictWriter]
 def start_fid_curve(run_dir: Path, resumed_step: int) -> None:
     """``fid_curve.csv`` with its header from the start (the workflow declares it whether or
     not a point was taken), holding only the rows up to ``resumed_step``."""
-    _keep_rows_until(run_dir / layout.FID_CURVE, FID_CURVE_FIELDS, resumed_step)
+    _keep_rows_until(run_dir / store.FID_CURVE, FID_CURVE_FIELDS, resumed_step)
 
 
 def write_log_row(writer, handle, tracker, step: int, stats: list[float], rate: float, wall):
@@ -150,7 +150,7 @@ def summary_of_log(path: Path) -> dict:
 
 def append_fid(run_dir: Path, step: int, value: float, n_samples: int, dims: int) -> None:
     """One row of ``fid_curve.csv`` (created with its header)."""
-    path = run_dir / layout.FID_CURVE
+    path = run_dir / store.FID_CURVE
     if not path.exists():
         start_fid_curve(run_dir, step)
     with path.open("a") as handle:
@@ -206,13 +206,13 @@ def metrics_record(
         "pid": os.getpid(),
         **extra,
     }
-    data.update(summary_of_log(run_dir / layout.LOG))
+    data.update(summary_of_log(run_dir / store.LOG))
     return data
 
 
 def _previous_mlflow_run(run_dir: Path, resumed: dict) -> dict:
     """The MLflow identity a run had: from its metrics.json, else from the resumed checkpoint."""
-    path = run_dir / layout.METRICS
+    path = run_dir / store.METRICS
     if path.is_file():
         data = json.loads(path.read_text())
         return {
@@ -230,17 +230,19 @@ def start_tracking(
     cfg = member_cfgs[0]
     if not cfg.tracking.enabled:
         return None
-    store.bound_http_waits()
-    uri = store.resolve_uri(cfg.tracking.uri)
-    label = layout.RunKey.of_config(cfg).name
+    backend.bound_http_waits()
+    uri = backend.resolve_uri(cfg.tracking.uri)
+    label = store.RunKey.of_config(cfg).name
     job = runs.TrackingJob(uri, cfg.tracking.experiment, label, flush_seconds)
     seeds = ",".join(str(c.seed) for c in member_cfgs)
     for member_cfg, run_dir, resumed_ids in zip(member_cfgs, run_dirs, resumed):
         stored = _previous_mlflow_run(run_dir, resumed_ids)
         previous = stored.get("run_id") if stored.get("tracking_uri") == uri else None
-        name = member_cfg.tracking.run_name or layout.RunKey.of_config(member_cfg).name
+        name = member_cfg.tracking.run_name or store.RunKey.of_config(member_cfg).name
         tags = records.run_tags(member_cfg, run_dir, len(member_cfgs), device, versions)
-        tags["ensemble_job"] = f"{layout.RunKey.of_config(member_cfg).variant.path}/seeds-{seeds}"
+        tags["ensemble_job"] = store.job_label(
+            store.RunKey.of_config(member_cfg).variant.path, seeds
+        )
         job.member(name).start(
             previous,
             name,

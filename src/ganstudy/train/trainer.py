@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ganstudy import atomic, layout, numerics, provenance
+from ganstudy import atomic, numerics, provenance, store
 from ganstudy.config import RunConfig
 from ganstudy.data import registry
 from ganstudy.data.draws import ChunkedDraws, Part
@@ -146,7 +146,7 @@ class Trainer(RunOutputs):
 
     @property
     def _name(self) -> str:
-        return layout.RunKey.of_config(self.cfg).name
+        return store.RunKey.of_config(self.cfg).name
 
     # -- one step ------------------------------------------------------------------------------
 
@@ -242,7 +242,7 @@ class Trainer(RunOutputs):
             return [json.loads(self._metrics_path(k).read_text()) for k in range(self.K)]
         for run_dir, member_cfg in zip(self.run_dirs, self.member_cfgs):
             run_dir.mkdir(parents=True, exist_ok=True)
-            atomic.write_text(run_dir / layout.CONFIG, member_cfg.to_yaml())
+            atomic.write_text(run_dir / store.CONFIG, member_cfg.to_yaml())
         self._resumed_mlflow = [{} for _ in range(self.K)]
         self._resumed_files = [{} for _ in range(self.K)]
         resume = self._resume()
