@@ -12,6 +12,7 @@ import pytest
 from helpers import ring_config
 
 from ganstudy import store
+from ganstudy.errors import ConfigError
 from ganstudy.store import RunKey
 
 
@@ -194,3 +195,21 @@ def test_the_workflow_takes_its_paths_from_the_store():
     assert not found, "spelled in the workflow instead of taken from ganstudy.store:\n" + "\n".join(
         found
     )
+
+
+def test_json_records_are_written_atomically_and_bad_ones_named(tmp_path):
+    path = tmp_path / "metrics.json"
+    store.write_record(path, {"status": store.Status.COMPLETED, "steps": 3})
+    assert store.read_record(path) == {"status": "completed", "steps": 3}
+    assert store.read_record(tmp_path / "none.json", missing_ok=True) is None
+    cases = [
+        (b"{", "is not valid JSON"),
+        (b"\xff\xfe", "is not valid JSON"),
+        (b"[1]", "a JSON object"),
+    ]
+    for content, message in cases:
+        path.write_bytes(content)
+        with pytest.raises(ConfigError, match=message):
+            store.read_record(path)
+    with pytest.raises(ConfigError, match="cannot be read"):
+        store.read_record(tmp_path / "none.json")

@@ -31,6 +31,26 @@ COMPILE_MODES = ("none", "default", "reduce-overhead", "cudagraph")
 CUBLAS_WORKSPACE = ":4096:8"
 
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name, key: str = "--device"):
+    """The torch device ``name`` names (auto: cuda where a CUDA device is, else cpu); a name
+    that is not a device, or cuda where none is, is a ConfigError naming ``key``."""
+    import torch
+
+    from ganstudy.errors import ConfigError
+
+    text = str(name)
+    if text != "auto" and text.split(":")[0] not in DEVICES[1:]:
+        raise ConfigError(f"{key} {text!r} is not allowed; allowed: {', '.join(DEVICES)}")
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if text.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"{key} {text!r}: no CUDA device is available here; allowed: auto, cpu")
+    return torch.device(text)
+
+
 def cxx_compiler() -> str | None:
     """The C++ compiler inductor would use on the CPU, or None."""
     for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):

@@ -9,12 +9,16 @@ only.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+from ganstudy import atomic
+from ganstudy.errors import ConfigError
 
 # Files of a run directory.
 CONFIG = "config.yaml"
@@ -287,3 +291,33 @@ class ResultsDir:
                 strays.append(path)
             subdirs.sort()
         return sorted(runs, key=lambda r: str(r[1].path)), sorted(strays)
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON records (metrics.json, eval.json): one reader and one atomic writer
+
+
+def read_record(path: str | Path, missing_ok: bool = False) -> dict[str, Any] | None:
+    """The JSON object in ``path``; None for a missing file where ``missing_ok``. A file that
+    is missing (otherwise), unreadable, not JSON or not an object is a ConfigError naming it."""
+    path = Path(path)
+    if missing_ok and not path.exists():
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path} cannot be read: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path} is not valid JSON: {err}") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: expected a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def write_record(path: str | Path, data: dict[str, Any]) -> None:
+    """``data`` as indented JSON, written under a temporary name and renamed into place."""
+    atomic.write_json(path, data)

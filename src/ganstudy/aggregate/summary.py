@@ -15,7 +15,6 @@ value comes from), which is also how ``summary.csv`` is read back with the right
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import tempfile
@@ -79,15 +78,7 @@ def discover_runs(results: Path) -> list[dict[str, Any]]:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path} is not valid JSON: {err}") from err
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{path}: expected a JSON object, got {type(doc).__name__}")
-    return doc
+    return store.read_record(path, missing_ok=True)
 
 
 def _read_yaml(path: Path) -> dict[str, Any] | None:

@@ -16,7 +16,6 @@ leaves an earlier eval.json intact. The numbers are also logged to the run's MLf
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from ganstudy.data import registry
 from ganstudy.errors import ConfigError
 from ganstudy.evaluate.mode_metrics import MODE_METRICS, ModeMetric
 from ganstudy.metrics import classifiers, fid, stability
+from ganstudy.numerics import resolve_device
 from ganstudy.sample import checkpoint_file, generate, load_generator, save_samples
 from ganstudy.tracking.records import eval_metrics
 from ganstudy.tracking.runs import log_metrics_to_run
@@ -57,23 +57,6 @@ class Plan:
     context: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     shared: Shared | None = None
-
-
-def _device(name: str) -> torch.device:
-    if name not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"--device {name!r} is not allowed; allowed: auto, cpu, cuda")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available here; allowed: auto, cpu")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ConfigError(f"{path} cannot be read as JSON: {err}") from err
 
 
 @dataclass
@@ -126,7 +109,7 @@ def plan(
     for name in (store.CONFIG, store.METRICS):
         if not (run_dir / name).is_file():
             raise ConfigError(f"--run {run_dir}: {name} is missing; is this a run directory?")
-    metrics = _read_json(run_dir / store.METRICS)
+    metrics = store.read_record(run_dir / store.METRICS)
     if metrics.get("status") not in FINISHED:
         raise ConfigError(
             f"--run {run_dir}: status {metrics.get('status')!r} in metrics.json; allowed: "
@@ -141,7 +124,7 @@ def plan(
     p = Plan(
         run_dir=run_dir,
         data_root=Path(data_root if data_root is not None else cfg.dataset.data_root),
-        device=_device(device),
+        device=resolve_device(device),
         cfg=cfg,
         metrics=metrics,
         shared=shared or Shared(),
@@ -283,5 +266,5 @@ def evaluate(p: Plan, log_mlflow: bool = True) -> dict:
         result["mlflow_run_id"], error = _log_to_mlflow(p, result)
         if error:
             result["notes"].append(error)
-    atomic.write_text(p.run_dir / store.EVAL, json.dumps(result, indent=2) + "\n")
+    store.write_record(p.run_dir / store.EVAL, result)
     return result

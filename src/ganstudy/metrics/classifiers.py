@@ -26,6 +26,7 @@ from ganstudy import store
 from ganstudy.data import registry
 from ganstudy.data.prepare import is_prepared, load_split, prepare
 from ganstudy.errors import ConfigError
+from ganstudy.numerics import resolve_device
 
 
 def small_cnn(width: int = 32) -> nn.Module:
@@ -75,14 +76,6 @@ def training_spec(dataset: str) -> registry.ClassifierTraining:
 
 def classifier_path(data_root: str | os.PathLike, dataset: str) -> Path:
     return store.DataRoot(data_root).classifier(classifier_name(dataset))
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).split(":")[0] not in ("cpu", "cuda"):
-        raise ConfigError(f"device {str(device)!r} is not allowed; allowed: auto, cpu, cuda")
-    return torch.device(device)
 
 
 def to_unit(images: Tensor) -> Tensor:

@@ -7,7 +7,6 @@ difference is printed beside the numbers.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import yaml
 
 from ganstudy import protocols, store
 from ganstudy.data.registry import DATASETS
+from ganstudy.errors import ConfigError
 from ganstudy.report.html import Html, fmt, join, summarize, table, tag
 from ganstudy.report.inputs import ReportInputs
 
@@ -31,9 +31,10 @@ FID_IMPLEMENTATION = "pytorch-fid {} (PyTorch port of the FID Inception)"
 
 
 def _read_json(path: Path) -> dict:
+    """A run's record for the protocol table, {} where it is missing or unreadable."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        return store.read_record(path, missing_ok=True) or {}
+    except ConfigError:
         return {}
 
 

@@ -13,7 +13,6 @@ moved to another store.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +53,7 @@ def run_dirs(results: Path) -> list[Path]:
 
 
 def _read_json(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
+    return store.read_record(path, missing_ok=True)
 
 
 def _history(run_dir: Path) -> list[tuple[str, float, int, int]]:

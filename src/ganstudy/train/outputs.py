@@ -15,8 +15,8 @@ from pathlib import Path
 
 from torch import Tensor
 
-from ganstudy import atomic, store
 from ganstudy import checkpoint as ckpt
+from ganstudy import store
 from ganstudy.data import draws
 from ganstudy.errors import CheckpointError, ConfigError
 from ganstudy.sample import generate_members, sampling, save_member_samples
@@ -223,7 +223,7 @@ class RunOutputs:
         for k, metrics in enumerate(results):
             if failure and metrics.get("tracking", {}).get("error") != failure:
                 metrics["tracking"] = {"status": "failed", "error": failure}
-                atomic.write_json(self._metrics_path(k), metrics)
+                store.write_record(self._metrics_path(k), metrics)
 
     def _save_samples(self) -> None:
         with sampling(self.G):
@@ -261,7 +261,7 @@ class RunOutputs:
         results = []
         for k in range(self.K):
             metrics = self._metrics(k, finished=False, stop=stop)
-            atomic.write_json(self._metrics_path(k), metrics)
+            store.write_record(self._metrics_path(k), metrics)
             if self._tracker(k) is not None:
                 self._tracker(k).set_tags({"status": metrics["status"]})
                 self._tracker(k).finish("KILLED")
@@ -321,7 +321,7 @@ class RunOutputs:
             else:
                 ckpt.atomic_save(member, run_dir / store.FINAL)
             metrics = self._metrics(k, finished=True)
-            atomic.write_json(self._metrics_path(k), metrics)
+            store.write_record(self._metrics_path(k), metrics)
             tracker = self._tracker(k)
             if tracker is not None:
                 tracker.set_tags({"status": status})

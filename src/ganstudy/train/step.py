@@ -15,7 +15,6 @@ from torch import Tensor
 
 from ganstudy.config import RunConfig
 from ganstudy.data import registry
-from ganstudy.errors import ConfigError
 from ganstudy.loss_functions import gradient_penalty
 from ganstudy.nets.bodies import build_pair
 from ganstudy.nets.layers import init_members
@@ -34,14 +33,6 @@ class MemberSeeds:
     def from_seed(cls, seed: int) -> MemberSeeds:
         words = np.random.SeedSequence(seed).generate_state(4, dtype=np.uint32)
         return cls(*(int(w) for w in words))
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("key 'train.device': 'cuda' is not available here; allowed: auto, cpu")
-    return torch.device(name)
 
 
 def init_networks(cfg: RunConfig, seeds: list[int], device: torch.device):

@@ -32,6 +32,7 @@ from ganstudy.data.draws import ChunkedDraws, Part
 from ganstudy.data.streams import make_stream
 from ganstudy.errors import ConfigError
 from ganstudy.losses import build_loss
+from ganstudy.numerics import resolve_device
 from ganstudy.sample import NOISE_KINDS, draw_noise
 from ganstudy.train import step as step_maths
 from ganstudy.train import updates
@@ -68,7 +69,7 @@ class Trainer(RunOutputs):
         self.device = (
             torch.device(device)
             if device is not None
-            else step_maths.resolve_device(cfg.train.device)
+            else resolve_device(cfg.train.device, key="key 'train.device':")
         )
         self.progress_enabled = progress
         self.flush_seconds = flush_seconds
@@ -252,7 +253,7 @@ class Trainer(RunOutputs):
         self._start_tracking()
         self._open_logs()
         for k in range(self.K):
-            atomic.write_json(self._metrics_path(k), self._metrics(k, finished=False))
+            store.write_record(self._metrics_path(k), self._metrics(k, finished=False))
         t = self.cfg.train
         frozen_host = [s is not None for s in self.diverged_step]
         # Divergence is tracked on the device every step (no host sync), so that a member is
@@ -318,7 +319,7 @@ class Trainer(RunOutputs):
             if self.step % t.checkpoint_every == 0 and self.step < self.total_steps:
                 self.save_checkpoint()
                 for k in range(self.K):
-                    atomic.write_json(self._metrics_path(k), self._metrics(k, finished=False))
+                    store.write_record(self._metrics_path(k), self._metrics(k, finished=False))
             if stop.signal is not None:
                 self._record_divergence(
                     history[: self.step - last_log_step], last_log_step, frozen_host
