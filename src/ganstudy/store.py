@@ -309,12 +309,17 @@ def read_record(path: str | Path, missing_ok: bool = False) -> dict[str, Any] | 
         raise ConfigError(f"{path} cannot be read: {err.strerror or err}") from None
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path} is not valid JSON: {err}") from None
+    return parse_json_object(text, str(path))
+
+
+def parse_json_object(text: str, source: str) -> dict[str, Any]:
+    """The JSON object in ``text`` read from ``source`` (a file or an option, for messages)."""
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ConfigError(f"{path} is not valid JSON: {err}") from None
+        raise ConfigError(f"{source} is not valid JSON: {err}") from None
     if not isinstance(doc, dict):
-        raise ConfigError(f"{path}: expected a JSON object, got {type(doc).__name__}")
+        raise ConfigError(f"{source}: expected a JSON object, got {type(doc).__name__}")
     return doc
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import yaml
 
+from ganstudy import store
 from ganstudy.analysis.comparisons import pairs_csv
 from ganstudy.errors import ConfigError
 from ganstudy.study.files import atomic_write, design_csv, load_configs, run_config_yaml
@@ -23,13 +23,7 @@ def _schema_path(arg: str | None) -> Path:
 
 
 def _json_arg(text: str, option: str) -> dict:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{option}: not valid JSON ({err})") from err
-    if not isinstance(data, dict):
-        raise ConfigError(f"{option}: expected a JSON object")
-    return data
+    return store.parse_json_object(text, option)
 
 
 def _cmd_design(args) -> int:
