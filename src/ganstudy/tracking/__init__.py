@@ -20,7 +20,7 @@ for the rest of the job; HTTP requests to a server give up after a bounded wait
 ``ganstudy track sync`` (:mod:`ganstudy.tracking.sync`) copies the run directories into a store
 afterwards.
 
-Modules: ``store`` (the store: URI, lock, retries, experiment), ``records`` (what a run is
+Modules: ``backend`` (the store: URI, lock, retries, experiment), ``records`` (what a run is
 recorded with: params, tags, its dataset input, eval.json's numbers), ``runs`` (the live MLflow
 runs of a training job), ``ui`` (addresses of the MLflow UI), ``sync`` (``ganstudy track sync``).
 Nothing here imports MLflow at module level: each function imports it where it calls it.
