@@ -1,6 +1,6 @@
 """Fetch the raw files of a dataset's source: mirror first, then the official URLs.
 
-For every file of the source (see :mod:`ganstudy.sources`), in order:
+For every file of the source (see :mod:`ganstudy.data.sources`), in order:
 
 1. already in ``raw/<key>/`` and verified: kept;
 2. found in the mirror directory (``<mirror>/<key>/<file>``, or ``<mirror>/<file>``): copied to a

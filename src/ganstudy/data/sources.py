@@ -8,7 +8,7 @@ mirror for another machine). Several datasets may share a source (``mnist`` and
 
 A file with a pinned checksum (sha256 and/or md5) is accepted only with that checksum. A file
 whose checksum was never published (the CAT dataset zips) is marked ``structure``: it is checked
-by the named structural test in :mod:`ganstudy.fetch` instead, and its sha256 is recorded on the
+by the named structural test in :mod:`ganstudy.data.fetch` instead, and its sha256 is recorded on the
 first fetch so that later changes are noticed.
 """
 
