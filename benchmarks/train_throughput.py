@@ -234,9 +234,9 @@ def measure(variant: str, args, device: torch.device, work: Path) -> list:
         # default artifact root is ./mlruns in the working directory).
         import mlflow
 
-        mlflow.MlflowClient(f"sqlite:///{work}/mlflow.db").create_experiment(
-            "bench", artifact_location=(work / "artifacts").as_uri()
-        )
+        client = mlflow.MlflowClient(f"sqlite:///{work}/mlflow.db")
+        if client.get_experiment_by_name("bench") is None:
+            client.create_experiment("bench", artifact_location=(work / "artifacts").as_uri())
 
     counter = {"n": 0}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import io
 import itertools
 import json
 import os
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ganstudy import checkpoint as ckpt
 from ganstudy import store
 from ganstudy.study import gpu_slots
 
@@ -501,8 +503,13 @@ def test_a_killed_training_job_resumes_and_a_diverged_run_is_evaluated(tmp_path)
     saved = {int(p.stem.split("_")[1]) for p in checkpoints.glob("step_*.pt")}
     resume_step = max(saved)
     assert 0 < resume_step < steps
-    before = [r for r in read_log(runs[0]) if int(r["step"]) <= resume_step]
-    assert before and not (runs[0] / "final.pt").exists()
+    assert not (runs[0] / "final.pt").exists()
+    # Snakemake removed the failed job's declared outputs, log.csv among them; the checkpoint
+    # carries the rows up to its step, and the resumed run writes them back.
+    assert not (runs[0] / "log.csv").exists()
+    carried = ckpt.load(ckpt.checkpoint_path(runs[0], resume_step))["run_files"]["log.csv"]
+    before = list(csv.DictReader(io.StringIO(carried)))
+    assert before and int(before[-1]["step"]) <= resume_step
 
     # the rerun also trains and evaluates a run that diverges: an outcome, not a failure
     diverging = cwd / "results/runs/ring8/mlp2d/lsgan/bn-g0-d0/seed0"
