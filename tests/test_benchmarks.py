@@ -29,6 +29,7 @@ def _run(tmp_path: Path, script: str, *args: str) -> str:
     return result.stdout
 
 
+@pytest.mark.slow(seconds=19)
 def test_train_throughput_of_two_variants_named_by_their_architecture(tmp_path):
     out = _run(tmp_path, "train_throughput.py", "--steps", "3", "--repeats", "1",
                "--variants", "mlp2d", "dcgan28")  # fmt: skip
@@ -36,6 +37,7 @@ def test_train_throughput_of_two_variants_named_by_their_architecture(tmp_path):
     assert "engine/member-layers plain" in out
 
 
+@pytest.mark.slow(seconds=30)
 def test_train_throughput_of_ensembles_with_the_control_arm(tmp_path):
     out = _run(tmp_path, "train_throughput.py", "--steps", "3", "--repeats", "2", "--members",
                "2", "--control", "--no-mlflow", "--variants", "mlp2d", "dcgan28")  # fmt: skip
@@ -55,6 +57,7 @@ def test_an_unknown_variant_is_named_with_the_allowed_ones(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow(seconds=16)
 def test_ensemble_throughput(tmp_path):
     out = _run(tmp_path, "ensemble_throughput.py", "--members", "2", "--steps", "3",
                "--repeats", "1", "--variants", "mlp2d", "dcgan28")  # fmt: skip
@@ -103,6 +106,7 @@ def test_fid_throughput(tmp_path):
     assert "same statistics" in out
 
 
+@pytest.mark.slow(seconds=35)
 def test_gpu_acceptance_dry_run_exercises_every_stage_on_the_cpu(tmp_path):
     # The ensemble benchmark stage is the script above, smoke-run already.
     _run(tmp_path, "gpu_acceptance.py", "--dry-run", "--out", str(tmp_path / "acc"),

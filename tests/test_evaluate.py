@@ -209,7 +209,7 @@ def _fake_fashion(data_root: Path, n: int) -> None:
         torch.save({"images": images, "labels": labels}, folder / f"{split}.pt")
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=14)
 def test_image_run_gets_fid_modes_and_a_sample_grid(tmp_path, monkeypatch):
     if not WEIGHTS.is_file():
         pytest.skip(f"FID Inception weights not found at {WEIGHTS}")

@@ -51,7 +51,7 @@ def _log_history(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return {key: [(int(r["step"]), float(r[key])) for r in rows] for key in LOGGED_METRICS}
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=50)
 def test_server_stopped_mid_run_then_sync_gives_the_full_history_and_the_ui_shows_it(tmp_path):
     from mlflow import MlflowClient
 

@@ -88,7 +88,7 @@ def test_an_unknown_compile_mode_is_named_with_the_allowed_ones():
         config.from_dict({"train": {"steps": 5, "compile": "max"}})
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=30)
 def test_compiled_steps_follow_eager_steps_to_float_rounding(tmp_path):
     if numerics.cxx_compiler() is None:
         pytest.skip("no C++ compiler for inductor on the CPU")

@@ -5,6 +5,7 @@ import json
 import socket
 import subprocess
 
+import pytest
 from helpers import ring_config, train_command
 from mlflow import MlflowClient
 
@@ -57,6 +58,7 @@ def test_resumed_run_continues_the_same_mlflow_run(tmp_path):
     assert second["mlflow_run_id"] == first["mlflow_run_id"]
 
 
+@pytest.mark.slow(seconds=42)
 def test_eight_processes_on_a_fresh_sqlite_store_all_record_complete_runs(tmp_path):
     cfg = tracked_config(tmp_path, steps=30, experiment="concurrent")
     cfg_path = tmp_path / "run.yaml"

@@ -190,6 +190,7 @@ def _write_pngs(images: torch.Tensor, folder: Path) -> None:
         )
 
 
+@pytest.mark.slow(seconds=14)
 def test_fid_equals_pytorch_fid_on_the_same_images_written_as_png(
     tmp_path, weights, torch_home_with_weights
 ):

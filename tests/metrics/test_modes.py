@@ -149,7 +149,7 @@ def test_real_stacked_mnist_labels_give_about_1000_modes(tmp_path):
     assert result.kl_to_uniform < 0.04
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=28)
 def test_real_stacked_mnist_through_the_classifier_gives_about_1000_modes(tmp_path):
     from ganstudy.evaluate.mode_metrics import MODE_METRICS
     from ganstudy.metrics.classifiers import train_classifier

@@ -39,6 +39,9 @@ CLUSTER_COMMANDS = (
 GPU_RULES = {"classifier", "fid_reference"}
 PER_JOB_RULES = ("train__", "evaluate__")
 CPU_RULES = {"fetch", "prepare"}
+# Each cluster test brings up its own slurmctld and slurmd on this machine's cores: under
+# pytest-xdist they run one after the other on one worker, never two clusters at once.
+CLUSTER_GROUP = "localhost-slurm-cluster"
 LOCAL_RULES = {"design", "aggregate", "report", "all"}  # run where snakemake runs
 GPU_KEYS = ("gpu", "gpus", "gres", "gpu_model")
 # The default study's blocks whose baselines are the mixtures', Stacked MNIST's and the cats'.
@@ -208,7 +211,7 @@ def test_scripts_reject_bad_options_before_starting_anything(tmp_path, args, mes
 # the MLflow server
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=10)
 def test_mlflow_server_script_serves_runs_over_http_and_stops(tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
@@ -340,7 +343,8 @@ def cluster_workdir(tmp_path: Path, name: str, study: dict) -> tuple[dict, Path]
     return profile(), work
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=100)
+@pytest.mark.xdist_group(CLUSTER_GROUP)
 @pytest.mark.timeout(CLUSTER_LIMIT_S + 120)
 def test_quick_study_slice_runs_on_a_localhost_slurm_cluster_logging_to_one_server(tmp_path):
     p, work = cluster_workdir(tmp_path, "slice.yaml", SLICE)
@@ -446,7 +450,8 @@ PREEMPT = {
 PREEMPT_LIMIT_S = 300
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=105)
+@pytest.mark.xdist_group(CLUSTER_GROUP)
 @pytest.mark.timeout(PREEMPT_LIMIT_S + 120)
 def test_a_training_job_stopped_by_slurm_resumes_from_the_step_it_reached(tmp_path):
     p, work = cluster_workdir(tmp_path, "preempt.yaml", PREEMPT)

@@ -230,6 +230,7 @@ def test_lint_is_clean(tmp_path):
     assert "Congratulations, your workflow is in a good condition" in output
 
 
+@pytest.mark.slow(seconds=16)
 def test_cpu_jobs_run_while_every_gpu_slot_is_held(tmp_path):
     """One simulated GPU of 80 GiB with `jobs_per_gpu: auto` on 2 cores: two slots. With both
     slot locks held by another process, the design (a CPU job) runs to its end while the
@@ -313,6 +314,7 @@ def read_design(results: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.slow(seconds=42)
 def test_a_study_too_long_for_this_machine_stops_before_any_job(tmp_path):
     cwd = workdir(tmp_path)
     result = snakemake(cwd, "--cores", "2", env=job_env(GANSTUDY_GPUS="0"))
@@ -337,7 +339,7 @@ def test_a_study_too_long_for_this_machine_stops_before_any_job(tmp_path):
     assert raised.returncode == 0 and "Not starting" not in raised.stderr, raised.stderr[-3000:]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=250)
 @pytest.mark.timeout(1500)
 def test_quick_study_end_to_end_on_the_cpu(tmp_path, shared_files):
     cwd = workdir(tmp_path)
@@ -444,7 +446,7 @@ def read_log(run: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=50)
 @pytest.mark.timeout(600)
 def test_a_killed_training_job_resumes_and_a_diverged_run_is_evaluated(tmp_path):
     cwd = workdir(tmp_path)

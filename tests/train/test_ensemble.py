@@ -88,6 +88,7 @@ def test_mlp2d_member_equals_solo_run(tmp_path, loss):
 
 
 @pytest.mark.parametrize("members", [4, 8, 24, 64])
+@pytest.mark.slow(seconds=30)
 def test_member_equals_solo_run_for_the_ensemble_sizes_the_study_uses(tmp_path, members):
     # From K = 4 on, PyTorch's fused CPU Adam rounded a member's 2-d output bias (in a tensor of
     # 2K elements, vectorised) unlike the solo run's (2 elements, scalar): this test failed at
@@ -115,7 +116,7 @@ def test_mlp2d_member_equals_solo_run_with_each_new_factor(tmp_path, factor):
     assert all(0.1 * 2e-4 * (1 - 1e-6) <= v <= 2 * 2e-4 * (1 + 1e-6) for v in lr | other)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=120)
 def test_dcgan28_member_equals_solo_run(tmp_path):
     write_fake_prepared(tmp_path, "fashion_mnist", 256, (1, 28, 28))
     cfg = run_config("dcgan28", "fashion_mnist", tmp_path, steps=200, batch_size=8)

@@ -80,6 +80,7 @@ def _assert_bitwise_equal(a: Path, b: Path) -> None:
 
 
 @pytest.mark.parametrize("seeds", [None, "0-1"], ids=["solo", "ensemble"])
+@pytest.mark.slow(seconds=28)
 def test_sigterm_checkpoints_the_current_step_and_the_rerun_is_bitwise_equal(tmp_path, seeds):
     config = _config(tmp_path)
     extra = ("--seeds", seeds) if seeds else ()

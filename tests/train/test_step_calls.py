@@ -73,6 +73,7 @@ def test_step_calls_with_each_factor_do_not_grow_with_the_members(tmp_path, loss
     assert_flat({K: counted(cfg, K, tmp_path) for K in (1, 2, 32)})
 
 
+@pytest.mark.slow(seconds=21)
 def test_dcgan28_step_calls_do_not_grow_with_the_members(tmp_path):
     write_fake_prepared(tmp_path, "fashion_mnist", 256, (1, 28, 28))
     cfg = run_config("dcgan28", "fashion_mnist", tmp_path, batch_size=2)

@@ -190,6 +190,7 @@ def test_diverged_member_is_frozen_while_others_continue(tmp_path, monkeypatch, 
     assert steps[-1] == 50
 
 
+@pytest.mark.slow(seconds=52)
 def test_sigkill_and_resume_gives_bitwise_identical_weights(tmp_path):
     cfg = ring_config(steps=1500, checkpoint_every=100, log_every=50)
     path = tmp_path / "run.yaml"
