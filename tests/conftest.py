@@ -36,6 +36,13 @@ def env_without_tracking_uri() -> dict[str, str]:
     return env
 
 
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto``: one worker more than this process may use cores. The long tests spend much
+    of their time waiting on what they start (Snakemake jobs, an MLflow server, a SLURM
+    cluster, a killed run's restart); the extra worker computes meanwhile."""
+    return len(os.sched_getaffinity(0)) + 1
+
+
 def expected_seconds(item: pytest.Item) -> float:
     """The duration a ``slow(seconds=N)`` marker states (2 cores, no other load); 0 if unmarked."""
     marker = item.get_closest_marker("slow")
