@@ -11,6 +11,11 @@ import torch  # noqa: E402
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
+from ganstudy.allocator import keep_freed_memory  # noqa: E402
+
+# The tests train in this process too: the same heap settings as a `ganstudy` process.
+keep_freed_memory()
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 

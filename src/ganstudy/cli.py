@@ -14,6 +14,7 @@ import importlib
 import sys
 from dataclasses import dataclass
 
+from ganstudy.allocator import keep_freed_memory
 from ganstudy.atomic import STORAGE_ERRNOS, storage_message
 from ganstudy.errors import ConfigError
 
@@ -94,6 +95,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
+    keep_freed_memory()
     try:
         return int(args.func(args) or 0)
     except ConfigError as err:
