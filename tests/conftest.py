@@ -42,10 +42,9 @@ def env_without_tracking_uri() -> dict[str, str]:
 
 
 def pytest_xdist_auto_num_workers(config) -> int:
-    """``-n auto``: one worker more than this process may use cores. The long tests spend much
-    of their time waiting on what they start (Snakemake jobs, an MLflow server, a SLURM
-    cluster, a killed run's restart); the extra worker computes meanwhile."""
-    return len(os.sched_getaffinity(0)) + 1
+    """``-n auto``: one worker per core this process may use (measured on 2 cores: a third
+    worker filled the long tests' waits but cost as much again in contention)."""
+    return len(os.sched_getaffinity(0))
 
 
 def expected_seconds(item: pytest.Item) -> float:
