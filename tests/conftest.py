@@ -47,13 +47,13 @@ def pytest_xdist_auto_num_workers(config) -> int:
     return len(os.sched_getaffinity(0))
 
 
+SLOW_DEFAULT_S = 30  # a slow test whose marker gives no duration
+
+
 def expected_seconds(item: pytest.Item) -> float:
     """The duration a ``slow(seconds=N)`` marker states (2 cores, no other load); 0 if unmarked."""
     marker = item.get_closest_marker("slow")
     return float(marker.kwargs.get("seconds", SLOW_DEFAULT_S)) if marker else 0.0
-
-
-SLOW_DEFAULT_S = 30
 
 
 def pytest_collection_modifyitems(config, items):

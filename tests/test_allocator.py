@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import subprocess
 import sys
 
 import pytest
+
+from ganstudy.allocator import USER_SETTINGS
 
 # Allocates and frees 20 MB blocks as a training step's tensors do; prints whether the settings
 # were applied and the minor page faults of the loop (each fresh mapping faults its pages in).
@@ -25,8 +28,7 @@ print(json.dumps({"applied": applied, "faults": faults}))
 
 
 def run_loop(mode: str, **env: str) -> dict:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    clean.pop("GLIBC_TUNABLES", None)
+    clean = {k: v for k, v in os.environ.items() if k not in USER_SETTINGS}
     out = subprocess.run(
         [sys.executable, "-c", LOOP, mode], env={**clean, **env}, capture_output=True,
         text=True, check=True,
@@ -34,17 +36,9 @@ def run_loop(mode: str, **env: str) -> dict:
     return json.loads(out.stdout)
 
 
-def glibc() -> bool:
-    import ctypes
-
-    try:
-        ctypes.CDLL(None).mallopt  # noqa: B018
-    except AttributeError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not glibc(), reason="the C library has no mallopt (not glibc)")
+@pytest.mark.skipif(
+    not hasattr(ctypes.CDLL(None), "mallopt"), reason="the C library has no mallopt (not glibc)"
+)
 def test_freed_blocks_are_reused_instead_of_faulted_in_again():
     default = run_loop("default")
     kept = run_loop("keep")
