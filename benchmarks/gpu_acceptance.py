@@ -31,7 +31,7 @@ status is 1 if any failed or was skipped):
    config/README.md. Each further ``--config`` (a list of config files merged as Snakemake
    merges them, e.g. the default config and config/reproduce.yaml) gets a table of its own,
    ``OUT/gpu_hours-<last file's stem>.md``.
-6. ``gpu tests``: ``pytest -m gpu tests/test_gpu.py tests/train/test_graph.py`` (solo and
+6. ``gpu tests``: ``pytest -n 0 -m gpu tests/test_gpu.py tests/train/test_graph.py`` (solo and
    ensemble on CUDA, kill and resume, FID CUDA vs CPU, the slot launcher, graph against eager).
 7. The ensemble benchmark (K = 32 against solo runs) and the compiled training step against
    eager (``reduce-overhead``), the older measurements.
@@ -460,7 +460,8 @@ def main() -> int:
         stage(
             "gpu tests",
             results,
-            [py, "-m", "pytest", "-q", "-m", "gpu", "-rA", "tests/test_gpu.py",
+            # One process (-n 0): the GPU tests share one device and time some of their steps.
+            [py, "-m", "pytest", "-q", "-n", "0", "-m", "gpu", "-rA", "tests/test_gpu.py",
              "tests/train/test_graph.py"],
             timeout=clock.left(1200),
         )  # fmt: skip

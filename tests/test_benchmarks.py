@@ -29,18 +29,19 @@ def _run(tmp_path: Path, script: str, *args: str) -> str:
     return result.stdout
 
 
-@pytest.mark.slow(seconds=19)
+@pytest.mark.slow(seconds=15)
 def test_train_throughput_of_two_variants_named_by_their_architecture(tmp_path):
     out = _run(tmp_path, "train_throughput.py", "--steps", "3", "--repeats", "1",
-               "--variants", "mlp2d", "dcgan28")  # fmt: skip
+               "--batch-size", "8", "--variants", "mlp2d", "dcgan28")  # fmt: skip
     assert "engine/plain" in out and "mlp2d/ring8" in out and "dcgan28/fashion_mnist" in out
     assert "engine/member-layers plain" in out
 
 
-@pytest.mark.slow(seconds=30)
+@pytest.mark.slow(seconds=20)
 def test_train_throughput_of_ensembles_with_the_control_arm(tmp_path):
     out = _run(tmp_path, "train_throughput.py", "--steps", "3", "--repeats", "2", "--members",
-               "2", "--control", "--no-mlflow", "--variants", "mlp2d", "dcgan28")  # fmt: skip
+               "2", "--batch-size", "8", "--control", "--no-mlflow", "--variants", "mlp2d",
+               "dcgan28")  # fmt: skip
     rows = [line.split() for line in out.splitlines() if line.startswith(("mlp2d", "dcgan28"))]
     assert [row[:2] for row in rows] == [["mlp2d/ring8", "2"], ["dcgan28/fashion_mnist", "2"]]
     # Two repeats: each ratio with its [min, max] interval, the control's too.
@@ -57,10 +58,10 @@ def test_an_unknown_variant_is_named_with_the_allowed_ones(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.slow(seconds=16)
+@pytest.mark.slow(seconds=13)
 def test_ensemble_throughput(tmp_path):
     out = _run(tmp_path, "ensemble_throughput.py", "--members", "2", "--steps", "3",
-               "--repeats", "1", "--variants", "mlp2d", "dcgan28")  # fmt: skip
+               "--repeats", "1", "--batch-size", "8", "--variants", "mlp2d", "dcgan28")  # fmt: skip
     assert "mlp2d/ring8" in out and "dcgan28/fashion_mnist" in out
 
 

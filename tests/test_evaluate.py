@@ -38,6 +38,11 @@ STABILITY_KEYS = {
 }  # fmt: skip
 
 
+# One pytest-xdist worker runs the whole module, so its trained ring8 run is built once, not once
+# per worker.
+pytestmark = pytest.mark.xdist_group("test_evaluate")
+
+
 @pytest.fixture(scope="module")
 def ring_run(tmp_path_factory) -> tuple[Path, str]:
     """A short ring8 run tracked in its own MLflow store."""

@@ -32,10 +32,12 @@ def test_holm_threshold_and_reachability():
 
 
 def test_fisher_p_equals_scipy_on_every_table():
-    for n_x, n_y in ((3, 3), (4, 7), (6, 6)):
+    for n_x, n_y in ((3, 3), (4, 7), (6, 6), (12, 20)):
+        table = power._fisher_table(n_x, n_y)
         for k_x, k_y in itertools.product(range(n_x + 1), range(n_y + 1)):
             expected = sps.fisher_exact([[k_x, n_x - k_x], [k_y, n_y - k_y]]).pvalue
             assert power.fisher_p(k_x, n_x, k_y, n_y) == pytest.approx(expected, abs=1e-12)
+            assert table[k_x][k_y] == pytest.approx(expected, abs=1e-12)
 
 
 def test_exact_rate_test_on_known_tables():

@@ -25,6 +25,11 @@ def _quiet(_message: str) -> None:
     pass
 
 
+# One pytest-xdist worker runs the whole module, so its prepared data root is built once, not once
+# per worker.
+pytestmark = pytest.mark.xdist_group("test_prepare")
+
+
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
     """A data root with mnist, fashion_mnist and a small stacked_mnist prepared from the mirror."""

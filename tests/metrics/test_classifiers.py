@@ -24,6 +24,11 @@ SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 MIRROR = SHARED / "datasets"
 
 
+# One pytest-xdist worker runs the whole module, so its data root (MNIST and Fashion-MNIST prepared) is built once, not once
+# per worker.
+pytestmark = pytest.mark.xdist_group("test_classifiers")
+
+
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
     if not MIRROR.is_dir():

@@ -26,6 +26,10 @@ from ganstudy.report import compare as report_compare
 from ganstudy.report import inputs as report_study
 from ganstudy.report.html import fmt
 
+# One pytest-xdist worker runs the whole module, so its rendered report is built once, not once
+# per worker.
+pytestmark = pytest.mark.xdist_group("test_report")
+
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):

@@ -26,6 +26,11 @@ PAGE_CHECK = """(() => {
 })()"""
 
 
+# One pytest-xdist worker runs the whole module, so its report in Chromium is built once, not once
+# per worker.
+pytestmark = pytest.mark.xdist_group("test_report_browser")
+
+
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
     """The synthetic study's report, loaded in headless Chromium: (page facts, events)."""

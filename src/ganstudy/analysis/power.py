@@ -10,6 +10,7 @@ when it is parsed.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 from statistics import NormalDist
@@ -31,27 +32,47 @@ def min_p_mann_whitney(n_x: int, n_y: int) -> float:
     return min(1.0, 2.0 / math.comb(n_x + n_y, n_x))
 
 
-def fisher_p(k_x: int, n_x: int, k_y: int, n_y: int) -> float:
-    """Two-sided Fisher exact p of k_x successes of n_x against k_y of n_y.
+def _margin_ps(n_x: int, n_y: int, successes: int) -> tuple[int, list[float]]:
+    """Two-sided Fisher p of every table with these margins: (the smallest k_x, p per k_x).
 
     Given the margins, the successes of x follow the hypergeometric law
-    P(k) = C(n_x, k) C(n_y, K - k) / C(N, K) with K = k_x + k_y, N = n_x + n_y; p is the sum of
-    P(k) over the tables no more probable than the observed one (as scipy.stats.fisher_exact).
+    P(k) = C(n_x, k) C(n_y, K - k) / C(N, K) with K = k_x + k_y, N = n_x + n_y; p(k) is the sum
+    of P(j) over the tables j no more probable than k (as scipy.stats.fisher_exact), summed from
+    the least probable up.
     """
-    total, successes = n_x + n_y, k_x + k_y
+    total = n_x + n_y
     norm = math.comb(total, successes)
     lo, hi = max(0, successes - n_y), min(n_x, successes)
-    probs = {k: math.comb(n_x, k) * math.comb(n_y, successes - k) / norm for k in range(lo, hi + 1)}
-    observed = probs[k_x] * _RELATIVE_TOLERANCE
-    return min(1.0, sum(p for p in probs.values() if p <= observed))
+    probs = [math.comb(n_x, k) * math.comb(n_y, successes - k) / norm for k in range(lo, hi + 1)]
+    ascending = sorted(probs)
+    running, cumulative = 0.0, []
+    for prob in ascending:
+        running += prob
+        cumulative.append(running)
+    ps = [
+        min(1.0, cumulative[bisect.bisect_right(ascending, prob * _RELATIVE_TOLERANCE) - 1])
+        for prob in probs
+    ]
+    return lo, ps
+
+
+def fisher_p(k_x: int, n_x: int, k_y: int, n_y: int) -> float:
+    """Two-sided Fisher exact p of k_x successes of n_x against k_y of n_y (see
+    :func:`_margin_ps`)."""
+    lo, ps = _margin_ps(n_x, n_y, k_x + k_y)
+    return ps[k_x - lo]
 
 
 @functools.lru_cache(maxsize=256)
 def _fisher_table(n_x: int, n_y: int) -> tuple[tuple[float, ...], ...]:
-    """p of every outcome (k_x, k_y) for arms of n_x and n_y runs."""
-    return tuple(
-        tuple(fisher_p(k_x, n_x, k_y, n_y) for k_y in range(n_y + 1)) for k_x in range(n_x + 1)
-    )
+    """p of every outcome (k_x, k_y) for arms of n_x and n_y runs: the tables of one margin
+    K = k_x + k_y share one hypergeometric law, so each law is computed once."""
+    table = [[1.0] * (n_y + 1) for _ in range(n_x + 1)]
+    for successes in range(n_x + n_y + 1):
+        lo, ps = _margin_ps(n_x, n_y, successes)
+        for k_x, p in enumerate(ps, start=lo):
+            table[k_x][successes - k_x] = p
+    return tuple(tuple(row) for row in table)
 
 
 def min_p_fisher(n_x: int, n_y: int) -> float:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -27,11 +28,14 @@ from ganstudy import config as config_mod
 from ganstudy.data import registry
 from ganstudy.errors import ConfigError
 from ganstudy.evaluate.mode_metrics import MODE_METRICS, ModeMetric
-from ganstudy.metrics import classifiers, fid, stability
+from ganstudy.metrics import classifiers, stability
 from ganstudy.numerics import resolve_device
 from ganstudy.sample import checkpoint_file, generate, load_generator, save_samples
 from ganstudy.tracking.records import eval_metrics
 from ganstudy.tracking.runs import log_metrics_to_run
+
+if TYPE_CHECKING:
+    from ganstudy.metrics import fid
 
 FORMAT = store.EVAL_FORMAT
 SAMPLE_SEED = 0
@@ -75,6 +79,8 @@ class Shared:
     def reference(self, p: Plan):
         key = (p.context["spec"].name, str(p.data_root), p.protocol, p.weights, str(p.device))
         if key not in self.references:
+            from ganstudy.metrics import fid
+
             self.references[key] = fid.reference_statistics(
                 p.context["spec"].name,
                 p.data_root,
@@ -132,6 +138,10 @@ def plan(
     p.context["spec"] = spec
     p.context["min_count"] = mode_min_count
     if spec.fid is not None:
+        # Here, not at the top: the Inception stack (pytorch-fid, torchvision) takes seconds to
+        # import, and the mixtures' evaluation jobs never use it.
+        from ganstudy.metrics import fid
+
         p.protocol = fid.protocol_for(
             spec.name, fid_preset, fid_samples, fid_dims, allow_singular=allow_singular_fid
         )
@@ -198,6 +208,8 @@ def _samples(p: Plan) -> tuple[Tensor | None, str | None, str | None]:
 def _fid_block(p: Plan, samples: Tensor | None, note: str | None) -> dict | None:
     if p.protocol is None:
         return None
+    from ganstudy.metrics import fid
+
     if samples is None:
         n_ref = p.protocol.n_reference
         return {
