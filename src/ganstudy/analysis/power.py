@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import itertools
 import math
 from statistics import NormalDist
 
@@ -45,10 +46,7 @@ def _margin_ps(n_x: int, n_y: int, successes: int) -> tuple[int, list[float]]:
     lo, hi = max(0, successes - n_y), min(n_x, successes)
     probs = [math.comb(n_x, k) * math.comb(n_y, successes - k) / norm for k in range(lo, hi + 1)]
     ascending = sorted(probs)
-    running, cumulative = 0.0, []
-    for prob in ascending:
-        running += prob
-        cumulative.append(running)
+    cumulative = list(itertools.accumulate(ascending))
     ps = [
         min(1.0, cumulative[bisect.bisect_right(ascending, prob * _RELATIVE_TOLERANCE) - 1])
         for prob in probs
