@@ -1,0 +1,403 @@
+"""Group-sequential testing of the primary family: looks, alpha spending, futility, Holm.
+
+The study trains its seeds in waves and analyses the primary family after each (a *look*). At
+look k a fraction t_k of each hypothesis' runs is in (the information fraction, t_K = 1).
+
+**Efficacy boundaries** (Lan & DeMets 1983). Each hypothesis tested at level a spends its type I
+error over the looks through a spending function a(t), a(0) = 0, a(1) = a:
+
+- ``obrien_fleming`` (O'Brien-Fleming-like): each side spends f(t; a/2) with
+  f(t; b) = 2 - 2 Phi(Phi^-1(1 - b/2) / sqrt t), so a(t) = 2 f(t; a/2) (gsDesign's ``sfLDOF``
+  with a two-sided symmetric design: at a = 0.05 and three equal looks the boundaries are
+  3.710, 2.511, 1.993, the published one-sided 0.025 values);
+- ``pocock`` (Pocock-like): a(t) = a log(1 + (e - 1) t) (gsDesign's ``sfLDPocock``).
+
+The two-sided boundary c_k is the value with P(|Z_1| < c_1, ..., |Z_{k-1}| < c_{k-1},
+|Z_k| >= c_k) = a(t_k) - a(t_{k-1}) under H0, where Z_k is the standardised statistic of the runs
+so far: a Brownian motion in information, Corr(Z_j, Z_k) = sqrt(t_j / t_k). The probabilities are
+computed by the recursive numerical integration of Armitage, McPherson & Rowe (1969) (Jennison &
+Turnbull 2000, ch. 19), Simpson's rule on each continuation interval. A look's exact test (the
+stratified Fisher or permutation test of :mod:`ganstudy.analysis.pooled`) is read on that scale:
+it rejects when its two-sided p <= 2 (1 - Phi(c_k)), the look's *nominal level*.
+
+**Futility** (non-binding): at an interim look a hypothesis whose |Z| = Phi^-1(1 - p/2) is below
+the look's bound stops, not rejected, and is not tested again. The efficacy boundaries are
+computed as if it never stopped, so stopping for futility can only lower the error rate; it
+costs power, which the maximum number of seeds pays back.
+
+**The family** (Holm over looks; Maurer & Bretz 2013, with the sequential p-values of Liu &
+Anderson 2008). A hypothesis' *sequential p-value* after look k is the smallest level a at which
+its group-sequential test would have rejected it at some look up to k:
+q_k = min_{j <= k} inf{a : p_j <= nominal_j(a)}. At every look Holm's step-down runs over the
+family's sequential p-values (futile hypotheses count, with q = 1): the smallest is rejected when
+q <= alpha / r with r hypotheses not rejected, then the next with one fewer, and so on. This is the
+graphical procedure of Maurer & Bretz with Holm's graph (a rejected hypothesis' level passes in
+equal parts to the others) and boundaries updated to the new level; with one look it is Holm's
+procedure on the p-values. The Holm-adjusted sequential p-values are the final p-values, which
+respect the design: a hypothesis' p is below alpha exactly when the procedure rejected it.
+
+Pure numpy/scipy; nothing here reads files.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import optimize
+from scipy import stats as sps
+
+from ganstudy.analysis.power import ALPHA
+
+OBRIEN_FLEMING = "obrien_fleming"
+POCOCK = "pocock"
+SPENDING_NAMES = (OBRIEN_FLEMING, POCOCK)
+
+CONTINUE = "continue"
+REJECTED = "rejected"
+FUTILITY = "stopped for futility"
+NOT_REJECTED = "not rejected"
+DECIDED = (REJECTED, FUTILITY, NOT_REJECTED)
+
+_GRID = 241  # Simpson points per continuation interval (odd)
+_NORMAL = sps.norm()
+
+
+def spent(name: str, t: float, level: float) -> float:
+    """Type I error spent by information fraction ``t`` of a test at ``level`` (two-sided)."""
+    if t <= 0:
+        return 0.0
+    if t >= 1:
+        return level
+    if name == OBRIEN_FLEMING:
+        return float(2 * (2 - 2 * _NORMAL.cdf(_NORMAL.ppf(1 - level / 4) / math.sqrt(t))))
+    if name == POCOCK:
+        return level * math.log(1 + (math.e - 1) * t)
+    raise ValueError(f"spending function {name!r} is not allowed; allowed: {SPENDING_NAMES}")
+
+
+def z_of_p(p: float | np.ndarray) -> np.ndarray:
+    """|Z| of a two-sided p: Phi^-1(1 - p / 2) (p = 1, or not a number: 0)."""
+    p = np.where(np.isfinite(p), np.clip(p, 1e-300, 1.0), 1.0)
+    return _NORMAL.isf(p / 2)
+
+
+def p_of_z(z: float | np.ndarray) -> np.ndarray:
+    """Two-sided p of |Z| >= z: 2 (1 - Phi(z))."""
+    return 2 * _NORMAL.sf(np.asarray(z, dtype=float))
+
+
+def _simpson(lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """Points and Simpson weights on [lo, hi]."""
+    z = np.linspace(lo, hi, _GRID)
+    h = (hi - lo) / (_GRID - 1)
+    w = np.ones(_GRID)
+    w[1:-1:2], w[2:-1:2] = 4, 2
+    return z, w * h / 3
+
+
+def _continuation(bound: float, futility: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Grid and weights of {futility <= |z| < bound}."""
+    if futility <= 0:
+        return _simpson(-bound, bound)
+    if futility >= bound:
+        return np.zeros(0), np.zeros(0)
+    z1, w1 = _simpson(-bound, -futility)
+    z2, w2 = _simpson(futility, bound)
+    return np.concatenate([z1, z2]), np.concatenate([w1, w2])
+
+
+def _step(z, density, t0: float, t1: float, drift: float):
+    """Mean and sd of Z at t1 given Z = z at t0 (drift: E Z at t = 1)."""
+    d = t1 - t0
+    mean = (z * math.sqrt(t0) + drift * d) / math.sqrt(t1)
+    return mean, math.sqrt(d / t1)
+
+
+def _exit(z, mass, t0, t1, bound, drift) -> tuple[float, float]:
+    """P(Z(t1) >= bound), P(Z(t1) <= -bound), over the sub-density ``mass`` at t0."""
+    if len(z) == 0:
+        return 0.0, 0.0
+    mean, sd = _step(z, mass, t0, t1, drift)
+    upper = float(np.sum(mass * _NORMAL.sf((bound - mean) / sd)))
+    lower = float(np.sum(mass * _NORMAL.cdf((-bound - mean) / sd)))
+    return upper, lower
+
+
+def _carry(z, mass, t0, t1, drift, z_new):
+    """The sub-density of Z(t1) on ``z_new`` (times the weights: a mass per point) from ``mass``."""
+    mean, sd = _step(z, mass, t0, t1, drift)
+    return (mass[None, :] * _NORMAL.pdf((z_new[:, None] - mean[None, :]) / sd) / sd).sum(axis=1)
+
+
+@functools.lru_cache(maxsize=4096)
+def boundaries(fractions: tuple[float, ...], level: float, spending: str) -> tuple[float, ...]:
+    """Two-sided efficacy boundaries c_1..c_K on the Z scale (see the module docstring)."""
+    out: list[float] = []
+    prev_t, prev_spent = 0.0, 0.0
+    z = mass = None
+    for t in fractions:
+        target = spent(spending, t, level) - prev_spent
+        if z is None:
+            bound = float(_NORMAL.isf(target / 2)) if target > 0 else math.inf
+        elif target <= 0:
+            bound = math.inf
+        else:
+
+            def excess(c, z=z, mass=mass, t0=prev_t, t1=t):
+                up, down = _exit(z, mass, t0, t1, c, 0.0)
+                return up + down - target
+
+            hi = 40.0
+            bound = float(optimize.brentq(excess, 1e-6, hi, xtol=1e-10)) if excess(1e-6) > 0 else 0.0
+        out.append(bound)
+        # The continuation region's density at this look, for the next.
+        grid, weights = _continuation(min(bound, 40.0))
+        if z is None:
+            mass = weights * _NORMAL.pdf(grid)
+        else:
+            mass = weights * _carry(z, mass, prev_t, t, 0.0, grid)
+        z = grid
+        prev_t, prev_spent = t, prev_spent + max(target, 0.0)
+    return tuple(out)
+
+
+def crossing(
+    fractions: Sequence[float],
+    bounds: Sequence[float],
+    drift: float = 0.0,
+    futility: Sequence[float] = (),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per look, under a Brownian motion with E Z_K = ``drift``: the probability of stopping
+    there by crossing the efficacy boundary above, below, and (interim looks) for futility
+    (|Z| < futility bound, applied as binding here: the design's expected sample size)."""
+    k = len(fractions)
+    up, down, fut = np.zeros(k), np.zeros(k), np.zeros(k)
+    z = mass = None
+    prev_t = 0.0
+    for i, (t, c) in enumerate(zip(fractions, bounds)):
+        f = futility[i] if i < len(futility) and i < k - 1 else 0.0
+        c = min(c, 40.0)
+        if z is None:
+            mean, sd = drift * math.sqrt(t), 1.0
+            up[i] = _NORMAL.sf(c - mean)
+            down[i] = _NORMAL.cdf(-c - mean)
+            fut[i] = _NORMAL.cdf(f - mean) - _NORMAL.cdf(-f - mean) if f > 0 else 0.0
+            grid, weights = _continuation(c, f)
+            mass = weights * _NORMAL.pdf(grid - mean)
+        else:
+            up[i], down[i] = _exit(z, mass, prev_t, t, c, drift)
+            if f > 0:
+                inner_up, inner_down = _exit(z, mass, prev_t, t, f, drift)
+                fut[i] = float(mass.sum()) - inner_up - inner_down
+            grid, weights = _continuation(c, f)
+            mass = weights * _carry(z, mass, prev_t, t, drift, grid)
+        z, prev_t = grid, t
+    return up, down, fut
+
+
+# ---------------------------------------------------------------------------------------------
+# The design and its decisions
+
+
+@dataclass(frozen=True)
+class Design:
+    """A study's sequential design (study config ``analysis.sequential``)."""
+
+    fractions: tuple[float, ...] = (1.0,)
+    spending: str = OBRIEN_FLEMING
+    futility: tuple[float, ...] = ()  # |Z| bounds at the interim looks (K - 1 of them)
+    alpha: float = ALPHA
+
+    @classmethod
+    def from_config(cls, config: dict | None) -> Design:
+        """The design of a (schema-filled) study config; ``waves: 1`` (or none) is fixed."""
+        seq = (((config or {}).get("analysis") or {}).get("sequential")) or {}
+        fractions = seq.get("fractions")
+        waves = seq.get("waves") or 1
+        if fractions is None:
+            fractions = [w / waves for w in range(1, waves + 1)]
+        futility = tuple(float(f) for f in (seq.get("futility") or ()))
+        return cls(tuple(float(f) for f in fractions), seq.get("spending") or OBRIEN_FLEMING,
+                   futility)  # fmt: skip
+
+    @property
+    def looks(self) -> int:
+        return len(self.fractions)
+
+    @property
+    def sequential(self) -> bool:
+        return self.looks > 1
+
+    def futility_bound(self, look: int) -> float:
+        """|Z| bound for futility at look ``look`` (0-based); 0 at the final look."""
+        return self.futility[look] if look < min(len(self.futility), self.looks - 1) else 0.0
+
+    def bounds(self, level: float, fractions: Sequence[float] | None = None) -> tuple[float, ...]:
+        """Boundaries at ``level`` on ``fractions`` (a hypothesis' own; default the design's)."""
+        fractions = self.fractions if fractions is None else tuple(fractions)
+        return boundaries(tuple(round(t, 12) for t in fractions), round(level, 15), self.spending)
+
+    def nominal(self, level: float, fractions: Sequence[float] | None = None) -> np.ndarray:
+        """The two-sided nominal level of each look's test for a hypothesis at ``level``."""
+        return p_of_z(np.asarray(self.bounds(level, fractions)))
+
+    def describe(self) -> str:
+        if not self.sequential:
+            return "fixed design (one look)"
+        looks = ", ".join(f"{t:.3g}" for t in self.fractions)
+        fut = ", ".join(f"{f:g}" for f in self.futility[: self.looks - 1]) or "none"
+        return (f"{self.looks} looks at information fractions {looks}; {self.spending.replace('_', '-')}"
+                f"-like alpha spending (Lan-DeMets); non-binding futility |Z| < {fut}")  # fmt: skip
+
+
+def sequential_p(
+    design: Design, p_looks: Sequence[float], fractions: Sequence[float] | None = None,
+    tol: float = 1e-4,
+) -> float:
+    """The smallest level at which the hypothesis' group-sequential test rejects at one of the
+    looks of ``p_looks`` (its p at each look, in order): the Liu-Anderson sequential p-value.
+    Bisection on log(level) to a relative ``tol``."""
+    p_looks = [1.0 if not np.isfinite(p) else float(p) for p in p_looks]
+    if not p_looks:
+        return 1.0
+
+    def rejects(level: float) -> bool:
+        nominal = design.nominal(level, fractions)
+        return any(p <= n for p, n in zip(p_looks, nominal))
+
+    if rejects(1e-12):
+        return 1e-12
+    if not rejects(1.0):
+        return 1.0
+    lo, hi = math.log(1e-12), 0.0
+    while hi - lo > tol:
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if rejects(math.exp(mid)) else (mid, hi)
+    return math.exp(hi)
+
+
+@dataclass(frozen=True)
+class LookDecision:
+    """One hypothesis at one look: its status after the look, the p of the look's test, the
+    nominal level it was read against, the |Z| futility bound and its level alpha / r."""
+
+    status: str
+    p: float
+    nominal: float
+    futility: float
+    level: float
+
+
+@dataclass
+class Procedure:
+    """The sequential Holm procedure over a family, replayed look by look.
+
+    ``fractions``: per hypothesis, its information fraction at each look (planned runs so far
+    over its planned runs; by default the design's). A hypothesis whose fraction reaches 1 has its
+    final test at that look.
+    """
+
+    design: Design
+    fractions: list[tuple[float, ...]]
+    status: list[str] = field(default_factory=list)
+    decided_at: list[int | None] = field(default_factory=list)
+    history: list[list[float]] = field(default_factory=list)  # p per look per hypothesis
+
+    def __post_init__(self):
+        m = len(self.fractions)
+        self.status = [CONTINUE] * m
+        self.decided_at = [None] * m
+        self.history = [[] for _ in range(m)]
+
+    @classmethod
+    def of(cls, design: Design, m: int) -> Procedure:
+        """``m`` hypotheses on the design's own fractions."""
+        return cls(design, [design.fractions] * m)
+
+    @property
+    def m(self) -> int:
+        return len(self.fractions)
+
+    @property
+    def looks_taken(self) -> int:
+        return len(self.history[0]) if self.m else 0
+
+    def _rejects(self, i: int, level: float, k: int) -> bool:
+        nominal = self.design.nominal(level, self.fractions[i][: k + 1])
+        return any(q <= n for q, n in zip(self.history[i][: k + 1], nominal))
+
+    def look(self, p: Sequence[float | None]) -> list[LookDecision]:
+        """Take the next look with each hypothesis' p (None or NaN for one that is decided, or
+        has no test: read as p = 1). Returns each hypothesis' decision after the look."""
+        k = self.looks_taken
+        if k >= self.design.looks:
+            raise ValueError(
+                f"the design has {self.design.looks} looks; this would be look {k + 1}"
+            )
+        for i in range(self.m):
+            value = p[i]
+            ok = value is not None and bool(np.isfinite(value)) and self.status[i] == CONTINUE
+            self.history[i].append(float(value) if ok else math.nan)
+        alpha = self.design.alpha
+        # Holm's step-down over the hypotheses not rejected, each at alpha / r; a rejection
+        # raises the others' level, so test again until nothing more is rejected.
+        while True:
+            r = sum(s != REJECTED for s in self.status)
+            hit = [i for i in range(self.m) if self.status[i] == CONTINUE
+                   and self._rejects(i, alpha / max(1, r), k)]  # fmt: skip
+            if not hit:
+                break
+            for i in hit:
+                self.status[i], self.decided_at[i] = REJECTED, k
+        level = alpha / max(1, sum(s != REJECTED for s in self.status))
+        out = []
+        for i in range(self.m):
+            fractions = self.fractions[i][: k + 1]
+            final = k == self.design.looks - 1 or fractions[-1] >= 1 - 1e-9
+            fut = 0.0 if final else self.design.futility_bound(k)
+            q = self.history[i][k]
+            if self.status[i] == CONTINUE:
+                if final:
+                    self.status[i], self.decided_at[i] = NOT_REJECTED, k
+                elif fut > 0 and float(z_of_p(q if np.isfinite(q) else 1.0)) < fut:
+                    self.status[i], self.decided_at[i] = FUTILITY, k
+            nominal = float(self.design.nominal(level, fractions)[k])
+            out.append(LookDecision(self.status[i], q, nominal, fut, level))
+        return out
+
+    def sequential_ps(self) -> list[float]:
+        """Each hypothesis' sequential p-value over the looks it was tested at (1 for one
+        stopped for futility: it stays not rejected whatever alpha later passes to it)."""
+        return [
+            1.0 if s == FUTILITY
+            else sequential_p(self.design, h[: len(h)], self.fractions[i][: len(h)])
+            for i, (s, h) in enumerate(zip(self.status, self.history))
+        ]  # fmt: skip
+
+    def adjusted_p(self) -> list[float]:
+        """The final p-values: Holm-adjusted sequential p-values, capped at 1; below alpha
+        exactly for the hypotheses the procedure rejected (to the bisection's tolerance)."""
+        q = self.sequential_ps()
+        order = np.argsort(q, kind="stable")
+        out = [1.0] * self.m
+        running = 0.0
+        for rank, i in enumerate(order):
+            running = max(running, min(1.0, (self.m - rank) * q[i]))
+            out[i] = running
+        return out
+
+
+def replay(
+    design: Design, history: Sequence[Sequence[float | None]],
+    fractions: list[tuple[float, ...]] | None = None,
+) -> Procedure:
+    """The procedure after the looks of ``history`` (per look, each hypothesis' p)."""
+    m = len(history[0]) if history else len(fractions or [])
+    proc = Procedure(design, fractions or [design.fractions] * m)
+    for p in history:
+        proc.look(p)
+    return proc
