@@ -39,6 +39,8 @@ COMPARISONS = "comparisons.csv"
 SUMMARY = "summary.csv"
 STUDY_CONFIG = "study.yaml"
 RUN_CONFIGS = "configs"
+LOOKS = "looks"  # looks/look-<k>.json: a sequential study's decision after each wave
+LOOK_FORMAT = "ganstudy-look-1"
 
 # Format tags of the files other stages read.
 EVAL_FORMAT = "ganstudy-eval-1"
@@ -265,6 +267,26 @@ class ResultsDir:
     study_config = property(lambda self: self.root / STUDY_CONFIG)
     run_configs = property(lambda self: self.root / RUN_CONFIGS)
     runs = property(lambda self: self.root / RUNS)
+    looks = property(lambda self: self.root / LOOKS)
+
+    def look(self, k: int) -> Path:
+        """The record of look ``k`` (1-based): the decision after wave k."""
+        return self.looks / f"look-{k}.json"
+
+    def look_ledger(self, k: int) -> Path:
+        """The copy of look ``k``'s decision that no rule owns: a rerun whose job would rewrite
+        look-<k>.json takes the decision from here instead of deciding again."""
+        return self.looks / ".decided" / f"look-{k}.json"
+
+    def latest_look(self) -> tuple[int, Path] | None:
+        """(k, path) of the highest-numbered look record, or None."""
+        found = []
+        if self.looks.is_dir():
+            for path in self.looks.glob("look-*.json"):
+                number = path.stem.removeprefix("look-")
+                if number.isdigit():
+                    found.append((int(number), path))
+        return max(found) if found else None
 
     def run_config(self, variant_path: str) -> Path:
         return self.run_configs / f"{variant_path}.yaml"

@@ -95,6 +95,14 @@ OUTCOMES: dict[str, Outcome] = {
             "modes_covered", "modes covered", CONTINUOUS, True, _has_modes, "datasets with modes"
         ),  # fmt: skip
         Outcome(
+            "high_quality_fraction",
+            "high-quality fraction",
+            CONTINUOUS,
+            True,
+            _is_mixture,
+            "the 2D mixtures",
+        ),
+        Outcome(
             "kl_to_uniform",
             "KL to uniform over modes",
             CONTINUOUS,
@@ -114,6 +122,9 @@ class Hypothesis:
     scope: tuple[str, ...]
     min_effect: float
     base_rate: float  # rates: the baseline's rate the plan assumes
+    # A published effect of the comparison, where one exists (the cost plan's scenario).
+    published_effect: float | None = None
+    published_source: str = ""
 
     @property
     def name(self) -> str:
@@ -134,9 +145,12 @@ class Hypothesis:
         )
 
     def describe_min_effect(self) -> str:
+        return self.describe_effect(self.min_effect)
+
+    def describe_effect(self, effect: float) -> str:
         if self.outcome.kind == RATE:
-            return f"rate difference {self.min_effect:g} from {self.base_rate:g}"
-        return f"P(better) {self.min_effect:g}"
+            return f"rate difference {effect:g} from {self.base_rate:g}"
+        return f"P(better) {effect:g}"
 
 
 DEFAULT_CANDIDATE = "lsgan"
@@ -251,7 +265,15 @@ def hypotheses(
         if outcome.kind == RATE and base_rate - min_effect < 0 and base_rate + min_effect > 1:
             raise _error(i, "min_effect", f"{min_effect!r} from base_rate {base_rate!r} leaves "
                          "[0, 1] both ways; allowed: a difference one way at least")  # fmt: skip
-        h = Hypothesis(item["candidate"], item["baseline"], outcome, scope, min_effect, base_rate)
+        published = item.get("published_effect")
+        if published is not None:
+            ok = 0 < published < 1 if outcome.kind == RATE else 0.5 < published < 1
+            if not ok:
+                raise _error(i, "published_effect", f"{published!r} is not allowed; allowed: "
+                             + ("a difference of rates in (0, 1)" if outcome.kind == RATE
+                                else "a probability of improvement in (0.5, 1)"))  # fmt: skip
+        h = Hypothesis(item["candidate"], item["baseline"], outcome, scope, min_effect, base_rate,
+                       published, item.get("published_source") or "")  # fmt: skip
         if pairs is not None and not derived:
             covered = tuple(d for d in scope if any(p.dataset == d for p in h.strata(pairs)))
             missing = [d for d in scope if d not in covered]

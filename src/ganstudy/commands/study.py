@@ -22,6 +22,16 @@ def _schema_path(arg: str | None) -> Path:
     return path
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; allowed: an integer >= 1")
+    return value
+
+
 def _json_arg(text: str, option: str) -> dict:
     return store.parse_json_object(text, option)
 
@@ -97,10 +107,24 @@ def _cmd_cost(args) -> int:
     print(planning.table(planning.evaluate(planning.plan(study))))
     for note in study.primary_notes:
         print(f"Note: {note}.")
+    if study.waves.sequential:
+        from ganstudy.study import expected
+
+        print()
+        print("Sequential design (analysis.sequential): maximum and expected cost per block, by "
+              "simulation of whole studies:")  # fmt: skip
+        gpus = args.gpus if args.gpus is not None else _gpu_count(study)
+        print(expected.table(study, gpus, args.simulations, data_root=args.data_root))
     print()
     print("Secondary comparisons (exploratory), per cell, Holm over their own family:")
     print(plan.table(plan.plan(study)))
     return 0
+
+
+def _gpu_count(study) -> int:
+    from ganstudy.study import gpu_slots
+
+    return max(1, len(gpu_slots.visible_gpus(study.config["gpus"]["count"])))
 
 
 def _cmd_conformance(args) -> int:
@@ -165,6 +189,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="+", help="study config file(s), merged in order")
     p.add_argument("--schema", help="config schema (default: the one shipped with ganstudy)")
     p.add_argument("--data-root", help="read training-set sizes from prepared manifests here")
+    p.add_argument(
+        "--gpus", type=_positive_int, metavar="N",
+        help="GPUs for the expected wall-clock of a sequential study (default: this machine's, "
+        "at least 1)",
+    )  # fmt: skip
+    p.add_argument(
+        "--simulations", type=_positive_int, default=400, metavar="N",
+        help="simulated studies per scenario for a sequential study's expected cost (default 400)",
+    )  # fmt: skip
     p.set_defaults(func=_cmd_cost)
 
     p = sub.add_parser(

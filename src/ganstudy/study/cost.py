@@ -13,8 +13,9 @@ GPU time: ``GPU_STEP_SECONDS[(arch, dataset, batch_size, width, members)]`` is t
 step of one training job of ``members`` seeds on one NVIDIA H200, measured with
 ``benchmarks/gpu_acceptance.py`` (the job's whole time over its 200 to 4,000 timed steps, so
 set-up and its end-of-run writes are in it: an upper bound of the training loop's speed). A
-variant's GPU time is that x its planned steps x its jobs; a setting not measured there is
-counted as unknown. Where no GPU time is known, an assumed speed-up over the CPU says so.
+variant's GPU time is that x its planned steps x its jobs; a job size not measured is bounded
+from the same setting's measured jobs (:func:`gpu_step_seconds`), a setting not measured at
+all is counted as unknown. Where no GPU time is known, an assumed speed-up over the CPU says so.
 """
 
 from __future__ import annotations
@@ -112,6 +113,26 @@ def step_seconds(arch: str, dataset: str, batch_size: int, width: int) -> float 
     return s * batch_size / b
 
 
+def gpu_step_seconds(
+    arch: str, dataset: str, batch_size: int, width: int, members: int
+) -> float | None:
+    """Seconds per step of a job of ``members`` seeds on one H200: measured, else bounded from
+    a measured job of the same setting: a job of fewer members takes at most the time of the
+    nearest larger measured one; a job of more members the largest measured one's time scaled
+    linearly in the members (batched members cost less than that)."""
+    key = (arch, dataset, batch_size, width)
+    if (*key, members) in GPU_STEP_SECONDS:
+        return GPU_STEP_SECONDS[(*key, members)]
+    measured = sorted((k[4], s) for k, s in GPU_STEP_SECONDS.items() if k[:4] == key)
+    if not measured:
+        return None
+    larger = [s for m, s in measured if m >= members]
+    if larger:
+        return larger[0]
+    m, s = measured[-1]
+    return s * members / m
+
+
 @dataclass(frozen=True)
 class VariantCost:
     block: str
@@ -137,9 +158,7 @@ def estimate(study, data_root: str | Path | None = None, skip=frozenset()) -> li
         cpu = None if per_step is None else per_step * steps * len(seeds)
         jobs = math.ceil(len(seeds) / v.seeds_per_job)
         t, width = v.run_config["train"], v.run_config["arch"]["width"]
-        gpu_step = GPU_STEP_SECONDS.get(
-            (v.arch, v.dataset, t["batch_size"], width, v.seeds_per_job)
-        )
+        gpu_step = gpu_step_seconds(v.arch, v.dataset, t["batch_size"], width, v.seeds_per_job)
         gpu = None if gpu_step is None else gpu_step * steps * jobs
         out.append(VariantCost(v.block, v.key, len(seeds), jobs, steps, cpu, gpu))
     return out

@@ -22,6 +22,7 @@ from ganstudy.losses import ComparedLosses
 from ganstudy.metrics import fid_protocol
 from ganstudy.study import gpu_slots
 from ganstudy.study import schema as schema_mod
+from ganstudy.study import waves as waves_mod
 from ganstudy.study.grid import Run, TrainJob, Variant, expand, plan_pairs
 
 
@@ -39,6 +40,8 @@ class Study:
     primary: list[Hypothesis] = field(default_factory=list)
     # What the primary family lost to blocks switched off (hypotheses left out or narrowed).
     primary_notes: list[str] = field(default_factory=list)
+    # The sequential design's waves (analysis.sequential): which jobs each wave trains.
+    waves: waves_mod.WavePlan | None = None
 
     @classmethod
     def from_config(cls, config: dict, schema: dict | str | Path | None = None) -> Study:
@@ -50,6 +53,7 @@ class Study:
         study.comparison = ComparedLosses.from_config(config)
         study.pairs = plan_pairs(config, study.variants)
         study.primary = primary_hypotheses(config, study.pairs, study.primary_notes)
+        study.waves = waves_mod.plan(study)
         return study
 
     # -- names and paths ---------------------------------------------------------------------
