@@ -11,7 +11,7 @@ from snakemake.exceptions import WorkflowError
 
 from ganstudy import store
 from ganstudy.data import registry
-from ganstudy.study import gpu_slots, memory, preflight
+from ganstudy.study import gpu_slots, looks, memory, preflight
 from ganstudy.study.schema import default_schema_path
 
 RESULTS = STUDY.results
@@ -120,6 +120,55 @@ def evaluate_minutes(job):
     """A generous bound on an evaluation job's time (minutes): a full-protocol FID of one member
     takes seconds on a GPU and a few minutes on a CPU core; the bound is 30 + 5 per member."""
     return 30 + 5 * len(job.seeds)
+
+
+# A sequential study (analysis.sequential with waves > 1) trains its waves one after another:
+# after wave k the `look` checkpoint (rules/looks.smk) decides the primary family on every run
+# trained so far, and wave k + 1 holds the jobs of the blocks it lets continue. The functions
+# below ask the checkpoint's record, so Snakemake re-plans the DAG after each look.
+WAVES = STUDY.waves
+LOOKS = WAVES.looks
+
+
+def look_record(k):
+    return str(store.ResultsDir(RESULTS).look(k))
+
+
+def continuing_blocks(k):
+    """The blocks that train wave k + 1: look k's decision (waits for it)."""
+    return looks.continuing_blocks(checkpoints.look.get(look=k).output.record)
+
+
+def trained_jobs(through=None):
+    """The training jobs of waves 1..through (default: every wave the study trains)."""
+    if not WAVES.sequential:
+        return STUDY.jobs
+    jobs = WAVES.jobs_of_wave(STUDY, 1)
+    for k in range(1, LOOKS if through is None else through):
+        going = continuing_blocks(k)
+        if not going:
+            break
+        jobs += WAVES.jobs_of_wave(STUDY, k + 1, going)
+    return jobs
+
+
+def trained_runs(through=None):
+    return [run_dir for job in trained_jobs(through) for run_dir in job.run_dirs]
+
+
+def final_look():
+    """The look at which the study stopped (every block decided), or the last."""
+    for k in range(1, LOOKS):
+        if not continuing_blocks(k):
+            return k
+    return LOOKS
+
+
+def look_records():
+    """Every look record of the study: none for a fixed design."""
+    if not WAVES.sequential:
+        return []
+    return [look_record(k) for k in range(1, final_look() + 1)]
 
 
 def shell_words(paths):

@@ -27,7 +27,9 @@ rule design:
 rule aggregate:
     input:
         design=f"{RESULTS}/{store.DESIGN}",
-        evals=[STUDY.run_path(run, store.EVAL) for run in STUDY.runs],
+        # every run trained (a sequential study: the waves its looks let run) and its looks
+        evals=lambda wildcards: [STUDY.run_path(run, store.EVAL) for run in trained_runs()],
+        looks=lambda wildcards: look_records(),
     output:
         summary=f"{RESULTS}/{store.SUMMARY}",
     log:
@@ -46,8 +48,9 @@ rule report:
         config=f"{RESULTS}/{store.STUDY_CONFIG}",
         comparisons=f"{RESULTS}/{store.COMPARISONS}",
         # the runs' training curves (the sample files are listed in each eval.json)
-        logs=[STUDY.run_path(run, store.LOG) for run in STUDY.runs],
-        fid_curves=[path for job in STUDY.jobs for path in fid_curves(job)],
+        logs=lambda wildcards: [STUDY.run_path(run, store.LOG) for run in trained_runs()],
+        fid_curves=lambda wildcards: [path for job in trained_jobs() for path in fid_curves(job)],
+        looks=lambda wildcards: look_records(),
     output:
         report=STUDY.config["report"],
     log:

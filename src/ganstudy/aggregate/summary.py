@@ -142,8 +142,18 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def not_trained(results: Path) -> set[str]:
+    """Runs of the design that a sequential study will never train (the later waves of the
+    blocks its looks stopped), from its latest look record; empty for a fixed design."""
+    latest = store.ResultsDir(results).latest_look()
+    if latest is None:
+        return set()
+    return set(_read_json(latest[1]).get("not_trained") or [])
+
+
 def collect(results: str | Path) -> pd.DataFrame:
-    """The summary table of a results dir: one row per design row, columns ``COLUMN_NAMES``."""
+    """The summary table of a results dir: one row per design row (but the runs a sequential
+    study stopped before training), columns ``COLUMN_NAMES``."""
     results = Path(results)
     if not results.is_dir():
         raise ConfigError(f"results directory {results} does not exist")
@@ -152,8 +162,11 @@ def collect(results: str | Path) -> pd.DataFrame:
         raise ConfigError(
             f"results directory {results} has no design.csv and no run directories under runs/"
         )
+    skipped = not_trained(results)
     rows = []
     for design_row in design:
+        if design_row["run_dir"] in skipped:
+            continue
         rec = read_run(results, design_row)
         rows.append({col.name: _cell(col.value(rec)) for col in COLUMNS})
     return _typed(pd.DataFrame(rows, columns=list(COLUMN_NAMES)))

@@ -175,8 +175,9 @@ def _tables(cells: list[Cell]) -> np.ndarray:
     return np.asarray(out, dtype=float).transpose(1, 2, 0)
 
 
-def pooled_rate(cells: list[Cell]) -> PooledResult:
-    """The pooled analysis of a rate (see the module docstring)."""
+def pooled_rate(cells: list[Cell], level: float = LEVEL) -> PooledResult:
+    """The pooled analysis of a rate (see the module docstring); ``level``: the confidence of
+    the pooled interval (a sequential study's repeated confidence interval)."""
     from statsmodels.stats.contingency_tables import StratifiedTable
 
     used = [c for c in cells if len(c.baseline) and len(c.candidate)]
@@ -198,7 +199,7 @@ def pooled_rate(cells: list[Cell]) -> PooledResult:
             st = StratifiedTable(tables[:, :, informative])
             odds = float(st.oddsratio_pooled)
             if 0 < odds < math.inf:
-                low, high = (float(v) for v in st.oddsratio_pooled_confint(alpha=1 - LEVEL))
+                low, high = (float(v) for v in st.oddsratio_pooled_confint(alpha=1 - level))
             p_cmh = float(st.test_null_odds(correction=True).pvalue)
         per_cell, log_or, var = [], [], []
         for c, t in zip(used, tables.transpose(2, 0, 1)):
@@ -243,24 +244,28 @@ def _mean_poi(*samples, axis=-1):
     return np.mean([_poi(c, b, axis=axis) for c, b in pairs], axis=0)
 
 
-def _bootstrap(samples, method: str, n_resamples: int, seed: int) -> tuple[float, float]:
+def _bootstrap(
+    samples, method: str, n_resamples: int, seed: int, level: float = LEVEL
+) -> tuple[float, float]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = sps.bootstrap(
-            samples, _mean_poi, n_resamples=n_resamples, confidence_level=LEVEL, method=method,
+            samples, _mean_poi, n_resamples=n_resamples, confidence_level=level, method=method,
             vectorized=True, rng=np.random.default_rng(seed),
         )  # fmt: skip
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def poi_interval(cells: list[Cell], n_resamples: int = N_BOOTSTRAP, seed: int = 0):
+def poi_interval(
+    cells: list[Cell], n_resamples: int = N_BOOTSTRAP, seed: int = 0, level: float = LEVEL
+):
     """Stratified bootstrap CI of the mean probability of improvement: BCa, else percentile
     (a degenerate bootstrap distribution, e.g. complete separation in every cell)."""
     samples = tuple(a for c in cells for a in (c.candidate, c.baseline))
     if any(len(s) < 2 for s in samples):
         return math.nan, math.nan
     for method in ("BCa", "percentile"):
-        lo, hi = _bootstrap(samples, method, n_resamples, seed)
+        lo, hi = _bootstrap(samples, method, n_resamples, seed, level)
         if math.isfinite(lo) and math.isfinite(hi):
             return lo, hi
     return lo, hi
@@ -278,9 +283,10 @@ def hanley_mcneil_variance(theta: float, n_candidate: int, n_baseline: int) -> f
 
 
 def pooled_continuous(
-    cells: list[Cell], n_resamples: int = N_BOOTSTRAP, seed: int = 0
+    cells: list[Cell], n_resamples: int = N_BOOTSTRAP, seed: int = 0, level: float = LEVEL
 ) -> PooledResult:
-    """The pooled analysis of a continuous outcome (see the module docstring)."""
+    """The pooled analysis of a continuous outcome (see the module docstring); ``level``: the
+    confidence of the pooled interval."""
     used = [c for c in cells if len(c.baseline) and len(c.candidate)]
     n_b = sum(len(c.baseline) for c in used)
     n_c = sum(len(c.candidate) for c in used)
@@ -291,7 +297,7 @@ def pooled_continuous(
                             exact.EXACT)  # fmt: skip
     test = exact.stratified_rank_test([(c.candidate, c.baseline) for c in used])
     effect = test.mean_probability
-    low, high = poi_interval(used, n_resamples, seed)
+    low, high = poi_interval(used, n_resamples, seed, level)
     per_cell, effects = [], []
     for i, c in enumerate(used):
         theta = float(_poi(c.candidate, c.baseline))

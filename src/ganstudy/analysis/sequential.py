@@ -36,7 +36,7 @@ equal parts to the others) and boundaries updated to the new level; with one loo
 procedure on the p-values. The Holm-adjusted sequential p-values are the final p-values, which
 respect the design: a hypothesis' p is below alpha exactly when the procedure rejected it.
 
-Pure numpy/scipy; nothing here reads files.
+Nothing here reads files; scipy is imported on first use.
 """
 
 from __future__ import annotations
@@ -47,8 +47,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import optimize
-from scipy import stats as sps
 
 from ganstudy.analysis.power import ALPHA
 
@@ -63,7 +61,14 @@ NOT_REJECTED = "not rejected"
 DECIDED = (REJECTED, FUTILITY, NOT_REJECTED)
 
 _GRID = 241  # Simpson points per continuation interval (odd)
-_NORMAL = sps.norm()
+
+
+def _normal():
+    # scipy on first use: the workflow imports this module (through ganstudy.study.waves) when
+    # it parses, and needs none of it then.
+    from scipy import stats
+
+    return stats.norm
 
 
 def spent(name: str, t: float, level: float) -> float:
@@ -73,7 +78,7 @@ def spent(name: str, t: float, level: float) -> float:
     if t >= 1:
         return level
     if name == OBRIEN_FLEMING:
-        return float(2 * (2 - 2 * _NORMAL.cdf(_NORMAL.ppf(1 - level / 4) / math.sqrt(t))))
+        return float(2 * (2 - 2 * _normal().cdf(_normal().ppf(1 - level / 4) / math.sqrt(t))))
     if name == POCOCK:
         return level * math.log(1 + (math.e - 1) * t)
     raise ValueError(f"spending function {name!r} is not allowed; allowed: {SPENDING_NAMES}")
@@ -82,12 +87,12 @@ def spent(name: str, t: float, level: float) -> float:
 def z_of_p(p: float | np.ndarray) -> np.ndarray:
     """|Z| of a two-sided p: Phi^-1(1 - p / 2) (p = 1, or not a number: 0)."""
     p = np.where(np.isfinite(p), np.clip(p, 1e-300, 1.0), 1.0)
-    return _NORMAL.isf(p / 2)
+    return _normal().isf(p / 2)
 
 
 def p_of_z(z: float | np.ndarray) -> np.ndarray:
     """Two-sided p of |Z| >= z: 2 (1 - Phi(z))."""
-    return 2 * _NORMAL.sf(np.asarray(z, dtype=float))
+    return 2 * _normal().sf(np.asarray(z, dtype=float))
 
 
 def _simpson(lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
@@ -122,15 +127,15 @@ def _exit(z, mass, t0, t1, bound, drift) -> tuple[float, float]:
     if len(z) == 0:
         return 0.0, 0.0
     mean, sd = _step(z, mass, t0, t1, drift)
-    upper = float(np.sum(mass * _NORMAL.sf((bound - mean) / sd)))
-    lower = float(np.sum(mass * _NORMAL.cdf((-bound - mean) / sd)))
+    upper = float(np.sum(mass * _normal().sf((bound - mean) / sd)))
+    lower = float(np.sum(mass * _normal().cdf((-bound - mean) / sd)))
     return upper, lower
 
 
 def _carry(z, mass, t0, t1, drift, z_new):
     """The sub-density of Z(t1) on ``z_new`` (times the weights: a mass per point) from ``mass``."""
     mean, sd = _step(z, mass, t0, t1, drift)
-    return (mass[None, :] * _NORMAL.pdf((z_new[:, None] - mean[None, :]) / sd) / sd).sum(axis=1)
+    return (mass[None, :] * _normal().pdf((z_new[:, None] - mean[None, :]) / sd) / sd).sum(axis=1)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -142,7 +147,7 @@ def boundaries(fractions: tuple[float, ...], level: float, spending: str) -> tup
     for t in fractions:
         target = spent(spending, t, level) - prev_spent
         if z is None:
-            bound = float(_NORMAL.isf(target / 2)) if target > 0 else math.inf
+            bound = float(_normal().isf(target / 2)) if target > 0 else math.inf
         elif target <= 0:
             bound = math.inf
         else:
@@ -152,12 +157,14 @@ def boundaries(fractions: tuple[float, ...], level: float, spending: str) -> tup
                 return up + down - target
 
             hi = 40.0
+            from scipy import optimize
+
             bound = float(optimize.brentq(excess, 1e-6, hi, xtol=1e-10)) if excess(1e-6) > 0 else 0.0
         out.append(bound)
         # The continuation region's density at this look, for the next.
         grid, weights = _continuation(min(bound, 40.0))
         if z is None:
-            mass = weights * _NORMAL.pdf(grid)
+            mass = weights * _normal().pdf(grid)
         else:
             mass = weights * _carry(z, mass, prev_t, t, 0.0, grid)
         z = grid
@@ -183,11 +190,11 @@ def crossing(
         c = min(c, 40.0)
         if z is None:
             mean, sd = drift * math.sqrt(t), 1.0
-            up[i] = _NORMAL.sf(c - mean)
-            down[i] = _NORMAL.cdf(-c - mean)
-            fut[i] = _NORMAL.cdf(f - mean) - _NORMAL.cdf(-f - mean) if f > 0 else 0.0
+            up[i] = _normal().sf(c - mean)
+            down[i] = _normal().cdf(-c - mean)
+            fut[i] = _normal().cdf(f - mean) - _normal().cdf(-f - mean) if f > 0 else 0.0
             grid, weights = _continuation(c, f)
-            mass = weights * _NORMAL.pdf(grid - mean)
+            mass = weights * _normal().pdf(grid - mean)
         else:
             up[i], down[i] = _exit(z, mass, prev_t, t, c, drift)
             if f > 0:
@@ -345,6 +352,7 @@ class Procedure:
         alpha = self.design.alpha
         # Holm's step-down over the hypotheses not rejected, each at alpha / r; a rejection
         # raises the others' level, so test again until nothing more is rejected.
+        rejected_at: dict[int, float] = {}
         while True:
             r = sum(s != REJECTED for s in self.status)
             hit = [i for i in range(self.m) if self.status[i] == CONTINUE
@@ -353,7 +361,8 @@ class Procedure:
                 break
             for i in hit:
                 self.status[i], self.decided_at[i] = REJECTED, k
-        level = alpha / max(1, sum(s != REJECTED for s in self.status))
+                rejected_at[i] = alpha / max(1, r)
+        after = alpha / max(1, sum(s != REJECTED for s in self.status))
         out = []
         for i in range(self.m):
             fractions = self.fractions[i][: k + 1]
@@ -365,6 +374,8 @@ class Procedure:
                     self.status[i], self.decided_at[i] = NOT_REJECTED, k
                 elif fut > 0 and float(z_of_p(q if np.isfinite(q) else 1.0)) < fut:
                     self.status[i], self.decided_at[i] = FUTILITY, k
+            # A hypothesis rejected here: the level it was rejected at; else the look's last.
+            level = rejected_at.get(i, after)
             nominal = float(self.design.nominal(level, fractions)[k])
             out.append(LookDecision(self.status[i], q, nominal, fut, level))
         return out

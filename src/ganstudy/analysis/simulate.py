@@ -50,7 +50,8 @@ class Monitored:
 
 
 def rate_ps(h: Monitored, rng, simulations: int, effect: float | None) -> np.ndarray:
-    """p at each look (simulations x looks) of the exact conditional test."""
+    """p at each look (simulations x looks) of the exact conditional test, and the estimate
+    (the candidate's rate minus the baseline's, pooled)."""
     final = h.sizes[-1]
     cand_rate = h.base_rate
     if effect is not None:
@@ -62,6 +63,7 @@ def rate_ps(h: Monitored, rng, simulations: int, effect: float | None) -> np.nda
         b = np.cumsum(rng.random((simulations, m)) < h.base_rate, axis=1)
         draws.append((c, b))
     out = np.ones((simulations, len(h.sizes)))
+    est = np.full((simulations, len(h.sizes)), np.nan)
     for k, look in enumerate(h.sizes):
         ex, ey, nx, ny = [], [], [], []
         for (c, b), (n, m) in zip(draws, look):
@@ -71,15 +73,19 @@ def rate_ps(h: Monitored, rng, simulations: int, effect: float | None) -> np.nda
             ny.append(np.full(simulations, m))
         stack = [np.stack(a, axis=1) for a in (ex, nx, ey, ny)]
         out[:, k] = exact.stratified_fisher_p(*stack)
-    return out
+        runs_c, runs_b = max(1, stack[1][0].sum()), max(1, stack[3][0].sum())
+        est[:, k] = stack[0].sum(axis=1) / runs_c - stack[2].sum(axis=1) / runs_b
+    return out, est
 
 
 def continuous_ps(h: Monitored, rng, simulations: int, effect: float | None) -> np.ndarray:
-    """p at each look (simulations x looks) of the stratified permutation test (no ties)."""
+    """p at each look (simulations x looks) of the stratified permutation test (no ties), and
+    the estimate (the mean probability of improvement)."""
     delta = 0.0 if effect is None else math.sqrt(2) * float(sps.norm.ppf(effect))
     draws = [(rng.standard_normal((simulations, n)) + delta, rng.standard_normal((simulations, m)))
              for n, m in h.sizes[-1]]  # fmt: skip
     out = np.ones((simulations, len(h.sizes)))
+    est = np.full((simulations, len(h.sizes)), np.nan)
     for k, look in enumerate(h.sizes):
         t = np.zeros(simulations)
         used = []
@@ -91,21 +97,24 @@ def continuous_ps(h: Monitored, rng, simulations: int, effect: float | None) -> 
             used.append((n, m))
         if used:
             out[:, k] = exact.StratifiedNull.without_ties(used).p(t)
-    return out
+            est[:, k] = t / len(used)
+    return out, est
 
 
-def draw_ps(h: Monitored, rng, simulations: int, effect: float | None) -> np.ndarray:
+def draw_ps(h: Monitored, rng, simulations: int, effect: float | None):
+    """(p, estimate) at each look, simulations x looks each."""
     fn = rate_ps if h.kind == RATE else continuous_ps
     return fn(h, rng, simulations, effect)
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """Simulated studies: per study and hypothesis the look it was decided at (0-based) and
-    whether it was rejected."""
+    """Simulated studies: per study and hypothesis the look it was decided at (0-based),
+    whether it was rejected, and its estimate at that look."""
 
     decided_at: np.ndarray  # simulations x m
     rejected: np.ndarray  # simulations x m, bool
+    estimate: np.ndarray  # simulations x m
 
     def power(self) -> np.ndarray:
         return self.rejected.mean(axis=0)
@@ -122,7 +131,8 @@ def run(
     """``simulations`` studies of the family under ``effects`` (one per hypothesis)."""
     rng = np.random.default_rng(seed)
     draw = draw or draw_ps
-    ps = [draw(h, rng, simulations, e) for h, e in zip(family, effects)]
+    drawn = [draw(h, rng, simulations, e) for h, e in zip(family, effects)]
+    ps = [d[0] for d in drawn]
     fractions = [h.fractions for h in family]
     m = len(family)
     decided = np.zeros((simulations, m), dtype=int)
@@ -137,4 +147,6 @@ def run(
             proc.look([ps[i][s, k] if open_[i] else None for i in range(m)])
         decided[s] = [d if d is not None else looks - 1 for d in proc.decided_at]
         rejected[s] = [st == sequential.REJECTED for st in proc.status]
-    return Outcome(decided, rejected)
+    estimate = np.stack([d[1][np.arange(simulations), decided[:, i]]
+                         for i, d in enumerate(drawn)], axis=1) if m else np.zeros((simulations, 0))  # fmt: skip
+    return Outcome(decided, rejected, estimate)

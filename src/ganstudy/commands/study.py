@@ -1,4 +1,4 @@
-"""``ganstudy study design|init-tracking|cost|conformance``: the study-level steps of the workflow."""
+"""``ganstudy study design|init-tracking|cost|look|conformance``: the study-level steps of the workflow."""
 
 from __future__ import annotations
 
@@ -127,6 +127,46 @@ def _gpu_count(study) -> int:
     return max(1, len(gpu_slots.visible_gpus(study.config["gpus"]["count"])))
 
 
+def _cmd_look(args) -> int:
+    from ganstudy.aggregate import summary
+    from ganstudy.report import answer
+    from ganstudy.report.inputs import ReportInputs, plain
+    from ganstudy.study import looks
+
+    text = Path(args.config).read_text() if Path(args.config).is_file() else None
+    if text is None:
+        raise ConfigError(f"--config {args.config} does not exist")
+    study = Study.from_config(load_configs([args.config]), _schema_path(args.schema))
+    plan = study.waves
+    if not plan.sequential:
+        raise ConfigError(
+            f"--config {args.config}: analysis.sequential has one look (a fixed design); "
+            "allowed: a study with waves > 1"
+        )
+    if not 1 <= args.look <= plan.looks:
+        raise ConfigError(f"--look {args.look} is not allowed; allowed: 1 to {plan.looks}")
+    records = looks.previous(study, args.results, args.look)
+    trained = looks.runs_through(study, records, args.look)
+    runs = plain(summary.collect(args.results))
+    runs = runs[runs["run_dir"].isin(set(trained))]
+    inputs = ReportInputs(Path(args.results), runs, {}, Path(args.config), text,
+                          study.comparison, study.pairs)  # fmt: skip
+    p_values, sizes = [], []
+    for h in study.primary:
+        result = answer.analyse(h, inputs)
+        p_values.append(None if result.untestable else result.result.p)
+        sizes.append((result.result.n_candidate, result.result.n_baseline))
+    record = looks.decide(study, args.results, args.look, p_values, sizes, trained)
+    record = looks.write(args.results, args.look, record, args.out)
+    for h in record["hypotheses"]:
+        p = "-" if h["p"] is None else f"{h['p']:.3g}"
+        print(f"look {args.look}: {h['name']}: {h['status']} (p {p}, boundary p <= "
+              f"{h['nominal_level']:.3g})")  # fmt: skip
+    going = record["continuing_blocks"]
+    print(f"next wave: {', '.join(going)}" if going else "the study stops here")
+    return 0
+
+
 def _cmd_conformance(args) -> int:
     from ganstudy.report.inputs import load_references
     from ganstudy.study import reproduce
@@ -199,6 +239,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="simulated studies per scenario for a sequential study's expected cost (default 400)",
     )  # fmt: skip
     p.set_defaults(func=_cmd_cost)
+
+    p = sub.add_parser(
+        "look",
+        help="the interim analysis after a wave of a sequential study: decide each primary "
+        "hypothesis and the blocks that train the next wave",
+        description="Analyse the primary family on every run trained by the end of wave LOOK, "
+        "with the decisions of the looks before it as recorded, and write the look's record "
+        "(looks/look-<k>.json): per hypothesis rejected, stopped for futility, not rejected or "
+        "continue, and the blocks that train the next wave. A look is decided once: a record "
+        "kept in looks/.decided/ is written again rather than decided anew.",
+    )
+    p.add_argument("--config", required=True, help="the resolved study config (study.yaml)")
+    p.add_argument("--schema", help="config schema (default: the one shipped with ganstudy)")
+    p.add_argument("--results", required=True, help="results directory (holds runs/)")
+    p.add_argument("--look", required=True, type=_positive_int, help="the look (1-based)")
+    p.add_argument("--out", required=True, help="the look record to write")
+    p.set_defaults(func=_cmd_look)
 
     p = sub.add_parser(
         "conformance",

@@ -24,6 +24,7 @@ from ganstudy.analysis.power import ALPHA, RATE
 from ganstudy.analysis.primary import Hypothesis
 from ganstudy.errors import ConfigError
 from ganstudy.report import figures
+from ganstudy.report import looks as report_looks
 from ganstudy.report.compare import fid_settings, pairs_of
 from ganstudy.report.html import Html, figure, fmt, join, table, tag
 from ganstudy.report.inputs import ReportInputs
@@ -106,10 +107,11 @@ def cells(h: Hypothesis, study: ReportInputs, completed_only: bool = False):
     return out, runs.loc[used], "; ".join(notes)
 
 
-def analyse(h: Hypothesis, study: ReportInputs) -> Answer:
+def analyse(h: Hypothesis, study: ReportInputs, level: float = pooled.LEVEL) -> Answer:
+    """The pooled test of ``h`` on the study's runs; ``level``: the interval's confidence."""
     found, used, missing = cells(h, study)
     analysis = pooled.pooled_rate if h.outcome.kind == RATE else pooled.pooled_continuous
-    result = analysis(found)
+    result = analysis(found, level=level)
     untestable = ""
     if h.outcome.column == "fid" and len(fid_settings(used)) > 1:
         untestable = "not tested: the FIDs were computed with different settings"
@@ -117,7 +119,7 @@ def analyse(h: Hypothesis, study: ReportInputs) -> Answer:
         untestable = "not tested yet: no cell has finished runs of both arms"
     completed = None
     if h.outcome.column != "diverged" and _any_diverged(used):
-        completed = analysis(cells(h, study, completed_only=True)[0])
+        completed = analysis(cells(h, study, completed_only=True)[0], level=level)
     return Answer(h, result, completed, used, missing, untestable)
 
 
@@ -164,13 +166,13 @@ def _detectable_text(h: Hypothesis, r: pooled.PooledResult, level: float) -> str
     )
 
 
-def sentence(a: Answer, p_holm: float, level: float) -> str:
+def sentence(a: Answer, p_holm: float, level: float, adjusted: str = "Holm-adjusted") -> str:
     """One line of plain words for a primary hypothesis."""
     h, r = a.hypothesis, a.result
     cand, base, scope = h.candidate, h.baseline, _scope(h)
     if a.untestable:
         return f"{cand} vs {base}, {h.outcome.label} on {scope}: {a.untestable}."
-    test = f"{r.method} p = {fmt(r.p)}, Holm-adjusted {fmt(p_holm)}"
+    test = f"{r.method} p = {fmt(r.p)}, {adjusted} {fmt(p_holm)}"
     if p_holm < ALPHA:
         if r.kind == RATE:
             fewer = r.effect < 1
@@ -239,17 +241,37 @@ METHODS = (
 )
 
 
+def study_looks(study: ReportInputs, hypotheses: list[Hypothesis], notes: list[str]):
+    """The study's look records where they match its primary family, else None (with a note
+    when they do not match)."""
+    seq = report_looks.read(study.results)
+    if seq is None:
+        return None
+    if seq.names != [h.name for h in hypotheses]:
+        notes.append(f"the look records in {store.ResultsDir(study.results).looks} name another "
+                     "primary family than the study config: the p-values below ignore them")  # fmt: skip
+        return None
+    return seq
+
+
 def answer_section(study: ReportInputs) -> Html:
     notes: list[str] = []
     hypotheses = family(study, notes)
     if not hypotheses:
         return tag("p", "No primary hypothesis: no cell compares lsgan with its baseline, and the "
                    "study config names none (analysis.primary).")  # fmt: skip
-    answers = [analyse(h, study) for h in hypotheses]
-    p = [a.result.p if not a.untestable else math.nan for a in answers]
-    p_holm = stats.holm(p)
+    seq = study_looks(study, hypotheses, notes)
+    if seq is None:
+        answers = [analyse(h, study) for h in hypotheses]
+        p = [a.result.p if not a.untestable else math.nan for a in answers]
+        p_holm, adjusted = stats.holm(p), "Holm-adjusted"
+    else:
+        # The final p: the looks' Holm-adjusted sequential p; the interval: repeated.
+        answers = [analyse(h, study, seq.rci_level(h.name)) for h in hypotheses]
+        p_holm = [seq.adjusted_p[seq.of(h.name)] for h in hypotheses]
+        adjusted = "sequential Holm-adjusted"
     level = ALPHA / max(1, len(hypotheses))
-    lines = [tag("li", sentence(a, ph, level)) for a, ph in zip(answers, p_holm)]
+    lines = [tag("li", sentence(a, ph, level, adjusted)) for a, ph in zip(answers, p_holm)]
     rows = []
     for a, ph in zip(answers, p_holm):
         r, c = a.result, a.completed_only
@@ -287,9 +309,15 @@ def answer_section(study: ReportInputs) -> Html:
             "with percentile bootstrap CIs per cell.",
             used,
         ))  # fmt: skip
+    if seq is not None:
+        used = pd.concat([a.runs for a in answers]).drop_duplicates(subset="run_dir")
+        parts.append(report_looks.section(seq, study.config_text, used))
+    interval = "95% CI" if seq is None else "repeated CI"
     parts.append(table(
-        ["primary hypothesis", "cells", "runs (candidate / baseline)", "effect [95% CI]", "test",
-         "p", "CMH p", "p (Holm, primary family)", "among completed runs only",
+        ["primary hypothesis", "cells", "runs (candidate / baseline)", f"effect [{interval}]",
+         "test", "p", "CMH p",
+         "p (Holm, primary family)" if seq is None else "p (sequential, Holm)",
+         "among completed runs only",
          "heterogeneity (does the effect depend on the cell?)", "runs without a value"],
         rows, cls="answer-table",
     ))  # fmt: skip

@@ -212,3 +212,36 @@ def forest(data: pd.DataFrame, panel_titles: dict[str, str]) -> bytes:
         ax.grid(axis="y", visible=False)
     fig.tight_layout()
     return _png(fig)
+
+
+def looks(data: pd.DataFrame, panel_titles: dict[str, str]) -> bytes:
+    """The looks of a sequential study: per panel (a hypothesis) -log10 p of each look's test
+    (points), the efficacy boundary (red: at or above it the hypothesis is rejected) and the
+    futility boundary (grey: below it the hypothesis stops, not rejected).
+
+    Columns: panel, look, p (NaN: not tested at that look), efficacy (the nominal level),
+    futility (the p of the |Z| futility bound; NaN where there is none).
+    """
+    _theme()
+    panels = list(dict.fromkeys(data["panel"]))
+    fig, axes = _grid(len(panels), sharey=False)
+    flat = axes.ravel()
+    for ax in flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, name in zip(flat, panels):
+        sub = data[data["panel"] == name].sort_values("look")
+        ax.plot(sub["look"], -np.log10(sub["efficacy"]), color="#b22222", marker="_", ms=14,
+                lw=1, label="efficacy boundary")  # fmt: skip
+        fut = sub[sub["futility"].notna()]
+        if not fut.empty:
+            ax.plot(fut["look"], -np.log10(fut["futility"]), color="#888888", marker="_",
+                    ms=14, lw=1, ls="--", label="futility boundary")  # fmt: skip
+        tested = sub[sub["p"].notna()]
+        ax.plot(tested["look"], -np.log10(tested["p"].clip(lower=1e-300)), "o",
+                color="#333333", label="-log10 p")  # fmt: skip
+        ax.set_xticks(sorted(set(data["look"])))
+        ax.set(title=panel_titles.get(name, name), xlabel="look", ylabel="-log10 p")
+        ax.set_ylim(bottom=0)
+    flat[0].legend(loc="upper left", fontsize=7)
+    fig.tight_layout()
+    return _png(fig)

@@ -53,6 +53,10 @@ def check(study, gpus: list[str], gpu_plan, local_cores: int | None) -> Prefligh
     ):
         if warning:
             out.warnings.append(warning)
+    if study.waves.sequential:
+        from ganstudy.study import expected
+
+        out.info.append(expected.summary_line(study, max(1, len(gpus)), data_root=study.data_root))
     if local_cores is None:
         return out
     costs = cost.estimate(study, data_root=study.data_root, skip=trained)
