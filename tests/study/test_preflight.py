@@ -37,7 +37,7 @@ def toy_study(tmp_path: Path, **top) -> Study:
 def test_a_long_local_cpu_study_stops_unless_confirmed():
     s = default_study()
     check = preflight.check(s, [], memory.plan(s, [], 2), local_cores=2)
-    assert check.stop and "2664 runs" in check.stop and "max_training_hours (4)" in check.stop
+    assert check.stop and "1540 runs" in check.stop and "max_training_hours (4)" in check.stop
     assert any("CPU" in w for w in check.warnings), check.warnings
     confirmed = default_study(confirm_long_run=True)
     assert preflight.check(confirmed, [], memory.plan(confirmed, [], 2), local_cores=2).stop is None

@@ -154,28 +154,28 @@ def test_default_study_grid():
     by_block = {}
     for run in s.runs:
         by_block.setdefault(run.variant.block, []).append(run)
-    # Seeds sized for the primary hypotheses (analysis.primary): 2 datasets x 3 losses x 2 bn x
-    # 144; 2 archs x 2 losses x 3 bn x 24; 2 x 2 x 56; 2 x 2 x 40 and 2 x 40 (cat64's third bn
-    # cell); the stabilisers (secondary): 3 arms x 2 bn x 24 on the ring, 3 x 8 on Stacked MNIST,
-    # 2 x 8 under RMSProp
+    # Seeds sized for the primary hypotheses (analysis.primary) under the sequential design (at
+    # most): 2 datasets x 3 losses x 2 bn x 48; 2 archs x 2 losses x 3 bn x 24; 2 x 2 x 60;
+    # 2 x 2 x 42 and 2 x 42 (cat64's third bn cell); the stabilisers (secondary): 3 arms x 2 bn
+    # x 24 on the ring, 3 x 8 on Stacked MNIST, 2 x 8 under RMSProp
     assert {k: len(v) for k, v in by_block.items()} == {
-        "mixtures": 1728,
+        "mixtures": 576,
         "fashion_mnist": 288,
-        "stacked_mnist": 224,
-        "cats": 160,
+        "stacked_mnist": 240,
+        "cats": 168,
         "stabilisers_ring": 144,
         "stabilisers_stacked_mnist": 24,
-        "lsgan_stability_adam": 80,
+        "lsgan_stability_adam": 84,
         "lsgan_stability_rmsprop": 16,
     }
     comparisons = plan.plan(s)
     # 44 LSGAN vs GAN; ring 2 bn x 3 candidates x 3 tests; Stacked MNIST 3 x 2; cats 2 x 2
     assert len(comparisons) == 44 + 18 + 6 + 4 and plan.unreachable(comparisons) == []
-    assert len(s.variants) == 45 and len(s.jobs) == 177
+    assert len(s.variants) == 45 and len(s.jobs) == 143
     # The primary family: 8 hypotheses, each pooled over the cells of one dataset family.
     assert [(h.outcome.column, h.scope, len(h.strata(s.pairs))) for h in s.primary] == [
-        ("success", ("ring8", "grid25"), 4),
-        ("collapsed", ("ring8", "grid25"), 4),
+        ("modes_covered", ("ring8", "grid25"), 4),
+        ("high_quality_fraction", ("ring8", "grid25"), 4),
         ("diverged", ("fashion_mnist",), 6),
         ("fid", ("fashion_mnist",), 6),
         ("diverged", ("stacked_mnist",), 2),
@@ -183,6 +183,11 @@ def test_default_study_grid():
         ("diverged", ("cat64",), 3),
         ("fid", ("cat64",), 3),
     ]
+    # Three waves: each primary block's jobs in thirds; the secondary blocks all in the first.
+    assert s.waves.looks == 3 and s.waves.waved_blocks == (
+        "mixtures", "fashion_mnist", "stacked_mnist", "cats", "lsgan_stability_adam")  # fmt: skip
+    assert [len(s.waves.jobs_of_wave(s, w)) for w in (1, 2, 3)] == [55, 44, 44]
+    assert all(h.fractions == pytest.approx((1 / 3, 2 / 3, 1)) for h in s.waves.hypotheses)
     assert len({r.run_dir for r in s.runs}) == len(s.runs)
     assert s.datasets == ["ring8", "grid25", "fashion_mnist", "stacked_mnist", "cat64"]
     assert s.classifier_datasets == ["fashion_mnist", "mnist"]
@@ -798,3 +803,45 @@ def test_the_study_decides_whether_a_weak_classifier_is_refused_or_flagged():
     assert "--allow-weak-classifier" in quick.mode_args()
     with pytest.raises(ConfigError, match="classifiers.below_target"):
         expanded({"classifiers": {"below_target": "ignore"}})
+
+
+# ---------------------------------------------------------------------------------------------
+# the sequential design (analysis.sequential)
+
+
+@pytest.mark.parametrize(
+    ("sequential", "message"),
+    [
+        ({"spending": "haybittle"}, "key 'analysis.sequential.spending': 'haybittle' is not "
+         "allowed; allowed: 'obrien_fleming', 'pocock'"),
+        ({"waves": 1, "fractions": [0.5, 0.4, 1.0]}, "key 'analysis.sequential.fractions': [0.5, 0.4, 1.0] "
+         "is not allowed; allowed: fractions increasing to 1"),
+        ({"waves": 2, "fractions": [0.5, 0.9]}, "key 'analysis.sequential.fractions': [0.5, 0.9]"),
+        ({"waves": 2, "futility": []}, "key 'analysis.sequential': block mixtures has 3 training job(s) "
+         "per variant (48 seeds, seeds_per_job 16), which do not split into whole jobs"),
+        ({"waves": 3, "futility": [0.5]}, "key 'analysis.sequential.futility': 1 bound(s) for 2 "
+         "interim look(s)"),
+        ({"waves": 0}, "key 'analysis.sequential.waves': 0 is not allowed"),
+    ],
+)  # fmt: skip
+def test_a_bad_sequential_design_is_refused_naming_its_key(sequential, message):
+    with pytest.raises(ConfigError) as err:
+        expanded({"analysis": {"sequential": sequential}})
+    assert message in str(err.value)
+
+
+def test_a_fixed_design_has_one_look_and_one_wave():
+    s = expanded({"analysis": {"sequential": {"waves": 1}}})
+    assert s.waves.looks == 1 and not s.waves.sequential
+    assert len(s.waves.jobs_of_wave(s, 1)) == len(s.jobs)
+
+
+def test_a_block_outside_the_waves_trains_every_seed_first():
+    s = expanded({"analysis": {"sequential": {"waves": 3}}},
+                 {"experiments": {"fashion_mnist": {"sequential": False}}})  # fmt: skip
+    assert "fashion_mnist" not in s.waves.waved_blocks
+    names = [h.name for h in s.primary]
+    fashion = s.waves.hypotheses[names.index("lsgan vs gan: FID on fashion_mnist")]
+    assert fashion.fractions == (1.0, 1.0, 1.0)
+    first = {j.name for j in s.waves.jobs_of_wave(s, 1)}
+    assert all(j.name in first for j in s.jobs if j.variant.block == "fashion_mnist")

@@ -115,14 +115,18 @@ def test_dry_run_shows_the_whole_default_study(tmp_path):
     assert result.returncode == 0, result.stderr + result.stdout
     counts = job_counts(result.stdout)
     train = {k: v for k, v in counts.items() if k.startswith("train__")}
-    # Seeds sized for the primary hypotheses: mixtures 144 per arm (6 jobs of 24), Fashion-MNIST
-    # 24, Stacked MNIST 56, cats 40 (jobs of 8); the stabilisers' blocks: 6 + 3 + 10 + 2 jobs.
-    assert len(train) == 72 + 36 + 28 + 20 + 21 and set(train.values()) == {1}
+    # A sequential study shows its first wave and the look after it: a third of each primary
+    # block's jobs (mixtures 12 variants x 1 job of 16 seeds, Fashion-MNIST 12 x 1 of 8, Stacked
+    # MNIST 4 x 2 of 10, cats 4 x 2 of 7, lsgan_stability_adam 2 x 2 of 7) and every job of the
+    # secondary blocks (6 + 3 + 2).
+    assert len(train) == 12 + 12 + 8 + 8 + 4 + 6 + 3 + 2 and set(train.values()) == {1}
+    assert not any(k.endswith(("seeds_16_16", "seeds_20_10", "seeds_14_7")) for k in train)
     assert sum(v for k, v in counts.items() if k.startswith("evaluate__")) == len(train)
     assert counts["fetch"] == 3 and counts["prepare"] == 4
     assert counts["classifier"] == 2 and counts["fid_reference"] == 3
-    for rule in ("design", "aggregate", "report", "all"):
+    for rule in ("design", "look", "aggregate", "report", "all"):
         assert counts[rule] == 1
+    assert "checkpoint" in result.stdout
     # with (simulated) GPUs, training and evaluation take a GPU slot each
     block = result.stdout.split("rule evaluate__", 1)[1].split("\n\n", 1)[0]
     assert "gpu_slot=1" in block
@@ -321,7 +325,7 @@ def test_a_study_too_long_for_this_machine_stops_before_any_job(tmp_path):
     assert result.returncode == 1, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     message = result.stderr[result.stderr.index("Not starting") :]
-    assert "2664 runs" in message and "more than max_training_hours (4)" in message
+    assert "1540 runs" in message and "more than max_training_hours (4)" in message
     assert "snakemake --cores all --configfile config/quick.yaml" in message
     assert "--config confirm_long_run=True" in message
     assert not (cwd / "results").exists()  # no job ran, not even the design
@@ -377,6 +381,18 @@ def test_quick_study_end_to_end_on_the_cpu(tmp_path, shared_files):
     fashion = [r for r in design if r["dataset"] == "fashion_mnist"]
     assert all((results / r["run_dir"] / "fid_curve.csv").is_file() for r in fashion)
 
+    # Two waves on the mixtures: look 1 could decide nothing on two seeds an arm and let the
+    # mixtures continue; their second wave (seeds 2 and 3) trained; look 2 decided the rest.
+    first = json.loads((results / "looks" / "look-1.json").read_text())
+    last = json.loads((results / "looks" / "look-2.json").read_text())
+    assert first["continuing_blocks"] == ["mixtures"] and last["continuing_blocks"] == []
+    mixtures = [h for h in first["hypotheses"] if "ring8+grid25" in h["name"]]
+    assert [h["status"] for h in mixtures] == ["continue", "continue"]
+    assert all(h["runs_candidate"] == 4 for h in mixtures)
+    assert {h["status"] for h in last["hypotheses"]} <= {"not rejected", "rejected"}
+    assert (results / "runs/ring8/mlp2d/lsgan/bn-g1-d1/seed3/eval.json").is_file()
+    assert (results / "looks" / ".decided" / "look-1.json").is_file()
+
     with (results / "summary.csv").open() as fh:
         summary = list(csv.DictReader(fh))
     assert len(summary) == len(design)
@@ -393,6 +409,8 @@ def test_quick_study_end_to_end_on_the_cpu(tmp_path, shared_files):
     answer = page[page.index('<h2 id="answer">') : page.index('<h2 id="question">')]
     lines = answer[answer.index('<ol class="answer">') : answer.index("</ol>")]
     assert lines.count("<li>") == 8 and "on cat_faces64" in lines and "Forest plots" in answer
+    assert "The study ran its 2 look(s) of 2" in answer and "The looks: -log10 p" in answer
+    assert "sequential Holm-adjusted" in answer
     assert "Secondary comparisons (exploratory)" in page
     assert "gan_rmsprop" in page
     rmsprop = [r for r in design if r["loss"] == "gan_rmsprop"]

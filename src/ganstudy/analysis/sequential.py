@@ -145,6 +145,10 @@ def boundaries(fractions: tuple[float, ...], level: float, spending: str) -> tup
     prev_t, prev_spent = 0.0, 0.0
     z = mass = None
     for t in fractions:
+        if z is not None and t - prev_t <= 1e-12:
+            # No new runs since the last look (a hypothesis already complete): nothing to spend.
+            out.append(math.inf)
+            continue
         target = spent(spending, t, level) - prev_spent
         if z is None:
             bound = float(_normal().isf(target / 2)) if target > 0 else math.inf
@@ -256,9 +260,10 @@ class Design:
         if not self.sequential:
             return "fixed design (one look)"
         looks = ", ".join(f"{t:.3g}" for t in self.fractions)
-        fut = ", ".join(f"{f:g}" for f in self.futility[: self.looks - 1]) or "none"
-        return (f"{self.looks} looks at information fractions {looks}; {self.spending.replace('_', '-')}"
-                f"-like alpha spending (Lan-DeMets); non-binding futility |Z| < {fut}")  # fmt: skip
+        fut = ", ".join(f"{f:g}" for f in self.futility[: self.looks - 1])
+        fut = f"non-binding futility |Z| < {fut}" if fut else "no stop for futility"
+        return (f"{self.looks} looks at information fractions {looks}; "
+                f"{self.spending.replace('_', '-')}-like alpha spending (Lan-DeMets); {fut}")  # fmt: skip
 
 
 def sequential_p(
@@ -376,7 +381,7 @@ class Procedure:
                     self.status[i], self.decided_at[i] = FUTILITY, k
             # A hypothesis rejected here: the level it was rejected at; else the look's last.
             level = rejected_at.get(i, after)
-            nominal = float(self.design.nominal(level, fractions)[k])
+            nominal = float(self.design.nominal(level, fractions)[k]) if np.isfinite(q) else math.nan
             out.append(LookDecision(self.status[i], q, nominal, fut, level))
         return out
 

@@ -159,6 +159,9 @@ def _cmd_look(args) -> int:
     record = looks.decide(study, args.results, args.look, p_values, sizes, trained)
     record = looks.write(args.results, args.look, record, args.out)
     for h in record["hypotheses"]:
+        if h["nominal_level"] is None:
+            print(f"look {args.look}: {h['name']}: {h['status']} at look {h['decided_at']}")
+            continue
         p = "-" if h["p"] is None else f"{h['p']:.3g}"
         print(f"look {args.look}: {h['name']}: {h['status']} (p {p}, boundary p <= "
               f"{h['nominal_level']:.3g})")  # fmt: skip

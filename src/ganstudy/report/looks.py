@@ -144,6 +144,8 @@ def section(looks: StudyLooks, config_text: str | None, used: pd.DataFrame) -> H
         for j, r in enumerate(looks.records, start=1):
             h = r["hypotheses"][i]
             fut = h["futility_bound"]
+            if h["nominal_level"] is None:  # decided at an earlier look: not tested here
+                continue
             plot.append({"panel": str(i), "look": j, "p": math.nan if h["p"] is None else h["p"],
                          "efficacy": h["nominal_level"],
                          "futility": float(sequential.p_of_z(fut)) if fut else math.nan})  # fmt: skip

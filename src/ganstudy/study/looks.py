@@ -127,7 +127,8 @@ def decide(study, results: str | Path, look: int, p_values: list[float | None],
         hypotheses.append({
             "name": h.name, "status": d.status, "decided_at": None if proc.decided_at[i] is None
             else proc.decided_at[i] + 1, "p": None if d.p != d.p else d.p,
-            "nominal_level": d.nominal, "futility_bound": d.futility, "level": d.level,
+            "nominal_level": None if d.nominal != d.nominal else d.nominal,
+            "futility_bound": d.futility, "level": d.level,
             "fraction": plan.hypotheses[i].fractions[look - 1],
             "runs_candidate": runs[i][0] if open_[i] else None,
             "runs_baseline": runs[i][1] if open_[i] else None,

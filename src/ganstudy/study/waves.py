@@ -44,7 +44,7 @@ def design_of(config: dict) -> sequential.Design:
             )
     design = sequential.Design.from_config(config)
     futility = seq.get("futility") or []
-    if futility and len(futility) != design.looks - 1:
+    if futility and design.looks > 1 and len(futility) != design.looks - 1:
         raise ConfigError(
             f"key '{KEY}.futility': {len(futility)} bound(s) for {design.looks - 1} interim "
             f"look(s); allowed: one |Z| bound per look but the last, or [] for none"
