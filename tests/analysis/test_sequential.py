@@ -170,5 +170,5 @@ def test_sequential_p_is_the_smallest_level_that_rejects():
     q = seq.sequential_p(design, [0.2, 0.001])
     assert q < 1
     nominal = design.nominal(q * 1.001)
-    assert 0.001 <= nominal[1]
-    assert 0.001 > design.nominal(q * 0.999)[1]
+    assert nominal[1] >= 0.001
+    assert design.nominal(q * 0.999)[1] < 0.001

@@ -115,7 +115,7 @@ def _continuation(bound: float, futility: float = 0.0) -> tuple[np.ndarray, np.n
     return np.concatenate([z1, z2]), np.concatenate([w1, w2])
 
 
-def _step(z, density, t0: float, t1: float, drift: float):
+def _step(z, t0: float, t1: float, drift: float):
     """Mean and sd of Z at t1 given Z = z at t0 (drift: E Z at t = 1)."""
     d = t1 - t0
     mean = (z * math.sqrt(t0) + drift * d) / math.sqrt(t1)
@@ -126,7 +126,7 @@ def _exit(z, mass, t0, t1, bound, drift) -> tuple[float, float]:
     """P(Z(t1) >= bound), P(Z(t1) <= -bound), over the sub-density ``mass`` at t0."""
     if len(z) == 0:
         return 0.0, 0.0
-    mean, sd = _step(z, mass, t0, t1, drift)
+    mean, sd = _step(z, t0, t1, drift)
     upper = float(np.sum(mass * _normal().sf((bound - mean) / sd)))
     lower = float(np.sum(mass * _normal().cdf((-bound - mean) / sd)))
     return upper, lower
@@ -134,7 +134,7 @@ def _exit(z, mass, t0, t1, bound, drift) -> tuple[float, float]:
 
 def _carry(z, mass, t0, t1, drift, z_new):
     """The sub-density of Z(t1) on ``z_new`` (times the weights: a mass per point) from ``mass``."""
-    mean, sd = _step(z, mass, t0, t1, drift)
+    mean, sd = _step(z, t0, t1, drift)
     return (mass[None, :] * _normal().pdf((z_new[:, None] - mean[None, :]) / sd) / sd).sum(axis=1)
 
 
@@ -155,15 +155,15 @@ def boundaries(fractions: tuple[float, ...], level: float, spending: str) -> tup
         elif target <= 0:
             bound = math.inf
         else:
+            from scipy import optimize
 
-            def excess(c, z=z, mass=mass, t0=prev_t, t1=t):
+            def excess(c, z=z, mass=mass, t0=prev_t, t1=t, target=target):
                 up, down = _exit(z, mass, t0, t1, c, 0.0)
                 return up + down - target
 
-            hi = 40.0
-            from scipy import optimize
-
-            bound = float(optimize.brentq(excess, 1e-6, hi, xtol=1e-10)) if excess(1e-6) > 0 else 0.0
+            bound = 0.0
+            if excess(1e-6) > 0:
+                bound = float(optimize.brentq(excess, 1e-6, 40.0, xtol=1e-10))
         out.append(bound)
         # The continuation region's density at this look, for the next.
         grid, weights = _continuation(min(bound, 40.0))
@@ -193,7 +193,7 @@ def crossing(
         f = futility[i] if i < len(futility) and i < k - 1 else 0.0
         c = min(c, 40.0)
         if z is None:
-            mean, sd = drift * math.sqrt(t), 1.0
+            mean = drift * math.sqrt(t)
             up[i] = _normal().sf(c - mean)
             down[i] = _normal().cdf(-c - mean)
             fut[i] = _normal().cdf(f - mean) - _normal().cdf(-f - mean) if f > 0 else 0.0
@@ -267,7 +267,9 @@ class Design:
 
 
 def sequential_p(
-    design: Design, p_looks: Sequence[float], fractions: Sequence[float] | None = None,
+    design: Design,
+    p_looks: Sequence[float],
+    fractions: Sequence[float] | None = None,
     tol: float = 1e-4,
 ) -> float:
     """The smallest level at which the hypothesis' group-sequential test rejects at one of the
@@ -381,7 +383,9 @@ class Procedure:
                     self.status[i], self.decided_at[i] = FUTILITY, k
             # A hypothesis rejected here: the level it was rejected at; else the look's last.
             level = rejected_at.get(i, after)
-            nominal = float(self.design.nominal(level, fractions)[k]) if np.isfinite(q) else math.nan
+            nominal = (
+                float(self.design.nominal(level, fractions)[k]) if np.isfinite(q) else math.nan
+            )
             out.append(LookDecision(self.status[i], q, nominal, fut, level))
         return out
 
@@ -408,7 +412,8 @@ class Procedure:
 
 
 def replay(
-    design: Design, history: Sequence[Sequence[float | None]],
+    design: Design,
+    history: Sequence[Sequence[float | None]],
     fractions: list[tuple[float, ...]] | None = None,
 ) -> Procedure:
     """The procedure after the looks of ``history`` (per look, each hypothesis' p)."""

@@ -29,12 +29,11 @@ from ganstudy.report.html import Html, figure, fmt, join, table, tag
 BIAS_NOTE = (
     "An estimate from a study that stopped early is biased away from no effect: a look stops "
     "for efficacy when the runs so far happen to show a large effect. In the calibration of "
-    "the default design (benchmarks/calibration.py; config/README.md), with every hypothesis "
-    "at its min_effect, the probability of improvement of hypotheses rejected at the first look "
-    "overestimated the true 0.65 by {bias} on average; the repeated confidence intervals keep "
-    "their coverage."
+    "the default design (benchmarks/calibration.py, 1,000 studies with every hypothesis at its "
+    "min_effect; config/README.md), the hypotheses rejected at the first look overestimated "
+    "P(better) by 0.13 to 0.17 on average, and differences of rates of 25 points by about 30 "
+    "points. The repeated confidence intervals keep their coverage at every look."
 )
-CALIBRATION_BIAS = "0.13"
 
 
 @dataclass(frozen=True)
@@ -159,9 +158,18 @@ def section(looks: StudyLooks, config_text: str | None, used: pd.DataFrame) -> H
     titles = {str(i): n for i, n in enumerate(looks.names)}
     parts = [
         tag("p", text),
-        table(["primary hypothesis", "decision", "at look", "runs at that look (candidate / "
-               "baseline)", "each look's p against its boundary", "final p (sequential, Holm)"],
-              rows, cls="answer-table"),  # fmt: skip
+        table(
+            [
+                "primary hypothesis",
+                "decision",
+                "at look",
+                "runs at that look (candidate / baseline)",
+                "each look's p against its boundary",
+                "final p (sequential, Holm)",
+            ],
+            rows,
+            cls="answer-table",
+        ),  # fmt: skip
         figure(
             figures.looks(pd.DataFrame(plot), titles),
             "The looks: -log10 p of each look's test (points) against the efficacy boundary "
@@ -169,6 +177,6 @@ def section(looks: StudyLooks, config_text: str | None, used: pd.DataFrame) -> H
             "stopped, not rejected), each hypothesis at its Holm level at that look.",
             used,
         ),
-        tag("p", BIAS_NOTE.format(bias=CALIBRATION_BIAS), class_="note"),
+        tag("p", BIAS_NOTE, class_="note"),
     ]
     return join(parts)

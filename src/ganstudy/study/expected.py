@@ -41,7 +41,9 @@ class Scenario:
 def twice(h) -> float:
     if h.outcome.kind == RATE:
         d = 2 * h.min_effect
-        return d if h.base_rate + d <= 1 or h.base_rate - d >= 0 else max(h.base_rate, 1 - h.base_rate)
+        return (
+            d if h.base_rate + d <= 1 or h.base_rate - d >= 0 else max(h.base_rate, 1 - h.base_rate)
+        )
     return float(sps.norm.cdf(2 * sps.norm.ppf(h.min_effect)))
 
 
@@ -150,7 +152,9 @@ def expected(study, scenario: Scenario, costs: WaveCosts, gpus: int,
         wall += costs.wall_seconds(row, gpus)
         for b, name in enumerate(costs.blocks):
             mask = np.arange(costs.runs.shape[1]) < row[b]
-            per_block[name] += [float((a[b] * mask).sum()) for a in (costs.runs, costs.cpu, costs.gpu)]
+            per_block[name] += [
+                float((a[b] * mask).sum()) for a in (costs.runs, costs.cpu, costs.gpu)
+            ]
     n = len(trained)
     return Expected(
         scenario,
@@ -233,4 +237,3 @@ def summary_line(study, gpus: int, simulations: int = 200, data_root=None) -> st
         f"{m[1]:,.0f} CPU-h, {m[2]:,.1f} H200-h; expected with {'; with '.join(parts)} "
         "(`ganstudy study cost` gives every scenario per block)."
     )
-

@@ -153,6 +153,7 @@ def plan(study) -> WavePlan:
             wave_of_job.update((job.name, wave) for job in jobs[start:end])
             start = end
     looks = design.looks if waved else 1
+
     def through(key: str, look: int) -> int:
         v = variants.get(key)
         if v is None:
@@ -172,4 +173,3 @@ def plan(study) -> WavePlan:
         runs = tuple(sum(n + m for n, m in per_look) for per_look in sizes)
         hypotheses.append(HypothesisLooks(blocks, runs, tuple(sizes)))
     return WavePlan(design, wave_of_job, tuple(waved), tuple(hypotheses))
-
