@@ -38,6 +38,10 @@ def test_a_long_local_cpu_study_stops_unless_confirmed():
     s = default_study()
     check = preflight.check(s, [], memory.plan(s, [], 2), local_cores=2)
     assert check.stop and "1540 runs" in check.stop and "max_training_hours (4)" in check.stop
+    # The sequential design's cost: the maximum and the expected one, quoted at start.
+    quoted = [line for line in check.info if line.startswith("Sequential design")]
+    assert quoted and "at most 1,540 runs" in quoted[0]
+    assert "expected with no effect: " in quoted[0] and "; with min_effect: " in quoted[0]
     assert any("CPU" in w for w in check.warnings), check.warnings
     confirmed = default_study(confirm_long_run=True)
     assert preflight.check(confirmed, [], memory.plan(confirmed, [], 2), local_cores=2).stop is None

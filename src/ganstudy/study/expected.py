@@ -173,7 +173,7 @@ def maximum(costs: WaveCosts) -> dict[str, tuple[float, float, float]]:
 
 
 def _fmt(x: float) -> str:
-    return f"{x:,.0f}" if x >= 100 else f"{x:,.1f}"
+    return f"{x:,.0f}" if x >= 100 or x == int(x) else f"{x:,.1f}"
 
 
 def table(study, gpus: int, simulations: int = SIMULATIONS, data_root=None) -> str:
