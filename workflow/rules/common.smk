@@ -156,6 +156,14 @@ def trained_runs(through=None):
     return [run_dir for job in trained_jobs(through) for run_dir in job.run_dirs]
 
 
+def primary_runs(through):
+    """The runs of the primary family's strata trained by the end of wave ``through``."""
+    return [
+        run_dir for job in trained_jobs(through)
+        if job.variant.key in WAVES.primary_variants for run_dir in job.run_dirs
+    ]  # fmt: skip
+
+
 def final_look():
     """The look at which the study stopped (every block decided), or the last."""
     for k in range(1, LOOKS):

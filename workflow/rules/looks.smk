@@ -7,8 +7,10 @@
 checkpoint look:
     input:
         config=f"{RESULTS}/{store.STUDY_CONFIG}",
+        # the primary family's runs trained so far: a look does not wait for the secondary
+        # blocks, whose jobs go on beside the next wave
         evals=lambda wildcards: [
-            STUDY.run_path(run, store.EVAL) for run in trained_runs(int(wildcards.look))
+            STUDY.run_path(run, store.EVAL) for run in primary_runs(int(wildcards.look))
         ],
         previous=lambda wildcards: [look_record(k) for k in range(1, int(wildcards.look))],
     output:

@@ -240,6 +240,7 @@ def looks(data: pd.DataFrame, panel_titles: dict[str, str]) -> bytes:
         ax.plot(tested["look"], -np.log10(tested["p"].clip(lower=1e-300)), "o",
                 color="#333333", label="-log10 p")  # fmt: skip
         ax.set_xticks(sorted(set(data["look"])))
+        ax.set_xlim(0.5, data["look"].max() + 0.5)
         ax.set(title=panel_titles.get(name, name), xlabel="look", ylabel="-log10 p")
         ax.set_ylim(bottom=0)
     flat[0].legend(loc="upper left", fontsize=7)

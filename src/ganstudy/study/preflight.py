@@ -67,6 +67,9 @@ def check(study, gpus: list[str], gpu_plan, local_cores: int | None) -> Prefligh
         hours, basis = cost.local_hours(costs, len(gpus), parallel)
         out.info.append(f"Training takes about {hours:,.1f} h on this machine ({basis}).")
     stop = cost.long_run_stop(costs, len(gpus), parallel, study.config["max_training_hours"])
+    if stop and study.waves.sequential:
+        stop += (" (Every wave trained: the study's maximum; its looks are expected to stop it "
+                 "earlier, see the sequential design's line above.)")  # fmt: skip
     if stop and not study.config["confirm_long_run"]:
         out.stop = stop
     return out

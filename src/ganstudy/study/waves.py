@@ -74,6 +74,8 @@ class WavePlan:
     wave_of_job: dict[str, int]  # training job name -> its wave (1-based)
     waved_blocks: tuple[str, ...]
     hypotheses: tuple[HypothesisLooks, ...]  # in the order of the study's primary family
+    # The variants (keys) of the primary family's strata: the runs a look waits for.
+    primary_variants: frozenset[str] = frozenset()
 
     @property
     def looks(self) -> int:
@@ -172,4 +174,5 @@ def plan(study) -> WavePlan:
             ))  # fmt: skip
         runs = tuple(sum(n + m for n, m in per_look) for per_look in sizes)
         hypotheses.append(HypothesisLooks(blocks, runs, tuple(sizes)))
-    return WavePlan(design, wave_of_job, tuple(waved), tuple(hypotheses))
+    primary = frozenset(k for keys in strata_variants for k in keys if k in variants)
+    return WavePlan(design, wave_of_job, tuple(waved), tuple(hypotheses), primary)
