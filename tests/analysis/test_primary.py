@@ -48,7 +48,7 @@ def test_a_hypothesis_pools_its_scope():
          "key 'analysis.primary[0].min_effect': 1.5 is not allowed for a rate"),
         ({"base_rate": 0.3}, "key 'analysis.primary[0].base_rate': set for FID; allowed: rate"),
         ({"outcome": "kl"}, "key 'analysis.primary[0].outcome': 'kl' is not allowed; allowed: "
-         "diverged, success, collapsed, fid, modes_covered, kl_to_uniform"),
+         "diverged, success, collapsed, fid, modes_covered, high_quality_fraction, kl_to_uniform"),
     ],
 )  # fmt: skip
 def test_bad_hypotheses_are_named_before_any_work(item, message):
@@ -164,3 +164,10 @@ def test_plan_table_and_warning(monkeypatch):
     assert "lsgan vs gan: success rate on ring8" in text and "3/3" in text
     assert "2 cannot detect their min_effect" in text
     assert "cannot detect the effect that matters" in planning.warning(evaluated)
+
+
+def test_the_schema_allows_exactly_the_registered_outcomes():
+    from ganstudy.study import schema
+
+    allowed = schema.load_schema()["$defs"]["hypothesis"]["properties"]["outcome"]["enum"]
+    assert allowed == list(primary.OUTCOMES)

@@ -26,15 +26,20 @@ def toy(tmp_path, futility=(0.5,), waves=2) -> Study:
         "bn": {"both": {"g": True, "d": True}},
         "analysis": {
             "primary": [
-                {"candidate": "lsgan", "baseline": "gan", "outcome": "success",
-                 "scope": ["ring8"]},
-                {"candidate": "lsgan", "baseline": "gan", "outcome": "modes_covered",
-                 "scope": ["grid25"]},
+                {"candidate": "lsgan", "baseline": "gan", "outcome": "success", "scope": ["ring8"]},
+                {
+                    "candidate": "lsgan",
+                    "baseline": "gan",
+                    "outcome": "modes_covered",
+                    "scope": ["grid25"],
+                },
             ],  # fmt: skip
             "sequential": {"waves": waves, "futility": list(futility)},
         },
-        "experiments": {"ring": {**block, "datasets": ["ring8"]},
-                        "grid": {**block, "datasets": ["grid25"]}},  # fmt: skip
+        "experiments": {
+            "ring": {**block, "datasets": ["ring8"]},
+            "grid": {**block, "datasets": ["grid25"]},
+        },  # fmt: skip
     }
     return Study.from_config(config, default_schema_path())
 
@@ -134,4 +139,6 @@ def test_study_cost_prints_the_maximum_and_the_expected_cost_of_each_scenario(tm
     assert rows["ring"][1] == "8" and rows["total"][1] == "16"  # every wave: 2 arms x 4 seeds
     assert 8 <= float(rows["total"][4]) <= 16  # expected runs under no effect: 1 or 2 waves
     assert "Expected wall-clock of training on 4 GPU(s)" in table
-    assert "Published effects: lsgan vs gan: modes covered on grid25: P(better) 0.9 (a paper)" in out
+    assert (
+        "Published effects: lsgan vs gan: modes covered on grid25: P(better) 0.9 (a paper)" in out
+    )

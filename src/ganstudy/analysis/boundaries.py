@@ -147,6 +147,12 @@ def boundaries(fractions: tuple[float, ...], level: float, spending: str) -> tup
     return tuple(out)
 
 
+@functools.lru_cache(maxsize=4096)
+def nominal_levels(fractions: tuple[float, ...], level: float, spending: str) -> tuple[float, ...]:
+    """The two-sided nominal level 2 (1 - Phi(c_k)) of each look's boundary."""
+    return tuple(float(p) for p in p_of_z(np.asarray(boundaries(fractions, level, spending))))
+
+
 def crossing(
     fractions: Sequence[float],
     bounds: Sequence[float],

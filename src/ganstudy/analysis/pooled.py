@@ -175,6 +175,20 @@ def _tables(cells: list[Cell]) -> np.ndarray:
     return np.asarray(out, dtype=float).transpose(1, 2, 0)
 
 
+def test_p(cells: list[Cell], kind: str) -> float:
+    """The p of the pooled test alone (what :func:`pooled_rate` and :func:`pooled_continuous`
+    report, without their effects and intervals): NaN when no cell has runs of both arms."""
+    used = [c for c in cells if len(c.baseline) and len(c.candidate)]
+    if not used:
+        return math.nan
+    if kind == "rate":
+        tables = _tables(used)
+        events_c, runs_c = tables[0, 0], tables[0].sum(axis=0)
+        events_b, runs_b = tables[1, 0], tables[1].sum(axis=0)
+        return float(exact.stratified_fisher_p(events_c, runs_c, events_b, runs_b))
+    return exact.stratified_rank_test([(c.candidate, c.baseline) for c in used]).p
+
+
 def pooled_rate(cells: list[Cell], level: float = LEVEL) -> PooledResult:
     """The pooled analysis of a rate (see the module docstring); ``level``: the confidence of
     the pooled interval (a sequential study's repeated confidence interval)."""
@@ -188,7 +202,7 @@ def pooled_rate(cells: list[Cell], level: float = LEVEL) -> PooledResult:
     (events_c, runs_c), (events_b, runs_b) = (
         (tables[row, 0], tables[row].sum(axis=0)) for row in (0, 1)
     )
-    p = float(exact.stratified_fisher_p(events_c, runs_c, events_b, runs_b))
+    p = test_p(used, "rate")
     informative = [(t.sum(axis=1) > 0).all() and (t.sum(axis=0) > 0).all()
                    for t in tables.transpose(2, 0, 1)]  # fmt: skip
     odds = low = high = p_cmh = math.nan

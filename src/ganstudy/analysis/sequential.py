@@ -45,6 +45,7 @@ from ganstudy.analysis.boundaries import (  # noqa: F401 - the design's names, i
     SPENDING_NAMES,
     boundaries,
     crossing,
+    nominal_levels,
     p_of_z,
     spent,
     z_of_p,
@@ -100,9 +101,11 @@ class Design:
         fractions = self.fractions if fractions is None else tuple(fractions)
         return boundaries(tuple(round(t, 12) for t in fractions), round(level, 15), self.spending)
 
-    def nominal(self, level: float, fractions: Sequence[float] | None = None) -> np.ndarray:
+    def nominal(self, level: float, fractions: Sequence[float] | None = None) -> tuple[float, ...]:
         """The two-sided nominal level of each look's test for a hypothesis at ``level``."""
-        return p_of_z(np.asarray(self.bounds(level, fractions)))
+        fractions = self.fractions if fractions is None else tuple(fractions)
+        return nominal_levels(tuple(round(t, 12) for t in fractions), round(level, 15),
+                              self.spending)  # fmt: skip
 
     def describe(self) -> str:
         if not self.sequential:

@@ -12,12 +12,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import yaml
 
 from ganstudy import store
-from ganstudy.analysis import planning, pooled, stats
+from ganstudy.analysis import planning, pooled, stats, strata
 from ganstudy.analysis import primary as primary_mod
 from ganstudy.analysis.comparisons import Pair
 from ganstudy.analysis.power import ALPHA, RATE
@@ -25,7 +24,7 @@ from ganstudy.analysis.primary import Hypothesis
 from ganstudy.errors import ConfigError
 from ganstudy.report import figures
 from ganstudy.report import looks as report_looks
-from ganstudy.report.compare import fid_settings, pairs_of
+from ganstudy.report.compare import pairs_of
 from ganstudy.report.html import Html, figure, fmt, join, table, tag
 from ganstudy.report.inputs import ReportInputs
 
@@ -59,52 +58,9 @@ def family(study: ReportInputs, notes: list[str] | None = None) -> list[Hypothes
         raise ConfigError(f"study config {study.config_path}: {err}") from err
 
 
-def _value(h: Hypothesis, row, completed_only: bool) -> float | None:
-    """The run's outcome (rates 0/1; continuous oriented, higher is better, -inf: diverged);
-    None when the run has no value (not finished, not evaluated, metric missing)."""
-    diverged = row.state == "diverged" or row.diverged == 1.0
-    outcome = h.outcome
-    if outcome.column == "diverged":
-        known = row.state in FINISHED or row.train_status in FINISHED
-        return float(diverged) if known and not (completed_only and diverged) else None
-    if row.state not in FINISHED:
-        return None
-    if diverged:
-        if completed_only:
-            return None
-        return float(outcome.if_diverged) if outcome.kind == RATE else -math.inf
-    value = getattr(row, outcome.column)
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    value = float(value)
-    return value if outcome.kind == RATE or outcome.higher_is_better else -value
-
-
 def cells(h: Hypothesis, study: ReportInputs, completed_only: bool = False):
     """The hypothesis' cells from the runs: (cells, runs used, note on runs without a value)."""
-    runs = study.runs
-    out, used, notes = [], [], []
-    for p in h.strata(_study_pairs(study)):
-        group = runs[(runs["dataset"] == p.dataset) & (runs["arch"] == p.arch)
-                     & (runs["bn_g"] == p.bn_g) & (runs["bn_d"] == p.bn_d)]  # fmt: skip
-        arms = {}
-        for role, arm in (("baseline", p.baseline), ("candidate", p.candidate)):
-            members = group[group["arm"] == arm]
-            values = [(r, _value(h, r, completed_only)) for r in members.itertuples()]
-            arms[role] = np.asarray([v for _, v in values if v is not None], dtype=float)
-            used += [r.Index for r, v in values if v is not None]
-            lacking = [r.state for r, v in values if v is None]
-            if lacking:
-                counts = pd.Series(lacking).value_counts()
-                shown = ", ".join(f"{n} {s}" for s, n in counts.items())
-                notes.append(
-                    f"{p.dataset} {p.arch} {store.bn_label(p.bn_g, p.bn_d)} {arm}: {shown}"
-                )
-        labels = {"dataset": p.dataset, "arch": p.arch,
-                  "bn": store.bn_label(p.bn_g, p.bn_d), "block": p.block}  # fmt: skip
-        sign = 1.0 if h.outcome.kind == RATE or h.outcome.higher_is_better else -1.0
-        out.append(pooled.Cell(labels, arms["baseline"], arms["candidate"], sign))
-    return out, runs.loc[used], "; ".join(notes)
+    return strata.cells(h, study.runs, _study_pairs(study), completed_only)
 
 
 def analyse(h: Hypothesis, study: ReportInputs, level: float = pooled.LEVEL) -> Answer:
@@ -113,7 +69,7 @@ def analyse(h: Hypothesis, study: ReportInputs, level: float = pooled.LEVEL) -> 
     analysis = pooled.pooled_rate if h.outcome.kind == RATE else pooled.pooled_continuous
     result = analysis(found, level=level)
     untestable = ""
-    if h.outcome.column == "fid" and len(fid_settings(used)) > 1:
+    if strata.mixed_fid_settings(h, used):
         untestable = "not tested: the FIDs were computed with different settings"
     elif not result.testable:
         untestable = "not tested yet: no cell has finished runs of both arms"

@@ -20,6 +20,7 @@ import pandas as pd
 from ganstudy import store
 from ganstudy.analysis import power, stats
 from ganstudy.analysis.comparisons import MetricTest, Pair, metric_tests
+from ganstudy.analysis.strata import fid_settings
 from ganstudy.losses import ComparedLosses
 from ganstudy.report.html import LEVEL, Html, fmt, join, table, tag
 from ganstudy.report.inputs import ReportInputs
@@ -36,11 +37,6 @@ def comparison_metrics(dataset_runs: pd.DataFrame) -> tuple[MetricTest, ...]:
         has_fid=bool(dataset_runs["fid"].notna().any()),
         mode_kind=kinds[0] if len(kinds) else None,
     )
-
-
-def fid_settings(runs: pd.DataFrame) -> set[str]:
-    """The distinct FID settings (sorted JSON of eval.json's fid.settings) of runs with an FID."""
-    return set(runs.loc[runs["fid"].notna(), "fid_settings"].dropna())
 
 
 def pairs_of(
