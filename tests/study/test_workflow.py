@@ -142,7 +142,7 @@ def dry_run_jobs(output: str) -> list[dict]:
     """The jobs of a dry run (``-n -p``): each job's rule, resources and shell command."""
     jobs = []
     for block in re.split(r"\n\[[^\]\n]+\]\n", output)[1:]:
-        head = re.match(r"(?:local)?rule (\S+):", block)
+        head = re.match(r"(?:local)?(?:rule|checkpoint) (\S+):", block)
         if head is None:
             continue
         resources = re.search(r"^ +resources: (.*)$", block, re.MULTILINE)
@@ -184,7 +184,8 @@ def test_on_one_gpu_only_gpu_rules_take_a_slot_and_go_through_the_launcher(tmp_p
 def test_a_training_job_too_large_for_the_gpu_fails_before_any_job(tmp_path):
     cwd = workdir(tmp_path)
     big = write_config(
-        cwd / "big.yaml", {"experiments": {"fashion_mnist": {"seeds_per_job": "all"}}}
+        cwd / "big.yaml",
+        {"experiments": {"fashion_mnist": {"seeds_per_job": "all", "sequential": False}}},
     )
     env = job_env(GANSTUDY_GPUS="1", GANSTUDY_GPU_MEMORY_MIB="8192")
     result = snakemake(cwd, "-n", "--configfile", str(big), env=env)

@@ -139,11 +139,16 @@ def continuing_blocks(k):
     return looks.continuing_blocks(checkpoints.look.get(look=k).output.record)
 
 
-def trained_jobs(through=None):
-    """The training jobs of waves 1..through (default: every wave the study trains)."""
+def trained_jobs(through=None, first=True, later=True):
+    """The training jobs of waves 1..through (default: every wave the study trains); ``first``
+    and ``later``: those of the first wave (known at once) and of the later ones (known after
+    each look), so that a rule can ask for the first wave apart and Snakemake schedules it
+    while a look is pending."""
     if not WAVES.sequential:
-        return STUDY.jobs
-    jobs = WAVES.jobs_of_wave(STUDY, 1)
+        return STUDY.jobs if first else []
+    jobs = WAVES.jobs_of_wave(STUDY, 1) if first else []
+    if not later:
+        return jobs
     for k in range(1, LOOKS if through is None else through):
         going = continuing_blocks(k)
         if not going:
@@ -152,8 +157,14 @@ def trained_jobs(through=None):
     return jobs
 
 
-def trained_runs(through=None):
-    return [run_dir for job in trained_jobs(through) for run_dir in job.run_dirs]
+def trained_runs(through=None, first=True, later=True):
+    return [run_dir for job in trained_jobs(through, first, later) for run_dir in job.run_dirs]
+
+
+def wave_priority(job):
+    """The primary family's jobs first (a sequential study): the look they feed comes sooner,
+    and the next wave trains beside the secondary blocks' jobs."""
+    return 1 if WAVES.sequential and job.variant.key in WAVES.primary_variants else 0
 
 
 def primary_runs(through):

@@ -23,6 +23,7 @@ for job in STUDY.jobs:
             fid=STUDY.fid_args() if STUDY.fid_protocol(job.variant.dataset) else "",
             modes=STUDY.mode_args(job.variant),
         threads: THREADS["evaluate"]
+        priority: wave_priority(job)
         resources:
             gpu_slot=GPU_RESOURCE,
             runtime=evaluate_minutes(job),

@@ -28,7 +28,12 @@ rule aggregate:
     input:
         design=f"{RESULTS}/{store.DESIGN}",
         # every run trained (a sequential study: the waves its looks let run) and its looks
-        evals=lambda wildcards: [STUDY.run_path(run, store.EVAL) for run in trained_runs()],
+        evals=lambda wildcards: [
+            STUDY.run_path(run, store.EVAL) for run in trained_runs(later=False)
+        ],
+        later_evals=lambda wildcards: [
+            STUDY.run_path(run, store.EVAL) for run in trained_runs(first=False)
+        ],
         looks=lambda wildcards: look_records(),
     output:
         summary=f"{RESULTS}/{store.SUMMARY}",
@@ -48,8 +53,18 @@ rule report:
         config=f"{RESULTS}/{store.STUDY_CONFIG}",
         comparisons=f"{RESULTS}/{store.COMPARISONS}",
         # the runs' training curves (the sample files are listed in each eval.json)
-        logs=lambda wildcards: [STUDY.run_path(run, store.LOG) for run in trained_runs()],
-        fid_curves=lambda wildcards: [path for job in trained_jobs() for path in fid_curves(job)],
+        logs=lambda wildcards: [
+            STUDY.run_path(run, store.LOG) for run in trained_runs(later=False)
+        ],
+        later_logs=lambda wildcards: [
+            STUDY.run_path(run, store.LOG) for run in trained_runs(first=False)
+        ],
+        fid_curves=lambda wildcards: [
+            path for job in trained_jobs(later=False) for path in fid_curves(job)
+        ],
+        later_fid_curves=lambda wildcards: [
+            path for job in trained_jobs(first=False) for path in fid_curves(job)
+        ],
         looks=lambda wildcards: look_records(),
     output:
         report=STUDY.config["report"],

@@ -32,6 +32,7 @@ for job in STUDY.jobs:
             # seed of each member.
             out=verbatim(f"{RESULTS}/{job.variant.run_dir_pattern}"),
         threads: THREADS["train"]
+        priority: wave_priority(job)
         resources:
             gpu_slot=GPU_RESOURCE,
         conda:

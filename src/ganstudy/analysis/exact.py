@@ -30,6 +30,7 @@ totals the convolution runs through the FFT (rounding about 1e-16 of the largest
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -149,9 +150,9 @@ class StratifiedNull:
 
     @classmethod
     def without_ties(cls, sizes: list[tuple[int, int]]) -> StratifiedNull:
-        """The null of strata with (n_x, n_y) values and no ties (continuous outcomes)."""
-        return cls.of([(np.arange(n, dtype=float), np.arange(n, n + m, dtype=float))
-                       for n, m in sizes if n and m])  # fmt: skip
+        """The null of strata with (n_x, n_y) values and no ties (continuous outcomes); the
+        same sizes give the same (cached) law."""
+        return _null_without_ties(tuple((int(n), int(m)) for n, m in sizes if n and m))
 
     def p(self, t: np.ndarray) -> np.ndarray:
         """Two-sided p of observed statistics ``t`` (an array): 2 min(P(T <= t), P(T >= t))."""
@@ -165,6 +166,12 @@ class StratifiedNull:
         sf = np.cumsum(self.probs[::-1])[::-1]
         k = np.clip(np.rint(t * 2 * self.lcm).astype(np.int64), 0, len(self.probs) - 1)
         return np.minimum(1.0, 2 * np.minimum(cdf[k], sf[k]))
+
+
+@functools.lru_cache(maxsize=256)
+def _null_without_ties(sizes: tuple[tuple[int, int], ...]) -> StratifiedNull:
+    return StratifiedNull.of([(np.arange(n, dtype=float), np.arange(n, n + m, dtype=float))
+                              for n, m in sizes])  # fmt: skip
 
 
 def _convolve(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 import numpy as np
 
@@ -145,6 +146,16 @@ def sequential_p(
     return math.exp(hi)
 
 
+_STANDARD = NormalDist()
+
+
+def _z(p: float) -> float:
+    """|Z| of one two-sided p (NaN: no test, 0), without scipy's per-call overhead."""
+    if not math.isfinite(p) or p >= 1:
+        return 0.0
+    return -_STANDARD.inv_cdf(max(p, 1e-300) / 2)
+
+
 @dataclass(frozen=True)
 class LookDecision:
     """One hypothesis at one look: its status after the look, the p of the look's test, the
@@ -230,7 +241,7 @@ class Procedure:
             if self.status[i] == CONTINUE:
                 if final:
                     self.status[i], self.decided_at[i] = NOT_REJECTED, k
-                elif fut > 0 and float(z_of_p(q if np.isfinite(q) else 1.0)) < fut:
+                elif fut > 0 and _z(q) < fut:
                     self.status[i], self.decided_at[i] = FUTILITY, k
             # A hypothesis rejected here: the level it was rejected at; else the look's last.
             level = rejected_at.get(i, after)
