@@ -135,7 +135,7 @@ def test_dry_run_shows_the_whole_default_study(tmp_path):
 
 GPU_RULES = ("classifier", "fid_reference")  # and every training and evaluation job's rule
 PER_JOB_RULES = ("train__", "evaluate__")
-CPU_RULES = ("fetch", "prepare", "design", "aggregate", "report", "all")
+CPU_RULES = ("fetch", "prepare", "design", "look", "aggregate", "report", "all")
 
 
 def dry_run_jobs(output: str) -> list[dict]:
