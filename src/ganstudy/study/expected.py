@@ -204,7 +204,7 @@ def table(study, gpus: int, simulations: int = SIMULATIONS, data_root=None) -> s
              for r in [header, *rows]]  # fmt: skip
     lines.insert(1, "-" * len(lines[0]))
     total_gpu = sum(v[2] for v in top.values())
-    fixed_wall = max(total_gpu / max(1, gpus), 0.0)
+    fixed_wall = max(total_gpu / max(1, gpus), float(costs.longest.max(initial=0.0)) / 3600)
     wall = "; ".join(f"{e.scenario.name} {e.wall_hours:,.1f} h" for e in found)
     lines.append(
         f"{study.waves.design.describe()}; {simulations} simulated studies per scenario (seed "
