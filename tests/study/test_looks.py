@@ -142,3 +142,24 @@ def test_study_cost_prints_the_maximum_and_the_expected_cost_of_each_scenario(tm
     assert (
         "Published effects: lsgan vs gan: modes covered on grid25: P(better) 0.9 (a paper)" in out
     )
+
+
+def test_the_look_command_refuses_a_fixed_design_and_a_look_out_of_range(tmp_path, capsys):
+    import yaml
+
+    from ganstudy.cli import main as cli_main
+
+    fixed = toy(tmp_path, futility=(), waves=1)
+    path = tmp_path / "fixed.yaml"
+    path.write_text(yaml.safe_dump(fixed.config))
+    out = str(tmp_path / "look.json")
+    args = ["study", "look", "--config", str(path), "--results", fixed.results, "--out", out]
+    assert cli_main([*args, "--look", "1"]) == 2
+    assert "analysis.sequential has one look (a fixed design)" in capsys.readouterr().err
+    sequential_study = toy(tmp_path)
+    path.write_text(yaml.safe_dump(sequential_study.config))
+    assert cli_main([*args, "--look", "3"]) == 2
+    assert "--look 3 is not allowed; allowed: 1 to 2" in capsys.readouterr().err
+    # Look 2 needs look 1's record.
+    assert cli_main([*args, "--look", "2"]) == 2
+    assert "look-1.json does not exist; look 2 needs the looks before it" in capsys.readouterr().err
