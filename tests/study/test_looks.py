@@ -69,6 +69,8 @@ def test_the_first_look_sees_the_first_wave_and_stops_a_decided_block(tmp_path):
     assert [h["status"] for h in second["hypotheses"]] == [sequential.REJECTED,
                                                            sequential.REJECTED]  # fmt: skip
     assert second["hypotheses"][0]["decided_at"] == 1 and second["continuing_blocks"] == []
+    # The ring stopped at look 1: its second wave is still never trained after look 2.
+    assert second["not_trained"] == record["not_trained"]
     assert all(p < 0.05 for p in second["adjusted_p"])
 
 

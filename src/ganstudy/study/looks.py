@@ -65,16 +65,14 @@ def runs_through(study, records: list[dict[str, Any]], look: int) -> list[str]:
 
 
 def not_trained(study, look: int, continuing: list[str], records: list[dict]) -> list[str]:
-    """Runs that will never be trained after look ``look``: the later waves of every waved block
-    that does not continue."""
+    """Runs that will never be trained after look ``look``: every wave not trained by now of
+    each waved block that does not continue (one stopped at an earlier look included)."""
     plan = study.waves
     trained = set(runs_through(study, records, look))
     stopped = [b for b in plan.waved_blocks if b not in continuing]
     return sorted(
-        d for wave in range(look + 1, plan.looks + 1)
-        for d in plan.runs_of_wave(study, wave, stopped)
-        if d not in trained
-        and study.variant(store.RunKey.parse(d).variant.path).block in stopped
+        d for wave in range(2, plan.looks + 1)
+        for d in plan.runs_of_wave(study, wave, stopped) if d not in trained
     )  # fmt: skip
 
 
