@@ -182,13 +182,13 @@ def main(argv=None) -> int:
                  "bias when rejected at look 1 (n)"], rows)  # fmt: skip
 
     costs = expected.wave_costs(study)
-    top = expected.maximum(costs)
+    top = expected.maximum_per_block(costs)
     fixed_totals = None
     if args.fixed:
         fixed = load(args.fixed, parser)
         f_costs = expected.wave_costs(fixed)
-        fixed_totals = [sum(v[i] for v in expected.maximum(f_costs).values()) for i in range(3)]
-    max_totals = [sum(v[i] for v in top.values()) for i in range(3)]
+        fixed_totals = list(f_costs.maximum())
+    max_totals = list(costs.maximum())
     print("\nCost: maximum (every wave) and expected, per block (runs; mean [95% CI]):")
     header = ["scenario", *costs.blocks, "total runs", "CPU-h", "H200-h", "vs maximum (CPU-h)"]
     if fixed_totals:
@@ -201,11 +201,9 @@ def main(argv=None) -> int:
     for s in expected.scenarios(study):
         out = simulate.run(design, family, s.effects, args.studies, args.seed + 200)
         trained = expected.waves_trained(study, out.decided_at, costs)
-        totals = np.array([costs.totals(row) for row in trained])
-        per_block = []
-        for b in range(len(costs.blocks)):
-            mask = np.arange(costs.runs.shape[1])[None, :] < trained[:, b : b + 1]
-            per_block.append((costs.runs[b][None, :] * mask).sum(axis=1))
+        runs, cpu, gpu = costs.per_block(trained)
+        totals = np.stack([a.sum(axis=1) for a in (runs, cpu, gpu)], axis=1)
+        per_block = list(runs.T)
         row = [s.name, *(mean_interval(v) for v in per_block),
                mean_interval(totals[:, 0]), f"{totals[:, 1].mean() / 3600:,.0f}",
                f"{totals[:, 2].mean() / 3600:,.1f}",

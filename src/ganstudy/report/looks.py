@@ -23,6 +23,7 @@ from ganstudy.analysis.power import ALPHA
 from ganstudy.errors import ConfigError
 from ganstudy.report import figures
 from ganstudy.report.html import Html, figure, fmt, join, table, tag
+from ganstudy.study import looks as study_looks
 
 # From benchmarks/calibration.py on config/config.yaml (config/README.md, "Stopping when the
 # answer is in"): how far an estimate after an early stop lies from the truth.
@@ -84,7 +85,7 @@ def read(results) -> StudyLooks | None:
         path = store.ResultsDir(results).look(k)
         if not path.is_file():
             raise ConfigError(f"{path} does not exist, but look {latest[0]} does")
-        records.append(store.read_record(path))
+        records.append(study_looks.read(path))
     return StudyLooks(records)
 
 

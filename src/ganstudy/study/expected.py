@@ -79,10 +79,16 @@ class WaveCosts:
     longest: np.ndarray
     gpu_unknown: int
 
-    def totals(self, waves_trained: np.ndarray) -> tuple[float, float, float]:
-        """Runs, CPU seconds, GPU seconds when block b trains its first waves_trained[b]."""
-        mask = np.arange(self.runs.shape[1])[None, :] < waves_trained[:, None]
-        return tuple(float((a * mask).sum()) for a in (self.runs, self.cpu, self.gpu))
+    def per_block(self, waves_trained: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Runs, CPU seconds and GPU seconds (studies x blocks each) when block b of a study
+        trains its first waves_trained[study, b] waves."""
+        mask = np.arange(self.runs.shape[1])[None, None, :] < waves_trained[:, :, None]
+        return tuple((a[None] * mask).sum(axis=2) for a in (self.runs, self.cpu, self.gpu))
+
+    def maximum(self) -> tuple[float, float, float]:
+        """Runs, CPU-hours and GPU-hours of the whole study, every wave trained."""
+        return (float(self.runs.sum()), float(self.cpu.sum()) / 3600,
+                float(self.gpu.sum()) / 3600)  # fmt: skip
 
     def wall_seconds(self, waves_trained: np.ndarray, gpus: int) -> float:
         mask = np.arange(self.runs.shape[1])[None, :] < waves_trained[:, None]
@@ -146,28 +152,20 @@ def expected(study, scenario: Scenario, costs: WaveCosts, gpus: int,
     outcome = simulate.run(study.waves.design, monitored(study), scenario.effects,
                            simulations, seed)  # fmt: skip
     trained = waves_trained(study, outcome.decided_at, costs)
-    per_block = {name: np.zeros(3) for name in costs.blocks}
-    wall = 0.0
-    for row in trained:
-        wall += costs.wall_seconds(row, gpus)
-        for b, name in enumerate(costs.blocks):
-            mask = np.arange(costs.runs.shape[1]) < row[b]
-            per_block[name] += [
-                float((a[b] * mask).sum()) for a in (costs.runs, costs.cpu, costs.gpu)
-            ]
-    n = len(trained)
+    runs, cpu, gpu = (a.mean(axis=0) for a in costs.per_block(trained))
+    wall = np.mean([costs.wall_seconds(row, gpus) for row in trained])
     return Expected(
         scenario,
-        {k: v[0] / n for k, v in per_block.items()},
-        {k: v[1] / n / 3600 for k, v in per_block.items()},
-        {k: v[2] / n / 3600 for k, v in per_block.items()},
-        wall / n / 3600,
+        dict(zip(costs.blocks, runs.tolist())),
+        dict(zip(costs.blocks, (cpu / 3600).tolist())),
+        dict(zip(costs.blocks, (gpu / 3600).tolist())),
+        float(wall) / 3600,
         tuple(float(p) for p in outcome.power()),
-        n,
+        len(trained),
     )
 
 
-def maximum(costs: WaveCosts) -> dict[str, tuple[float, float, float]]:
+def maximum_per_block(costs: WaveCosts) -> dict[str, tuple[float, float, float]]:
     return {name: (float(costs.runs[b].sum()), float(costs.cpu[b].sum()) / 3600,
                    float(costs.gpu[b].sum()) / 3600) for b, name in enumerate(costs.blocks)}  # fmt: skip
 
@@ -181,16 +179,13 @@ def table(study, gpus: int, simulations: int = SIMULATIONS, data_root=None) -> s
     H200-hours, with the expected wall-clock on ``gpus`` GPUs."""
     costs = wave_costs(study, data_root)
     found = [expected(study, s, costs, gpus, simulations) for s in scenarios(study)]
-    top = maximum(costs)
+    top = maximum_per_block(costs)
     header = ["block", "max runs", "max CPU-h", "max H200-h"]
     for e in found:
         header += [f"{e.scenario.name}: runs", "CPU-h", "H200-h"]
     rows = []
     for name in [*costs.blocks, "total"]:
-        if name == "total":
-            m = [sum(v[i] for v in top.values()) for i in range(3)]
-        else:
-            m = list(top[name])
+        m = costs.maximum() if name == "total" else top[name]
         row = [name, *(_fmt(x) for x in m)]
         for e in found:
             if name == "total":
@@ -203,8 +198,9 @@ def table(study, gpus: int, simulations: int = SIMULATIONS, data_root=None) -> s
     lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
              for r in [header, *rows]]  # fmt: skip
     lines.insert(1, "-" * len(lines[0]))
-    total_gpu = sum(v[2] for v in top.values())
-    fixed_wall = max(total_gpu / max(1, gpus), float(costs.longest.max(initial=0.0)) / 3600)
+    fixed_wall = max(
+        costs.maximum()[2] / max(1, gpus), float(costs.longest.max(initial=0.0)) / 3600
+    )
     wall = "; ".join(f"{e.scenario.name} {e.wall_hours:,.1f} h" for e in found)
     lines.append(
         f"{study.waves.design.describe()}; {simulations} simulated studies per scenario (seed "
@@ -225,8 +221,7 @@ def table(study, gpus: int, simulations: int = SIMULATIONS, data_root=None) -> s
 def summary_line(study, gpus: int, simulations: int = 200, data_root=None) -> str:
     """One line for the workflow's start-up check: maximum and expected cost."""
     costs = wave_costs(study, data_root)
-    top = maximum(costs)
-    m = [sum(v[i] for v in top.values()) for i in range(3)]
+    m = costs.maximum()
     parts = []
     for s in scenarios(study)[:2]:
         e = expected(study, s, costs, gpus, simulations)

@@ -110,13 +110,11 @@ def decide(study, results: str | Path, look: int, p_values: list[float | None],
     fractions = [h.fractions for h in plan.hypotheses]
     history = [[h["p"] for h in r["hypotheses"]] for r in records]
     proc = sequential.replay(plan.design, history, fractions)
-    for r in records:
-        statuses = [h["status"] for h in r["hypotheses"]]
-        if r is records[-1] and statuses != proc.status:
-            raise ConfigError(
-                f"look {r['look']}'s recorded decisions differ from their replay; the record "
-                "was changed by hand"
-            )
+    if records and [h["status"] for h in records[-1]["hypotheses"]] != proc.status:
+        raise ConfigError(
+            f"look {records[-1]['look']}'s recorded decisions differ from their replay; the "
+            "record was changed by hand"
+        )
     open_ = [s == sequential.CONTINUE for s in proc.status]
     decisions = proc.look([p if o else None for p, o in zip(p_values, open_)])
     continuing = plan.continuing_blocks(proc.status) if look < plan.looks else []

@@ -58,9 +58,12 @@ class HypothesisLooks:
     through each wave (both arms, all strata)."""
 
     blocks: frozenset[str]
-    runs_through: tuple[int, ...]
     # Per look, per stratum: (candidate runs, baseline runs) trained through that wave.
-    sizes: tuple[tuple[tuple[int, int], ...], ...] = ()
+    sizes: tuple[tuple[tuple[int, int], ...], ...]
+
+    @property
+    def runs_through(self) -> tuple[int, ...]:
+        return tuple(sum(n + m for n, m in look) for look in self.sizes)
 
     @property
     def fractions(self) -> tuple[float, ...]:
@@ -172,7 +175,6 @@ def plan(study) -> WavePlan:
                  through(store.VariantKey(p.dataset, p.arch, p.baseline, p.bn_g, p.bn_d).path, look))
                 for p in h.strata(study.pairs)
             ))  # fmt: skip
-        runs = tuple(sum(n + m for n, m in per_look) for per_look in sizes)
-        hypotheses.append(HypothesisLooks(blocks, runs, tuple(sizes)))
+        hypotheses.append(HypothesisLooks(blocks, tuple(sizes)))
     primary = frozenset(k for keys in strata_variants for k in keys if k in variants)
     return WavePlan(design, wave_of_job, tuple(waved), tuple(hypotheses), primary)
