@@ -28,11 +28,16 @@ def _summary(result: dict) -> str:
 
 
 def _cli(args) -> int:
-    from ganstudy.evaluate.evaluation import Shared, evaluate, plan
-
     repeated = sorted({r for r in args.run if args.run.count(r) > 1})
     if repeated:
         raise ConfigError(f"--run {repeated[0]} is given twice; allowed: each run directory once")
+    with store.writing(args.run, "evaluation", create=False):
+        return _evaluate(args)
+
+
+def _evaluate(args) -> int:
+    from ganstudy.evaluate.evaluation import Shared, evaluate, plan
+
     shared = Shared()
     # Every run is checked before any is measured: a bad member stops the job before work.
     plans = [

@@ -346,5 +346,9 @@ def train(
     device=None,
     progress: bool = True,
 ) -> list[dict]:
-    """Train (or resume) the runs of ``cfg`` for ``seeds``; returns each member's metrics.json."""
-    return Trainer(cfg, seeds, run_dirs, device=device, progress=progress).run()
+    """Train (or resume) the runs of ``cfg`` for ``seeds``; returns each member's metrics.json.
+
+    Every member's directory is locked first (:func:`ganstudy.store.writing`): a directory
+    another process is writing is refused before anything is read or written."""
+    with store.writing(run_dirs, "training"):
+        return Trainer(cfg, seeds, run_dirs, device=device, progress=progress).run()
