@@ -52,7 +52,8 @@ start_daemon() {
 alive() {
     local stat
     [[ $1 =~ ^[0-9]+$ ]] || return 1
-    { stat=$(<"/proc/$1/stat"); } 2>/dev/null || return 1
+    # read, not $(<...): under set -e, bash 5.2 exits the script when $(<...) finds no file.
+    { read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 1
     stat=${stat##*) }
     [[ ${stat%% *} != Z ]]
 }

@@ -3,10 +3,11 @@
 #
 #   with-cluster.sh STATE_DIR [--cpus N] [--memory-mb M] [--mlflow-workers N] -- COMMAND [ARG...]
 #
-# COMMAND runs with SLURM_CONF and MLFLOW_TRACKING_URI (http://127.0.0.1:<free port>) set. Every
-# daemon is stopped by its recorded pid when this script exits, whether COMMAND succeeded, failed
-# or this script was interrupted (SIGINT, SIGTERM, e.g. from `timeout`). The exit status is
-# COMMAND's. Logs stay under STATE_DIR/slurm/log and STATE_DIR/mlflow.
+# COMMAND runs with SLURM_CONF, MLFLOW_TRACKING_URI (http://127.0.0.1:<free port>) and the
+# server's credentials (MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD) set. Every daemon is
+# stopped by its recorded pid when this script exits, whether COMMAND succeeded, failed or this
+# script was interrupted (SIGINT, SIGTERM, e.g. from `timeout`). The exit status is COMMAND's.
+# Logs stay under STATE_DIR/slurm/log and STATE_DIR/mlflow.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=common.sh
@@ -34,7 +35,7 @@ mkdir -p "$state"
 state=$(cd "$state" && pwd)
 
 command_pid=""
-# shellcheck disable=SC2317  # reached through the traps below
+# shellcheck disable=SC2317,SC2329  # reached through the traps below
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
@@ -59,7 +60,7 @@ wait "$mlflow_start" || die "the MLflow server did not start"
 source "$state/slurm/env.sh"
 # shellcheck disable=SC1091
 source "$state/mlflow/mlflow.env"
-export SLURM_CONF MLFLOW_TRACKING_URI
+export SLURM_CONF MLFLOW_TRACKING_URI MLFLOW_TRACKING_USERNAME MLFLOW_TRACKING_PASSWORD
 
 # In the background, so that a signal reaches our trap at once instead of after COMMAND ends.
 "$@" &
