@@ -199,10 +199,54 @@ def available_steps(run_dir: Path) -> list[int]:
     return sorted(int(m.group(1)) for p in folder.iterdir() if (m := _STEP_FILE.search(p.name)))
 
 
+def _remove(run_dir: Path, step: int) -> None:
+    path = checkpoint_path(run_dir, step)
+    path.unlink(missing_ok=True)
+    checksum_path(path).unlink(missing_ok=True)
+
+
 def prune(run_dir: Path, keep: int = 2) -> None:
     """Keep the newest ``keep`` periodic checkpoints: two, so that a kill during a write of
     one member's file still leaves a step that every member has."""
     for step in available_steps(run_dir)[:-keep]:
-        path = checkpoint_path(run_dir, step)
-        path.unlink(missing_ok=True)
-        checksum_path(path).unlink(missing_ok=True)
+        _remove(run_dir, step)
+
+
+def make_durable(path: Path) -> None:
+    """CheckpointError unless ``path`` reads back with the sha256 recorded when it was written;
+    then its data and its name are flushed to the disk (fsync of the file and its folder), so
+    that a crash cannot take it back after the files that could rebuild it are gone."""
+    data = path.read_bytes()
+    expected = recorded_sha256(path)
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise CheckpointError(
+            f"{path} does not read back as it was written (sha256 {actual[:16]}..., recorded "
+            f"{(expected or 'none')[:16]}...); the run's periodic checkpoints are kept",
+            path,
+        )
+    for target in (path, path.parent):
+        fd = os.open(target, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def finish(run_dir: Path) -> None:
+    """The periodic checkpoints of a finished run whose ``final.pt`` is written, once that is
+    verified and on disk: all but the newest, which is final.pt under a second name (a hard
+    link, no space of its own) and stays, so that a run whose final.pt was removed (Snakemake
+    removes a job's outputs before it runs the job again) resumes at its last step and trains
+    nothing. Where the filesystem has no hard links the newest is a copy, and goes too."""
+    steps = available_steps(run_dir)
+    final = store.RunDir(run_dir).final
+    if not steps:
+        return
+    newest = checkpoint_path(run_dir, steps[-1])
+    linked = os.path.samefile(newest, final)
+    if linked and len(steps) == 1:
+        return
+    make_durable(final)
+    for step in steps if not linked else steps[:-1]:
+        _remove(run_dir, step)

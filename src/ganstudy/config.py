@@ -114,6 +114,25 @@ class TrainConfig:
     compile: str = "none"
     deterministic: bool = False
     tf32: bool = False
+    # False: a finished run keeps final.pt alone (see ganstudy.checkpoint.finish); true: also
+    # its two newest periodic checkpoints, as while it trains.
+    keep_checkpoints: bool = False
+
+
+# Run-config keys that decide what a run keeps on disk, not what it computes: a run continued
+# with another value is the same run (ganstudy.train.runfiles.config_diff), and the workflow
+# does not train again when one changes.
+STORAGE_KEYS = frozenset({"train.keep_checkpoints"})
+
+
+def without_storage_keys(data: dict[str, Any]) -> dict[str, Any]:
+    """A run config (as a dict) without :data:`STORAGE_KEYS`: what its results depend on."""
+    out = dict(data)
+    for key in STORAGE_KEYS:
+        section, name = key.split(".")
+        if isinstance(out.get(section), dict):
+            out[section] = {k: v for k, v in out[section].items() if k != name}
+    return out
 
 
 @dataclass(frozen=True)

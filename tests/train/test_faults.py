@@ -114,8 +114,8 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     cfg = ring_config(steps=300, checkpoint_every=100, log_every=50)
     straight, broken = tmp_path / "straight", tmp_path / "broken"
     train(cfg, [0], [straight], progress=False)
-    short = ring_config(steps=250, checkpoint_every=100, log_every=50)
-    train(short, [0], [broken], progress=False)  # leaves checkpoints at 100, 200 and 250
+    short = ring_config(steps=250, checkpoint_every=100, log_every=50, keep_checkpoints=True)
+    train(short, [0], [broken], progress=False)  # leaves checkpoints at 200 and 250
     (broken / store.FINAL).unlink()
     (broken / store.CONFIG).write_text(cfg.to_yaml())
     newest = ckpt.checkpoint_path(broken, 250)
@@ -129,8 +129,8 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
 
 def _unfinished_run(tmp_path: Path) -> tuple[Path, Path]:
     """A run trained to the end, then made to look unfinished (no final.pt, no metrics.json):
-    the next `ganstudy train` resumes from its periodic checkpoints (steps 100 and 200)."""
-    config = _config(tmp_path, steps=300, checkpoint_every=100)
+    the next `ganstudy train` resumes from its periodic checkpoints (steps 200 and 300)."""
+    config = _config(tmp_path, steps=300, checkpoint_every=100, keep_checkpoints=True)
     run = tmp_path / "run"
     assert cli.main(["train", "--config", str(config), "--out", str(run), "--quiet"]) == 0
     (run / store.FINAL).unlink()

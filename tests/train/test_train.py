@@ -58,23 +58,75 @@ def test_short_ring8_run_learns_and_writes_its_outputs(tmp_path):
 
 def test_the_last_checkpoint_and_final_pt_are_one_write(tmp_path, monkeypatch):
     # 60 steps, checkpoints every 50: the loop writes step 50; the end writes step 60 once
-    cfg = ring_config(steps=60, checkpoint_every=50)
-    runs = [tmp_path / "linked", tmp_path / "copied"]
+    cfg = ring_config(steps=60, checkpoint_every=50, keep_checkpoints=True)
+    runs = [tmp_path / "linked", tmp_path / "copied", tmp_path / "copied_not_kept"]
     train(cfg, [0], [runs[0]], progress=False)
     monkeypatch.setattr(os, "link", lambda *a: (_ for _ in ()).throw(OSError("no links here")))
     train(cfg, [0], [runs[1]], progress=False)
-    for run in runs:
+    train(ring_config(steps=60, checkpoint_every=50), [0], [runs[2]], progress=False)
+    for run in runs[:2]:
         last, final = ckpt.checkpoint_path(run, 60), run / "final.pt"
         assert last.read_bytes() == final.read_bytes()
         assert ckpt.load(final)["status"] == ckpt.load(last)["status"] == "completed"
         assert ckpt.available_steps(run) == [50, 60]
     assert os.path.samefile(ckpt.checkpoint_path(runs[0], 60), runs[0] / "final.pt")
     assert not os.path.samefile(ckpt.checkpoint_path(runs[1], 60), runs[1] / "final.pt")
+    # without links the last checkpoint is a second copy of final.pt, which a run that keeps
+    # none does not keep
+    assert ckpt.available_steps(runs[2]) == [] and ckpt.load(runs[2] / "final.pt")["step"] == 60
     # a checksum record of its own: a damaged final.pt is recognised as such
     final = runs[1] / "final.pt"
     final.write_bytes(final.read_bytes()[:-10])
     with pytest.raises(ckpt.CheckpointError):
         ckpt.load(final)
+
+
+def _checkpoint_files(run) -> list[str]:
+    return sorted(p.name for p in (run / "checkpoints").iterdir())
+
+
+def test_a_finished_run_keeps_final_pt_alone_and_a_rerun_trains_nothing(tmp_path, capsys):
+    # 50 steps, checkpoints every 20: 20 and 40 while it trains, 50 at the end
+    cfg = ring_config(steps=50, checkpoint_every=20)
+    runs = [tmp_path / "s0", tmp_path / "s1"]  # an ensemble: every member's directory
+    train(cfg, [0, 1], runs, progress=False)
+    for run in runs:
+        # the newest is final.pt under a second name: no space of its own
+        assert _checkpoint_files(run) == ["step_00000050.pt", "step_00000050.pt.sha256"]
+        assert os.path.samefile(ckpt.checkpoint_path(run, 50), run / "final.pt")
+    stamps = [(run / "final.pt").stat().st_mtime_ns for run in runs]
+    logs = [(run / "log.csv").read_text() for run in runs]
+    capsys.readouterr()
+    results = train(cfg, [0, 1], runs, progress=False)
+    assert [r["status"] for r in results] == ["completed", "completed"]
+    assert [(run / "final.pt").stat().st_mtime_ns for run in runs] == stamps
+    assert [(run / "log.csv").read_text() for run in runs] == logs
+    assert "resuming" not in capsys.readouterr().err
+    # Snakemake removes a job's outputs before it runs the job again: the run resumes at its
+    # last step and trains none
+    weights = ckpt.load(runs[1] / "final.pt")["generator"]
+    for run in runs:
+        for name in ("final.pt", "metrics.json", "log.csv"):
+            (run / name).unlink()
+    results = train(cfg, [0, 1], runs, progress=False)
+    assert [r["status"] for r in results] == ["completed", "completed"]
+    assert "resuming from step 50" in capsys.readouterr().err
+    assert [(run / "log.csv").read_text() for run in runs] == logs
+    again = ckpt.load(runs[1] / "final.pt")["generator"]
+    assert all(torch.equal(weights[name], again[name]) for name in weights)
+    for run in runs:
+        assert _checkpoint_files(run) == ["step_00000050.pt", "step_00000050.pt.sha256"]
+        assert os.path.samefile(ckpt.checkpoint_path(run, 50), run / "final.pt")
+
+
+def test_keep_checkpoints_keeps_the_newest_two_and_is_not_part_of_the_run(tmp_path):
+    cfg = ring_config(steps=50, checkpoint_every=20, keep_checkpoints=True)
+    run = tmp_path / "run"
+    train(cfg, [0], [run], progress=False)
+    assert ckpt.available_steps(run) == [40, 50]
+    # what a run keeps, not what it computes: asked with the other value, it is the same run
+    (metrics,) = train(ring_config(steps=50, checkpoint_every=20), [0], [run], progress=False)
+    assert metrics["status"] == "completed"
 
 
 def test_rerun_of_a_finished_run_does_nothing(tmp_path):
@@ -168,7 +220,10 @@ def test_diverged_member_is_frozen_while_others_continue(tmp_path, monkeypatch, 
     _poisoned_loss(monkeypatch, member=1, after_calls=30)
     from ganstudy import config
 
-    data = {**ring_config(steps=150, **train).to_dict(), "loss": {"name": "poisoned"}}
+    data = {
+        **ring_config(steps=150, keep_checkpoints=True, **train).to_dict(),
+        "loss": {"name": "poisoned"},
+    }
     cfg = config.from_dict(data)
     dirs = [tmp_path / f"s{s}" for s in (0, 1, 2)]
     trainer = Trainer(cfg, [0, 1, 2], dirs, progress=False)
@@ -262,7 +317,7 @@ def test_run_csvs_keep_only_the_rows_up_to_the_resumed_step(tmp_path):
 def test_a_resumed_run_gets_its_log_back_from_the_checkpoint(tmp_path):
     """The workflow removes a failed training job's declared outputs, log.csv among them: the
     checkpoint carries the rows up to its step, and the resumed run starts from those."""
-    cfg = ring_config(steps=100, checkpoint_every=50, log_every=10)
+    cfg = ring_config(steps=100, checkpoint_every=50, log_every=10, keep_checkpoints=True)
     run = tmp_path / "run"
     train(cfg, [0], [run], progress=False)
     first = list(csv.DictReader((run / "log.csv").open()))

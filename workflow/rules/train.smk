@@ -3,7 +3,13 @@
 # log.csv and, where the runs take a FID curve, fid_curve.csv), never the run dirs themselves.
 # Snakemake removes the declared outputs of a failed or interrupted job; the checkpoints/ it
 # leaves behind let the rerun resume from the last checkpoint, and each checkpoint carries the
-# log.csv and fid_curve.csv rows up to its step, which the resumed run writes back.
+# log.csv and fid_curve.csv rows up to its step, which the resumed run writes back. A finished
+# run keeps its last checkpoint as final.pt under a second name (a hard link: no space of its
+# own), so a job run again after its outputs were removed (a failure after training ended, a
+# changed rule) resumes at the last step and trains nothing.
+
+
+from ganstudy.config import without_storage_keys
 
 
 # One rule per training job: a job writes the run dirs of several seeds, so its outputs cannot
@@ -26,7 +32,9 @@ for job in STUDY.jobs:
         log:
             f"{LOGS}/train/{store.job_label(job.variant.key, job.seeds_arg)}.log",
         params:
-            config=json.dumps(job.variant.run_config, sort_keys=True),
+            # Without the keys that only decide what a run keeps on disk: changing one retrains
+            # nothing (config.STORAGE_KEYS).
+            config=json.dumps(without_storage_keys(job.variant.run_config), sort_keys=True),
             seeds=job.seeds_arg,
             # A function, so that {seed} reaches the command as is: ganstudy train fills in the
             # seed of each member.

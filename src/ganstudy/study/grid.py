@@ -293,7 +293,8 @@ def _specs(block: dict) -> list[tuple[str, tuple[str, ...]]] | None:
 
 def _differences(base: Variant, cand: Variant) -> list[str]:
     """Run-config keys where two variants differ beyond what their arms set: not the seed, the
-    arm, tracking or the loss, nor the keys of an optimizer or schedule an arm chooses."""
+    arm, tracking, what a run keeps on disk or the loss, nor the keys of an optimizer or
+    schedule an arm chooses."""
     allowed = set(base.arm_keys | cand.arm_keys)
     owners = setting_owners()
     for key in ("train.optimizer", "train.d_lr_schedule"):
@@ -307,6 +308,7 @@ def _differences(base: Variant, cand: Variant) -> list[str]:
         for k in set(a) | set(b)
         if a.get(k) != b.get(k)
         and k not in allowed
+        and k not in run_config.STORAGE_KEYS
         and k.split(".")[0] not in ("seed", "arm", "tracking", "loss")
     )
 

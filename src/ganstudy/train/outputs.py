@@ -304,8 +304,8 @@ class RunOutputs:
     def _finish(self) -> list[dict]:
         if self.tracking is not None:
             self.tracking.wait()  # the run ids, for the checkpoints and metrics.json
-        # The last step's checkpoint (what a longer rerun resumes from) and final.pt hold the
-        # same state with the final status: written once, final.pt is the same file by a link.
+        # The last step's checkpoint (what a rerun resumes from where final.pt was removed) and
+        # final.pt hold the same state with the final status: written once, one file by a link.
         write_last = not ckpt.checkpoint_path(self.run_dirs[0], self.step).is_file()
         if self.step % self.cfg.train.sample_every != 0:
             self._save_samples()
@@ -313,13 +313,14 @@ class RunOutputs:
         for k, run_dir in enumerate(self.run_dirs):
             status = self._status(k, finished=True)
             member = self._member_checkpoint(k, status)
+            last = ckpt.checkpoint_path(run_dir, self.step)
             if write_last:
-                last = ckpt.checkpoint_path(run_dir, self.step)
                 ckpt.atomic_save(member, last)
                 ckpt.save_same_as(last, run_dir / store.FINAL)
-                ckpt.prune(run_dir)
             else:
                 ckpt.atomic_save(member, run_dir / store.FINAL)
+                ckpt.save_same_as(run_dir / store.FINAL, last)
+            ckpt.prune(run_dir)
             metrics = self._metrics(k, finished=True)
             store.write_record(self._metrics_path(k), metrics)
             tracker = self._tracker(k)
@@ -328,5 +329,10 @@ class RunOutputs:
                 tracker.log_artifacts([run_dir / name for name in runfiles.ARTIFACTS])
                 tracker.finish("FINISHED")
             results.append(metrics)
+        # Only once every member's final.pt is written: until then a rerun resumes from a step
+        # that every member holds.
+        if not self.cfg.train.keep_checkpoints:
+            for run_dir in self.run_dirs:
+                ckpt.finish(run_dir)
         self._close_tracking(results)
         return results

@@ -34,13 +34,14 @@ ARTIFACTS = (store.CONFIG, store.METRICS, store.LOG, store.SAMPLES)
 
 
 def config_diff(stored: dict, wanted: dict) -> list[str]:
-    """Keys whose values differ between two configs (tracking settings may change). A key the
-    stored config lacks is no difference where the wanted value is its default: the run was
-    started by a version without that key, whose behaviour the default keeps."""
-    from ganstudy.config import RunConfig
+    """Keys whose values differ between two configs (tracking settings and what a run keeps
+    on disk, ``config.STORAGE_KEYS``, may change). A key the stored config lacks is no
+    difference where the wanted value is its default: the run was started by a version without
+    that key, whose behaviour the default keeps."""
+    from ganstudy.config import RunConfig, without_storage_keys
 
-    a = records.flatten({k: v for k, v in stored.items() if k != "tracking"})
-    b = records.flatten({k: v for k, v in wanted.items() if k != "tracking"})
+    a = records.flatten({k: v for k, v in without_storage_keys(stored).items() if k != "tracking"})
+    b = records.flatten({k: v for k, v in without_storage_keys(wanted).items() if k != "tracking"})
     defaults = records.flatten(RunConfig().to_dict())
     return sorted(
         k
