@@ -7,8 +7,9 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
-from ganstudy import cli
+from ganstudy import cli, config, store
 
 PROBE = (
     "import sys\n"
@@ -79,6 +80,15 @@ def test_python_dash_m_ganstudy_runs_the_cli():
          "config file bad.yaml line 2, column 5: not valid YAML: while parsing a flow mapping"),
         (["--config", "list.yaml", "--out", "r"], "list.yaml: expected a mapping of keys"),
         (["--out", "a_file"], "--out a_file: a file of that name exists; allowed: a run directory"),
+        (["--set", "train.steps=[1,", "--out", "r"],
+         "--set 'train.steps=[1,': the value of key 'train.steps' is not valid YAML (expected"),
+        (["--set", "train.steps=5", "--out", "r"],
+         "--set 'train.steps=2': key 'train.steps' is already set ('train.steps=5'); allowed: "
+         "each key once"),
+        (["--set", "seed", "--out", "r"], "--set 'seed' is not of the form key.sub=value"),
+        # Estimated on PyTorch's meta device: no memory is taken to refuse it.
+        (["--seeds", "0-99999", "--out", "r{seed}"],
+         "--seeds: 100000 seeds in one job need about"),
     ],
 )  # fmt: skip
 def test_train_names_bad_input_without_a_traceback(tmp_path, args, message):
@@ -92,3 +102,32 @@ def test_train_names_bad_input_without_a_traceback(tmp_path, args, message):
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "bad.yaml", "list.yaml"]
+
+
+def test_repeated_set_options_accumulate(tmp_path):
+    out = tmp_path / "run"
+    argv = ["train", "--out", str(out), "--quiet", "--set", "dataset.name=ring8",
+            "arch.name=mlp2d", "--set", "train.steps=3", "--set", "seed=7"]  # fmt: skip
+    assert cli.main(argv) == 0
+    stored = config.from_dict(yaml.safe_load((out / store.CONFIG).read_text()))
+    assert (stored.seed, stored.train.steps, stored.arch.name) == (7, 3, "mlp2d")
+
+
+def test_a_job_too_large_for_memory_names_the_largest_that_fits(tmp_path, monkeypatch, capsys):
+    from ganstudy.study import memory
+
+    monkeypatch.setattr(memory, "host_free_bytes", lambda: 300 * memory.MIB)
+    argv = ["train", "--out", str(tmp_path / "s{seed}"), "--quiet", "--seeds", "0-499",
+            "--set", "dataset.name=ring8", "arch.name=mlp2d", "train.device=cpu", "train.steps=3"]  # fmt: skip
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    fits = int(err.split("allowed: at most ")[1].split()[0])
+    cfg = config.from_dict(
+        {"dataset": {"name": "ring8"}, "arch": {"name": "mlp2d"}, "train": {"steps": 3}}
+    )
+    usable = 300 * memory.MIB * memory.HEADROOM
+    assert memory.training_memory(cfg.to_dict(), fits).total - memory.CUDA_CONTEXT_BYTES <= usable
+    assert (
+        memory.training_memory(cfg.to_dict(), fits + 1).total - memory.CUDA_CONTEXT_BYTES > usable
+    )
+    assert not any(tmp_path.iterdir())

@@ -368,15 +368,30 @@ def load(path: str | Path) -> RunConfig:
 def override(data: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
     """Apply ``key.sub=value`` assignments (values parsed as YAML) to a nested mapping."""
     data = yaml.safe_load(yaml.safe_dump(data)) or {}
+    given: dict[str, str] = {}
     for item in assignments:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} is not of the form key.sub=value")
-        key, raw = item.split("=", 1)
-        node = data
+        key, sep, raw = item.partition("=")
         parts = key.split(".")
+        if not sep or not all(parts):
+            raise ConfigError(f"--set {item!r} is not of the form key.sub=value")
+        if key in given:
+            raise ConfigError(
+                f"--set {item!r}: key '{key}' is already set ({given[key]!r}); allowed: each "
+                "key once"
+            )
+        given[key] = item
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(
+                f"--set {item!r}: the value of key '{key}' is not valid YAML ({problem}); "
+                "allowed: a YAML value, e.g. 500, 0.001, true, [1, 2] or a quoted string"
+            ) from None
+        node = data
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: '{part}' is not a mapping")
-        node[parts[-1]] = yaml.safe_load(raw)
+                raise ConfigError(f"--set {item!r}: '{part}' is not a mapping")
+        node[parts[-1]] = value
     return data

@@ -18,6 +18,7 @@ SEEDS_ALLOWED = (
 def _parse_seeds(text: str) -> list[int]:
     """``--seeds``: '0-15', '0,3,7' or a mix; each seed once."""
     seeds: list[int] = []
+    seen: set[int] = set()
     for part in (p.strip() for p in text.split(",")):
         lo, sep, hi = part.partition("-")
         try:
@@ -32,12 +33,31 @@ def _parse_seeds(text: str) -> list[int]:
             raise ConfigError(
                 f"--seeds {text!r}: the range {part!r} runs backwards; allowed: {SEEDS_ALLOWED}"
             )
-        seeds.extend(range(first, last + 1))
-    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
-    if repeated:
-        raise ConfigError(f"--seeds {text!r}: seed {repeated[0]} is given twice; allowed: each "
-                          "seed once")  # fmt: skip
+        chunk = range(first, last + 1)
+        if not seen.isdisjoint(chunk):
+            repeated = min(seen.intersection(chunk))
+            raise ConfigError(f"--seeds {text!r}: seed {repeated} is given twice; allowed: "
+                              "each seed once")  # fmt: skip
+        seen.update(chunk)
+        seeds.extend(chunk)
     return seeds
+
+
+def _check_memory(cfg, members: int, device: str | None) -> None:
+    """Refuse, before any work, a job whose members cannot fit in the memory of the device
+    they would train on (host memory on the CPU; a GPU's free memory on CUDA)."""
+    from ganstudy import numerics
+    from ganstudy.study import memory
+
+    where = numerics.resolve_device(device or cfg.train.device, key="--device").type
+    if where == "cuda":
+        import torch
+
+        free = torch.cuda.mem_get_info()[0]
+    else:
+        free = memory.host_free_bytes()
+    option = "--seeds" if members > 1 else "the run"
+    memory.check_training_job(cfg.to_dict(), members, free, where, option)
 
 
 def _read_config(path: str) -> dict:
@@ -51,7 +71,8 @@ def _cli(args) -> int:
 
     data = _read_config(args.config) if args.config else {}
     seeds = _parse_seeds(args.seeds) if args.seeds else None
-    cfg = config_mod.from_dict(config_mod.override(data, args.set or []))
+    assignments = [item for group in args.set or [] for item in group]
+    cfg = config_mod.from_dict(config_mod.override(data, assignments))
     seeds = seeds or [cfg.seed]
     if len(seeds) > 1 and "{seed}" not in args.out:
         raise ConfigError(
@@ -63,6 +84,7 @@ def _cli(args) -> int:
         if run_dir.exists() and not run_dir.is_dir():
             raise ConfigError(f"--out {run_dir}: a file of that name exists; allowed: a run "
                               "directory (new, or a run's to resume)")  # fmt: skip
+    _check_memory(cfg, len(seeds), args.device)
     results = train(cfg, seeds, run_dirs, device=args.device, progress=not args.quiet)
     for seed, res, run_dir in zip(seeds, results, run_dirs):
         print(f"seed {seed}: {res['status']} after {res['steps']} steps -> {run_dir}")
@@ -84,7 +106,12 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="train these seeds as one ensemble, e.g. '0-15' or '0,3,7' (default: the config's seed)",
     )
     p.add_argument(
-        "--set", nargs="*", metavar="KEY=VALUE", help="override config keys, e.g. train.steps=500"
+        "--set",
+        nargs="+",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override config keys (values are YAML), e.g. --set train.steps=500 seed=3; may "
+        "be repeated; each key once",
     )
     p.add_argument("--device", choices=["cpu", "cuda"], help="override train.device")
     p.add_argument("--quiet", action="store_true", help="no progress output")
