@@ -197,7 +197,14 @@ def shell_words(paths):
 
 onstart:
     # ganstudy.study.preflight: GPU plan, power of the planned tests, disk and (local runs) time.
-    check = preflight.check(STUDY, GPUS, GPU_PLAN, workflow.cores if workflow.local_exec else None)
+    local = workflow.local_exec
+    check = preflight.check(
+        STUDY,
+        GPUS,
+        GPU_PLAN,
+        workflow.cores if local else None,
+        cluster_jobs=None if local else workflow.nodes,
+    )
     for line in check.info:
         logger.info(line)
     for line in check.warnings:

@@ -102,6 +102,7 @@ def _cmd_cost(args) -> int:
     gpu_lines = _gpu_memory_lines(study)
     print(cost.table(cost.estimate(study, data_root=args.data_root)))
     print("\n".join(gpu_lines))
+    print(_disk_line(study))
     print()
     print("Primary hypotheses (analysis.primary), each pooled over its cells:")
     print(planning.table(planning.evaluate(planning.plan(study))))
@@ -119,6 +120,20 @@ def _cmd_cost(args) -> int:
     print("Secondary comparisons (exploratory), per cell, Holm over their own family:")
     print(plan.table(plan.plan(study)))
     return 0
+
+
+def _disk_line(study) -> str:
+    """The disk the whole study holds when finished and at its peak with as many training jobs
+    at once as this machine runs (its cores, and its GPUs' slots where it has GPUs)."""
+    import os
+
+    from ganstudy.study import disk, gpu_slots, memory
+
+    cores = os.cpu_count() or 1
+    gpus = gpu_slots.visible_gpus(study.config["gpus"]["count"])
+    slots = len(gpus) * memory.plan(study, gpus, cores).jobs_per_gpu
+    at_once, basis = disk.jobs_at_once(study, slots, cores, None)
+    return disk.summary(disk.estimate(study, jobs_at_once=at_once), f"this machine: {basis}")
 
 
 def _gpu_count(study) -> int:

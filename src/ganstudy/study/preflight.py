@@ -4,7 +4,9 @@ Run once when Snakemake starts (``onstart``), before any job: the GPU plan, the 
 hypotheses' and the per-cell comparisons' power, the disk the runs will fill and, for local runs,
 the training time on this machine. Everything is a message except one outcome: a local study
 whose training would take longer than ``max_training_hours`` stops unless ``confirm_long_run``.
-Runs whose final.pt exists are left out of the time and disk estimates (they are done).
+Runs whose final.pt exists are left out of the time and disk estimates (they are done). The
+disk is quoted when finished and at its peak, with as many training jobs at once as the cores,
+GPU slots or a cluster's ``--jobs`` allow; free space is checked against the peak.
 """
 
 from __future__ import annotations
@@ -30,10 +32,13 @@ def trained_runs(study) -> set[str]:
     return {run.run_dir for run in study.runs if os.path.isfile(study.run_path(run, store.FINAL))}
 
 
-def check(study, gpus: list[str], gpu_plan, local_cores: int | None) -> Preflight:
+def check(
+    study, gpus: list[str], gpu_plan, local_cores: int | None, cluster_jobs: int | None = None
+) -> Preflight:
     """The start-up check of ``study`` on ``gpus`` with the resolved ``gpu_plan``;
     ``local_cores``: the cores of a local run (None for a cluster executor, which gets no time
-    estimate: its jobs do not run here)."""
+    estimate: its jobs do not run here); ``cluster_jobs``: a cluster executor's jobs at once
+    (Snakemake's ``--jobs``), for the disk the jobs running together hold."""
     # Imported here: the disk and power estimates load torch and scipy, which parsing the
     # workflow does not need.
     from ganstudy.analysis import planning
@@ -41,6 +46,10 @@ def check(study, gpus: list[str], gpu_plan, local_cores: int | None) -> Prefligh
 
     out = Preflight()
     trained = trained_runs(study)
+    at_once, basis = disk.jobs_at_once(
+        study, len(gpus) * gpu_plan.jobs_per_gpu, local_cores, cluster_jobs
+    )
+    disk_needed = disk.estimate(study, skip=trained, jobs_at_once=at_once)
     if gpus:
         out.info.append(f"GPUs: {len(gpus)}, {gpu_plan.note}.")
     if gpu_plan.warning:
@@ -49,10 +58,12 @@ def check(study, gpus: list[str], gpu_plan, local_cores: int | None) -> Prefligh
     for warning in (
         planning.warning(planning.evaluate(planning.plan(study))),
         plan.warning(plan.plan(study)),
-        disk.warning(disk.estimate(study, skip=trained), study.results),
+        disk.warning(disk_needed, study.results),
     ):
         if warning:
             out.warnings.append(warning)
+    if disk_needed.runs:
+        out.info.append(disk.summary(disk_needed, basis))
     if study.waves.sequential:
         from ganstudy.study import expected
 
