@@ -171,6 +171,10 @@ default_permission = READ
 database_uri = sqlite:///${auth_db//%/%%}
 admin_username = $user
 admin_password = $password
+# Checking a password costs about 0.1 s of CPU (scrypt); each worker remembers a good one for a
+# minute, so that the many small requests of a study's jobs do not each pay it. A password changed
+# through the API may keep working on the other workers for that minute.
+auth_cache_ttl_seconds = 60
 INI
     fi
     # The user database holds password hashes: private from its first byte, like auth.ini.
