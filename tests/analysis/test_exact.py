@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -156,3 +157,94 @@ def test_min_p_of_separated_strata_is_the_product():
     equal = [(8, 8), (5, 5)]
     events = exact.stratified_fisher_p([8, 5], [8, 5], [0, 0], [8, 5])
     assert float(events) == pytest.approx(exact.min_p_separated(equal), rel=1e-9)
+
+
+# Far tails: p-values far below the FFT's rounding (about 1e-16 of the largest probability).
+
+
+def _integer_fisher_p(events_x, n_x, events_y, n_y) -> float:
+    """The stratified conditional test in integers: each stratum's hypergeometric counts
+    C(K, k) C(N - K, n_x - k) convolved exactly, two-sided by the same ordering and tolerance."""
+    law, denominator = [1], 1
+    for kx, nx, ky, ny in zip(events_x, n_x, events_y, n_y):
+        events, total = kx + ky, nx + ny
+        counts = [math.comb(events, k) * math.comb(total - events, nx - k) for k in range(nx + 1)]
+        law = [
+            sum(law[i] * counts[j - i] for i in range(max(0, j - nx), min(j, len(law) - 1) + 1))
+            for j in range(len(law) + nx)
+        ]
+        denominator *= math.comb(total, nx)
+    observed = law[sum(events_x)]
+    tail = sum(c for c in law if c * 10**7 <= observed * (10**7 + 1))
+    return float(Fraction(tail, denominator))
+
+
+def test_stratified_fisher_far_tail_is_the_integer_convolution():
+    args = ([100] * 4, [144] * 4, [30] * 4, [144] * 4)  # 577 totals: the FFT's batch path
+    expected = _integer_fisher_p(*args)
+    assert expected == pytest.approx(7.78e-64, rel=1e-3)
+    assert float(exact.stratified_fisher_p(*args)) == pytest.approx(expected, rel=1e-9)
+
+
+def test_fisher_batch_recomputes_only_what_the_fft_cannot_resolve():
+    # Rows of one batch: ordinary p-values (the FFT's), and tails far below its rounding.
+    rows = [
+        ([70, 80], [75, 70]),
+        ([140, 120], [10, 30]),
+        ([60, 149], [90, 1]),
+        ([75, 75], [75, 75]),
+    ]
+    events_x, events_y = (np.array([r[i] for r in rows]) for i in (0, 1))
+    runs = np.array([150, 150])
+    p = exact.stratified_fisher_p(events_x, runs, events_y, runs)
+    for row, got in zip(rows, p):
+        assert got == pytest.approx(_integer_fisher_p(row[0], runs, row[1], runs), rel=1e-9)
+    assert p[0] > 0.01 and p[1] < 1e-70 and p[2] < 1e-20 and p[3] == 1
+
+
+def test_one_far_stratum_is_scipys_hypergeometric_law():
+    kx, nx, ky, ny = 250, 300, 40, 300
+    law = sps.hypergeom(nx + ny, kx + ky, nx).logpmf(np.arange(nx + 1))
+    expected = np.exp(law[law <= law[kx] + math.log1p(1e-7)]).sum()
+    assert float(exact.stratified_fisher_p([kx], [nx], [ky], [ny])) == pytest.approx(
+        expected, rel=1e-9
+    )
+
+
+def test_separated_strata_far_below_the_fft_rounding():
+    # 6 strata of 24 vs 24: the closed form, 2 prod_s 1 / C(48, 24) = 1.8e-81.
+    expected = float(Fraction(2, math.comb(48, 24) ** 6))
+    strata = [(np.arange(24) + 100.0, np.arange(24.0))] * 6
+    assert exact.stratified_rank_test(strata).p == pytest.approx(expected, rel=1e-9)
+    assert exact.min_p_separated([(24, 24)] * 6) == pytest.approx(expected, rel=1e-9)
+    null = exact.StratifiedNull.without_ties([(24, 24)] * 6)
+    assert null.p(np.array([0.0, 6.0])) == pytest.approx([expected, expected], rel=1e-9)
+
+
+@pytest.fixture
+def mixed_strata():
+    """Strata of unequal sizes (a lattice step per stratum), one with ties."""
+    rng = np.random.default_rng(7)
+    return [
+        (rng.normal(size=8), rng.normal(size=8)),
+        (rng.normal(size=4), rng.normal(size=8)),
+        (rng.integers(0, 3, 6).astype(float), rng.integers(1, 4, 6).astype(float)),
+    ]
+
+
+@pytest.mark.parametrize("tilting", [True, False])
+def test_fft_tails_are_recomputed_to_the_direct_convolution(monkeypatch, mixed_strata, tilting):
+    direct = exact.StratifiedNull.of(mixed_strata)
+    assert direct.floor == 0  # small: convolved directly
+    monkeypatch.setattr(exact, "DIRECT_MAX_WORK", 0)
+    through_fft = exact.StratifiedNull.of(mixed_strata)
+    assert through_fft.floor > 0
+    if not tilting:  # no tilted sum is trusted: the truncated direct convolution
+        monkeypatch.setattr(exact, "TRUSTED", 0.0)
+    t = np.arange(0, len(direct.probs), 23) / (2 * direct.lcm)
+    expected = direct.p(t)
+    assert expected.min() < 1e-12  # far tails, where the FFT alone is noise
+    got = through_fft.p(t)
+    positive = expected > 0  # lattice points no arrangement reaches have P(T <= t) = 0
+    assert np.array_equal(got > 0, positive)
+    np.testing.assert_allclose(got[positive], expected[positive], rtol=1e-9)

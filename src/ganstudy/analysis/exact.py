@@ -24,8 +24,28 @@ the normal approximation with the tie-corrected permutation variance is used ins
 events of x follow the hypergeometric law; the stratified exact conditional test (the exact
 Cochran-Mantel-Haenszel test, a stratified Fisher test) convolves them. Two-sided p: the
 probability of the totals no more probable than the observed one (relative tolerance 1e-7), as
-scipy.stats.fisher_exact and R's ``mantelhaen.test(exact = TRUE)``. Above ``FFT_MIN_WIDTH`` possible
-totals the convolution runs through the FFT (rounding about 1e-16 of the largest probability).
+scipy.stats.fisher_exact and R's ``mantelhaen.test(exact = TRUE)``.
+
+**Precision.** Every probability above is a sum of positive terms, so a direct convolution keeps
+machine precision relative to each probability, however small: the far tails, and with them
+p-values of 1e-80, are right to their last digits. Direct convolution costs the product of the
+two lengths (after dropping the lattice points no value can reach); above ``DIRECT_MAX_WORK`` a
+stratified rank law, and above ``FFT_MIN_WIDTH`` possible totals a batch of rate laws, go through
+the FFT instead, whose rounding is absolute: about eps = 2.2e-16 times the largest probability in
+every entry (bounded here by 64 eps max p). A tail of up to L such entries is trusted where
+64 eps max p L is below ``TRUSTED`` (1e-6) of it; below that floor it is recomputed. Rates: by
+the direct convolution of that table. Ranks: by exponential tilting. With the per-stratum laws
+p_s of I_s (T's lattice index is sum_s c_s I_s) and theta <= 0,
+
+    q(j) = p(j) e^(theta j) / Z,   Z = prod_s sum_i p_s(i) e^(theta c_s i),
+    P(T <= k) = Z e^(-theta k) sum_{j <= k} q(j) e^(theta (k - j)),
+
+with theta the saddlepoint (q's mean is k): q is largest near k, where the FFT's rounding of q is
+small beside it, and the weights e^(theta (k - j)) <= 1 shrink what lies further out. The bound
+on that sum's rounding is checked, and the truncated direct convolution is the fallback. The
+upper tail is the lower tail of the reversed laws. Products of probabilities underflow below
+about 1e-308, so a p below ``SMALLEST_P`` (1e-290) may have lost terms, and is stated as
+"< 1e-290" (:func:`ganstudy.analysis.stats.format_p`), never as 0.
 """
 
 from __future__ import annotations
@@ -35,13 +55,18 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special
+from scipy import fft, optimize, special
 from scipy import stats as sps
 
 EXACT_MAX_VALUES = 100
 EXACT_MAX_LATTICE = 4_000_000
 FFT_MIN_WIDTH = 256
+DIRECT_MAX_WORK = 300_000_000  # multiply-adds of one direct convolution (about 0.1 s)
+TRUSTED = 1e-6
+SMALLEST_P = 1e-290
 _RELATIVE_TOLERANCE = 1 + 1e-7
+# The FFT's rounding per entry, relative to the largest probability: measured at 1 to 3 eps.
+_FFT_ROUNDING = 64 * np.finfo(float).eps
 
 EXACT = "exact permutation"
 NORMAL = "normal approximation (tie-corrected)"
@@ -121,13 +146,19 @@ def stratified_rank_test(strata: list[tuple[np.ndarray, np.ndarray]]) -> RankTes
 @dataclass(frozen=True)
 class StratifiedNull:
     """The null distribution of T = sum_s U_s / (n_xs n_ys) given each stratum's pooled values:
-    exact on the lattice T * 2 lcm (``probs``), or normal (``mean``, ``var``)."""
+    exact on the lattice T * 2 lcm (``probs``), or normal (``mean``, ``var``).
+
+    ``components``: each stratum's law of 2 U with its step on the lattice (lcm / (n_x n_y));
+    ``floor``: where ``probs`` went through the FFT, the tail below which it is not trusted
+    (0: convolved directly, trusted throughout)."""
 
     method: str
     lcm: int = 1
     probs: np.ndarray | None = None
     mean: float = math.nan
     var: float = math.nan
+    components: tuple[tuple[np.ndarray, int], ...] = ()
+    floor: float = 0.0
 
     @classmethod
     def of(cls, used: list[tuple[np.ndarray, np.ndarray]]) -> StratifiedNull:
@@ -138,13 +169,16 @@ class StratifiedNull:
             and 2 * lcm * len(used) <= EXACT_MAX_LATTICE
         ):
             dist = np.ones(1)
+            components = []
+            rounding = 0.0
             for (x, y), size in zip(used, sizes):
                 probs = u_distribution(x, y)
-                scale = lcm // size
-                spread = np.zeros((len(probs) - 1) * scale + 1)
-                spread[::scale] = probs
-                dist = _convolve(dist, spread)
-            return cls(EXACT, lcm, dist)
+                components.append((probs, lcm // size))
+                dist, direct = _convolve(dist, *components[-1])
+                if not direct:
+                    rounding += _FFT_ROUNDING * dist.max()
+            floor = rounding * len(dist) / TRUSTED
+            return cls(EXACT, lcm, dist, components=tuple(components), floor=floor)
         var = sum(_u_variance(x, y) / s**2 for (x, y), s in zip(used, sizes))
         return cls(NORMAL, mean=len(used) / 2, var=var)
 
@@ -154,6 +188,18 @@ class StratifiedNull:
         same sizes give the same (cached) law."""
         return _null_without_ties(tuple((int(n), int(m)) for n, m in sizes if n and m))
 
+    @functools.cached_property
+    def _cdf(self) -> np.ndarray:
+        return np.cumsum(self.probs)
+
+    @functools.cached_property
+    def _sf(self) -> np.ndarray:
+        return np.cumsum(self.probs[::-1])[::-1]
+
+    @functools.cached_property
+    def _tails(self) -> dict[int, float]:
+        return {}
+
     def p(self, t: np.ndarray) -> np.ndarray:
         """Two-sided p of observed statistics ``t`` (an array): 2 min(P(T <= t), P(T >= t))."""
         t = np.asarray(t, dtype=float)
@@ -162,10 +208,22 @@ class StratifiedNull:
                 return np.ones_like(t)
             z = np.abs(t - self.mean) / math.sqrt(self.var)
             return np.minimum(1.0, 2 * sps.norm.sf(z))
-        cdf = np.cumsum(self.probs)
-        sf = np.cumsum(self.probs[::-1])[::-1]
         k = np.clip(np.rint(t * 2 * self.lcm).astype(np.int64), 0, len(self.probs) - 1)
-        return np.minimum(1.0, 2 * np.minimum(cdf[k], sf[k]))
+        tail = np.minimum(self._cdf[k], self._sf[k])
+        if self.floor > 0:
+            for index in np.unique(k[tail < self.floor]):
+                tail[k == index] = self._exact_tail(int(index))
+        return np.minimum(1.0, 2 * tail)
+
+    def _exact_tail(self, k: int) -> float:
+        """The smaller tail at lattice index k, recomputed to machine precision (cached)."""
+        if k not in self._tails:
+            if self._cdf[k] <= self._sf[k]:
+                self._tails[k] = _lower_tail(self.components, k)
+            else:
+                reversed_ = tuple((probs[::-1], step) for probs, step in self.components)
+                self._tails[k] = _lower_tail(reversed_, len(self.probs) - 1 - k)
+        return self._tails[k]
 
 
 @functools.lru_cache(maxsize=256)
@@ -174,14 +232,111 @@ def _null_without_ties(sizes: tuple[tuple[int, int], ...]) -> StratifiedNull:
                               for n, m in sizes])  # fmt: skip
 
 
-def _convolve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if min(len(a), len(b)) < 512:
-        out = np.convolve(a, b)
-    else:
-        from scipy.signal import fftconvolve
+def _lattice(a: np.ndarray) -> tuple[int, int, np.ndarray]:
+    """(offset, stride, values): a's nonzero entries lie at offset + stride i, values[i] there
+    (stride 0: a single one)."""
+    idx = np.flatnonzero(a)
+    stride = int(np.gcd.reduce(np.diff(idx))) if len(idx) > 1 else 0
+    return int(idx[0]), stride, a[idx[0] : idx[-1] + 1 : max(1, stride)]
 
-        out = fftconvolve(a, b)
-    return np.clip(out, 0.0, None)
+
+def _spread(values: np.ndarray, stride: int) -> np.ndarray:
+    out = np.zeros((len(values) - 1) * stride + 1)
+    out[::stride] = values
+    return out
+
+
+def _phased(dense: np.ndarray, values: np.ndarray, stride: int) -> np.ndarray:
+    """dense convolved with values spread by stride: one direct convolution per phase."""
+    out = np.zeros(len(dense) + (len(values) - 1) * stride)
+    for phase in range(min(stride, len(dense))):
+        out[phase::stride] = np.convolve(dense[phase::stride], values)
+    return out
+
+
+def _convolve(a: np.ndarray, b: np.ndarray, step: int = 1, direct: bool = False):
+    """a convolved with b spread by ``step`` (b[i] at i * step), and whether it was direct.
+
+    Direct (positive terms: machine precision relative to every entry) on the lattice both
+    supports span, where that costs at most ``DIRECT_MAX_WORK`` multiply-adds or ``direct``
+    says so; else through the FFT (absolute rounding), negatives of its rounding clipped.
+    """
+    offset_a, stride_a, values_a = _lattice(a)
+    offset_b, stride_b, values_b = _lattice(b)
+    offset_b, stride_b = offset_b * step, stride_b * step
+    unit = math.gcd(stride_a, stride_b) or 1
+    ra, rb = max(1, stride_a // unit), max(1, stride_b // unit)
+    work_a = ((len(values_a) - 1) * ra + 1) * len(values_b)
+    work_b = ((len(values_b) - 1) * rb + 1) * len(values_a)
+    out = np.zeros(len(a) + (len(b) - 1) * step)
+    if direct or min(work_a, work_b) <= DIRECT_MAX_WORK:
+        if work_a <= work_b:
+            core = _phased(_spread(values_a, ra), values_b, rb)
+        else:
+            core = _phased(_spread(values_b, rb), values_a, ra)
+        out[offset_a + offset_b :: unit][: len(core)] = core
+        return out, True
+    spread = _spread(b, step)
+    n = fft.next_fast_len(len(out), real=True)
+    product = fft.rfft(a, n) * fft.rfft(spread, n)
+    return np.clip(fft.irfft(product, n)[: len(out)], 0.0, None), False
+
+
+def _lower_tail(components: tuple[tuple[np.ndarray, int], ...], k: int) -> float:
+    """P(sum_s step_s I_s <= k), I_s ~ probs_s independent, to machine precision: by
+    exponential tilting at the saddlepoint (module docstring), else directly."""
+    logs, positions = [], []
+    for probs, step in components:
+        with np.errstate(divide="ignore"):
+            logs.append(np.log(probs))
+        positions.append(np.arange(len(probs)) * step)
+    lowest = sum(int(pos[np.flatnonzero(probs)[0]])
+                 for (probs, _), pos in zip(components, positions))  # fmt: skip
+
+    def tilted(theta: float):
+        """Per stratum the tilted law (sum 1) and log of its normaliser."""
+        for lp, pos in zip(logs, positions):
+            w = lp + theta * pos
+            top = w.max()
+            q = np.exp(w - top)
+            total = q.sum()
+            yield q / total, top + math.log(total), pos
+
+    def excess(theta: float) -> float:
+        return sum(float(q @ pos) for q, _, pos in tilted(theta)) - k
+
+    if k < lowest:
+        return 0.0
+    theta = 0.0
+    if k == lowest:
+        theta = -_THETA_MAX
+    elif excess(0.0) > 0:
+        theta = -_THETA_MAX
+        if excess(theta) < 0:
+            theta = optimize.brentq(excess, theta, 0.0, xtol=1e-12, rtol=1e-10)
+    length = sum(int(pos[-1]) for pos in positions) + 1
+    n = fft.next_fast_len(length, real=True)
+    spectrum = np.ones(n // 2 + 1, dtype=complex)
+    log_z = 0.0
+    for q, log_norm, pos in tilted(theta):
+        dense = np.zeros(length)
+        dense[pos] = q
+        spectrum *= fft.rfft(dense, n)
+        log_z += log_norm
+    q = fft.irfft(spectrum, n)[:length]
+    weights = np.exp(theta * (k - np.arange(k + 1)))
+    head = float(q[: k + 1] @ weights)
+    rounding = _FFT_ROUNDING * q.max() * weights.sum()
+    if head > 0 and rounding <= TRUSTED * head:
+        return math.exp(log_z - theta * k + math.log(head))
+    dist = np.ones(1)
+    for probs, step in components:
+        dist = _convolve(dist, probs[: k // step + 1], step, direct=True)[0][: k + 1]
+    return float(dist.sum())
+
+
+# Tilting beyond this (per lattice step) leaves no mass above the lowest point.
+_THETA_MAX = 1_000.0
 
 
 def mann_whitney(x, y) -> RankTest:
@@ -251,26 +406,58 @@ def stratified_fisher_p(events_x, n_x, events_y, n_y) -> np.ndarray:
         )
         pmf[(nx[:, s] == 0) | (ny[:, s] == 0)] = np.eye(top + 1)[0]
         pmfs.append(pmf)
-    if width > FFT_MIN_WIDTH:
-        # The product of the strata's transforms: rounding of about 1e-16 of the largest
-        # probability, far below any level a test is read at.
-        size = 1 << (width - 1).bit_length()
-        spectrum = np.ones((reps, size // 2 + 1), dtype=complex)
-        for pmf in pmfs:
-            spectrum *= np.fft.rfft(pmf, n=size, axis=1)
-        dist = np.clip(np.fft.irfft(spectrum, n=size, axis=1)[:, :width], 0.0, None)
-    else:
-        dist = np.zeros((reps, width))
-        dist[:, 0] = 1.0
-        filled = 1
-        for pmf in pmfs:
-            new = np.zeros_like(dist)
-            for j in range(pmf.shape[1]):
-                new[:, j : j + filled] += dist[:, :filled] * pmf[:, j : j + 1]
-            dist = new
-            filled += pmf.shape[1] - 1
     used = (nx > 0) & (ny > 0)
     observed = np.where(used, ex, 0).sum(axis=1)
-    p_obs = dist[np.arange(reps), observed] * _RELATIVE_TOLERANCE
-    p = np.where(dist <= p_obs[:, None], dist, 0.0).sum(axis=1)
-    return np.minimum(1.0, p).reshape(batch)
+    if width <= FFT_MIN_WIDTH:
+        return _two_sided(_law_direct(pmfs, reps, width), observed).reshape(batch)
+    dist = _law_fft(pmfs, reps, width)
+    p = _two_sided(dist, observed)
+    # A p of up to ``width`` entries, each rounded by about eps times the largest: trusted
+    # where that is below TRUSTED of it, else the table's law is convolved directly.
+    redo = np.flatnonzero(p < _FFT_ROUNDING * dist.max(axis=1) * width / TRUSTED)
+    if len(redo):
+        p[redo] = _two_sided(_law_rows(pmfs, redo, width), observed[redo])
+    return p.reshape(batch)
+
+
+def _law_direct(pmfs: list[np.ndarray], reps: int, width: int) -> np.ndarray:
+    """The law of the total events of x (reps x width), the strata convolved directly."""
+    dist = np.zeros((reps, width))
+    dist[:, 0] = 1.0
+    filled = 1
+    for pmf in pmfs:
+        new = np.zeros_like(dist)
+        for j in np.flatnonzero(pmf.any(axis=0)):
+            new[:, j : j + filled] += dist[:, :filled] * pmf[:, j : j + 1]
+        dist = new
+        filled += pmf.shape[1] - 1
+    return dist
+
+
+def _law_rows(pmfs: list[np.ndarray], rows: np.ndarray, width: int) -> np.ndarray:
+    """The same law of the given rows only, one row at a time: a direct convolution over each
+    stratum's support costs less there than the vectorised one over every row's widest."""
+    out = np.zeros((len(rows), width))
+    for i, row in enumerate(rows):
+        dist, start = np.ones(1), 0
+        for pmf in pmfs:
+            support = np.flatnonzero(pmf[row])
+            dist = np.convolve(dist, pmf[row, support[0] : support[-1] + 1])
+            start += support[0]
+        out[i, start : start + len(dist)] = dist
+    return out
+
+
+def _law_fft(pmfs: list[np.ndarray], reps: int, width: int) -> np.ndarray:
+    """The same law through the product of the strata's transforms (absolute rounding)."""
+    size = 1 << (width - 1).bit_length()
+    spectrum = np.ones((reps, size // 2 + 1), dtype=complex)
+    for pmf in pmfs:
+        spectrum *= np.fft.rfft(pmf, n=size, axis=1)
+    return np.clip(np.fft.irfft(spectrum, n=size, axis=1)[:, :width], 0.0, None)
+
+
+def _two_sided(dist: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """The probability of the totals no more probable than the observed one, per row."""
+    p_obs = dist[np.arange(len(dist)), observed] * _RELATIVE_TOLERANCE
+    return np.minimum(1.0, np.where(dist <= p_obs[:, None], dist, 0.0).sum(axis=1))
