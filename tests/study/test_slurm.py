@@ -247,7 +247,7 @@ def test_mlflow_server_script_serves_runs_over_http_and_stops(tmp_path, monkeypa
         run.start(None, "probe", {"train": {"steps": 3}}, {"seed": "7"})
         run.log_metrics(3, {"loss_d": 0.25}, force_flush=True)
         (tmp_path / "metrics.json").write_text('{"status": "completed"}')
-        run.log_artifacts([tmp_path / "metrics.json"])
+        run.log_run_files(tmp_path)
         run.finish("FINISHED")
         assert job.close() and job.failure is None
 

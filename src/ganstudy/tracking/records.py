@@ -14,6 +14,37 @@ from typing import Any
 from ganstudy import store
 from ganstudy.data import registry
 
+# The files of a run directory its MLflow run holds as artifacts (a folder: all its files).
+ARTIFACTS = (
+    store.CONFIG, store.METRICS, store.LOG, store.FID_CURVE, store.EVAL, store.SAMPLE_GRID,
+    store.SAMPLES_2D, store.SAMPLES,
+)  # fmt: skip
+# The tag that records what the artifacts held when they were uploaded: {name: digest}.
+ARTIFACT_DIGESTS_TAG = "ganstudy.artifact_digests"
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def artifact_digests(run_dir: Path) -> dict[str, str]:
+    """{artifact name: the first 16 hex digits of its sha256} for each of :data:`ARTIFACTS`
+    the run directory holds; a folder's digest covers its files' names and contents."""
+    out: dict[str, str] = {}
+    for name in ARTIFACTS:
+        path = run_dir / name
+        if path.is_file():
+            out[name] = _file_digest(path)[:16]
+        elif path.is_dir():
+            listing = sorted(p for p in path.rglob("*") if p.is_file())
+            text = "".join(f"{p.relative_to(path).as_posix()} {_file_digest(p)}\n" for p in listing)
+            out[name] = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return out
+
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """A nested mapping with dotted keys (``train.lr_d``): how a run config becomes params."""
@@ -80,6 +111,27 @@ def run_tags(cfg, run_dir: Path, ensemble_size: int, device, versions: dict) -> 
     tags.update({f"version.{k}": str(v) for k, v in versions.items()})
     tags.update(cfg.tracking.tags)
     return tags
+
+
+def upload_artifacts(client, run_id: str, run_dir: Path, names: list[str], call=None) -> None:
+    """Upload the artifacts ``names`` of ``run_dir`` and record every digest uploaded so far in
+    :data:`ARTIFACT_DIGESTS_TAG`. ``call`` wraps each client call (e.g. a retry)."""
+
+    def call_(method, *args):
+        return method(*args) if call is None else call(method, *args)
+
+    digests = artifact_digests(run_dir)
+    run = call_(client.get_run, run_id)
+    recorded = json.loads(run.data.tags.get(ARTIFACT_DIGESTS_TAG) or "{}")
+    for name in names:
+        path = run_dir / name
+        if path.is_dir():
+            call_(client.log_artifacts, run_id, str(path), path.name)
+        elif path.is_file():
+            call_(client.log_artifact, run_id, str(path))
+        if name in digests:
+            recorded[name] = digests[name]
+    call_(client.set_tag, run_id, ARTIFACT_DIGESTS_TAG, json.dumps(recorded, sort_keys=True))
 
 
 def eval_metrics(result: dict) -> dict[str, float]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ganstudy.tracking.backend import client, describe_error, init_store, retry, warn_failure
-from ganstudy.tracking.records import flatten
+from ganstudy.tracking.records import ARTIFACTS, flatten, upload_artifacts
 
 # How long the end of a run waits for MLflow calls still queued (an unreachable server gives up
 # on each request within about 20 s under HTTP_LIMITS, after which the rest are skipped).
@@ -249,15 +249,15 @@ class RunTracker:
 
         self.job.submit("logging metrics", send)
 
-    def log_artifacts(self, paths: list[Path]) -> None:
-        def send():
-            for path in paths:
-                if path.is_dir():
-                    retry(self.job.client.log_artifacts, self.run_id, str(path), path.name)
-                elif path.is_file():
-                    retry(self.job.client.log_artifact, self.run_id, str(path))
-
-        self.job.submit("logging artifacts", send)
+    def log_run_files(self, run_dir: Path) -> None:
+        """Upload the run directory's artifacts with their digests, as ``track sync`` does:
+        a later sync uploads only what changed since."""
+        self.job.submit(
+            "logging artifacts",
+            lambda: upload_artifacts(
+                self.job.client, self.run_id, run_dir, list(ARTIFACTS), call=retry
+            ),
+        )
 
     def finish(self, status: str) -> None:
         """Flush and close the run. ``status``: FINISHED, FAILED or KILLED."""

@@ -13,6 +13,7 @@ moved to another store.
 from __future__ import annotations
 
 import csv
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,14 @@ from ganstudy import store
 from ganstudy.errors import ConfigError
 from ganstudy.store import LOGGED_METRICS
 from ganstudy.tracking import backend
-from ganstudy.tracking.records import eval_metrics, flatten, run_tags
+from ganstudy.tracking.records import (
+    ARTIFACT_DIGESTS_TAG,
+    artifact_digests,
+    eval_metrics,
+    flatten,
+    run_tags,
+    upload_artifacts,
+)
 
 TERMINAL = {
     store.Status.COMPLETED: "FINISHED",
@@ -40,16 +48,25 @@ class Synced:
     created: bool
     params: int
     metric_points: int
-    artifacts: bool
+    artifacts: list[str]  # the artifacts uploaded (new or changed)
 
 
 def run_dirs(results: Path) -> list[Path]:
     """The run directories under ``results/runs`` (those holding a config.yaml)."""
+    return find(results)[0]
+
+
+def find(results: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(run directories, skipped): the run directories under ``results/runs`` holding a
+    config.yaml, and every other directory there with the reason it is not synced."""
     runs = results / store.RUNS
     if not runs.is_dir():
         raise ConfigError(f"--results {results}: no {store.RUNS}/ directory of run directories")
-    found, _ = store.ResultsDir(results).find_runs()
-    return [run.path for _, run in found if run.config.is_file()]
+    found, strays = store.ResultsDir(results).find_runs()
+    paths = [run.path for _, run in found if run.config.is_file()]
+    skipped = [(run.path, f"no {store.CONFIG}") for _, run in found if not run.config.is_file()]
+    skipped += [(path, f"not of the form {store.RUN_DIR_FORM}") for path in strays]
+    return paths, sorted(skipped)
 
 
 def _read_json(path: Path) -> dict | None:
@@ -118,36 +135,44 @@ def sync_run(client, run_dir: Path, experiment: str | None = None) -> Synced:
     if created:
         run = client.create_run(experiment_id, run_name=store.RunKey.of_config(cfg).name, tags=tags)
     run_id = run.info.run_id
+    stored = client.get_run(run_id)
 
-    have_params = client.get_run(run_id).data.params
-    params = [Param(k, str(v)[:6000]) for k, v in flatten(config).items() if k not in have_params]
+    params = [
+        Param(k, str(v)[:6000]) for k, v in flatten(config).items() if k not in stored.data.params
+    ]
     for start in range(0, len(params), 100):
         client.log_batch(run_id, params=params[start : start + 100])
-    client.log_batch(run_id, tags=[_tag(k, v) for k, v in tags.items()])
+    changed = [_tag(k, v) for k, v in tags.items() if stored.data.tags.get(k) != str(v)]
+    if changed:
+        client.log_batch(run_id, tags=changed)
 
     points = _history(run_dir)
-    if evaluation is not None:
-        stamp = int((run_dir / store.EVAL).stat().st_mtime * 1000)
-        points += [(k, v, stamp, 0) for k, v in eval_metrics(evaluation).items()]
     new = []
     for key in sorted({p[0] for p in points}):
         have = {m.step for m in client.get_metric_history(run_id, key)}
         new += [Metric(k, v, t, s) for k, v, t, s in points if k == key and s not in have]
+    if evaluation is not None:
+        # A run evaluated again gains the new numbers as the metrics' latest values.
+        stamp = int((run_dir / store.EVAL).stat().st_mtime * 1000)
+        new += [
+            Metric(k, v, stamp, 0)
+            for k, v in eval_metrics(evaluation).items()
+            if stored.data.metrics.get(k) != v
+        ]
     for start in range(0, len(new), 1000):
         client.log_batch(run_id, metrics=new[start : start + 1000])
 
-    artifacts = not client.list_artifacts(run_id)
-    if artifacts:
-        for file in (store.CONFIG, store.METRICS, store.LOG, store.EVAL, store.SAMPLES):
-            path = run_dir / file
-            if path.is_dir():
-                client.log_artifacts(run_id, str(path), path.name)
-            elif path.is_file():
-                client.log_artifact(run_id, str(path))
+    # Each artifact whose content differs from what the store was last given (by its digest):
+    # a run synced while training, then finished, evaluated or resumed, is brought level.
+    digests = artifact_digests(run_dir)
+    uploaded = json.loads(stored.data.tags.get(ARTIFACT_DIGESTS_TAG) or "{}")
+    outdated = [n for n, digest in digests.items() if uploaded.get(n) != digest]
+    if outdated:
+        upload_artifacts(client, run_id, run_dir, outdated)
     status = TERMINAL.get(metrics.get("status"))
-    if status and client.get_run(run_id).info.status != status:
+    if status and stored.info.status != status:
         client.set_terminated(run_id, status=status)
-    return Synced(run_dir, run_id, created, len(params), len(new), artifacts)
+    return Synced(run_dir, run_id, created, len(params), len(new), outdated)
 
 
 def _tag(key: str, value):
@@ -157,6 +182,8 @@ def _tag(key: str, value):
 
 
 def sync(paths: list[Path], uri: str | None = None, experiment: str | None = None) -> list[Synced]:
-    """Sync every run directory of ``paths`` into the store at ``uri`` (default: as training)."""
+    """Sync every run directory of ``paths`` into the store at ``uri`` (default: as training).
+    A server that refuses or never answers fails within training's bounds (about 20 s)."""
+    backend.bound_http_waits()
     client = backend.client(backend.resolve_uri(uri))
     return [sync_run(client, path, experiment) for path in paths]

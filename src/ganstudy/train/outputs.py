@@ -326,7 +326,7 @@ class RunOutputs:
             tracker = self._tracker(k)
             if tracker is not None:
                 tracker.set_tags({"status": status})
-                tracker.log_artifacts([run_dir / name for name in runfiles.ARTIFACTS])
+                tracker.log_run_files(run_dir)
                 tracker.finish("FINISHED")
             results.append(metrics)
         # Only once every member's final.pt is written: until then a rerun resumes from a step

@@ -29,8 +29,6 @@ from ganstudy.tracking import backend, records, runs
 # schedule's factor included).
 STEP_STATS = LOG_FIELDS[1:8]
 FID_CURVE_FIELDS = ["step", "fid", "n_samples", "dims"]
-# What a finished run copies to its MLflow run.
-ARTIFACTS = (store.CONFIG, store.METRICS, store.LOG, store.SAMPLES)
 
 
 def config_diff(stored: dict, wanted: dict) -> list[str]:
