@@ -233,8 +233,14 @@ def test_mlflow_server_script_serves_runs_over_http_and_stops(tmp_path, monkeypa
             start, 180, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=job_env()
         )
         assert result.returncode == 0, result.stderr
-        env_line = (state / "mlflow.env").read_text()
-        uri = shlex.split(env_line.split("=", 1)[1])[0]
+        # mlflow.env: export lines of the URI and the credentials every job sources.
+        exported = {}
+        for line in (state / "mlflow.env").read_text().splitlines():
+            key, value = line.removeprefix("export ").split("=", 1)
+            exported[key] = shlex.split(value)[0]
+        uri = exported["MLFLOW_TRACKING_URI"]
+        for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            monkeypatch.setenv(key, exported[key])
         assert uri.startswith("http://127.0.0.1:")
         pid = int((state / "mlflow-server.pid").read_text())
         assert alive(pid)
