@@ -117,3 +117,57 @@ def test_verdict_says_too_few_seeds():
     assert "too few seeds" in stats.verdict(cmp, math.nan, "gan", "lsgan")
     one = stats.compare([1.0], [5.0, 6.0, 7.0], "FID", higher_is_better=False)
     assert "too few seeds for a test (n = 1 vs 3" in stats.verdict(one, math.nan, "gan", "lsgan")
+
+
+# Runs that diverged: ranked worst, as in the pooled tests, the completed runs' test beside.
+
+X_DIVERGED = [-math.inf, 1.0, 2.0, 2.0, 9.0]  # higher is better: a diverged run is -inf
+Y_DIVERGED = [-math.inf, -math.inf, 0.0, 2.0, 2.0]
+
+
+def test_mann_whitney_ranks_diverged_runs_worst_as_the_pooled_test_does():
+    from ganstudy.analysis import pooled
+
+    res = stats.mann_whitney(X_DIVERGED, Y_DIVERGED)
+    assert (res.n_x, res.n_y) == (5, 5)
+    assert res.p == pytest.approx(25 / 63)  # 0.397
+    cell = pooled.Cell({}, np.array(Y_DIVERGED), np.array(X_DIVERGED))
+    assert pooled.test_p([cell], "continuous") == pytest.approx(res.p, rel=1e-12)
+    completed = stats.mann_whitney(X_DIVERGED, Y_DIVERGED, completed_only=True)
+    assert (completed.n_x, completed.n_y) == (4, 3)
+    assert completed.p == pytest.approx(22 / 35)  # 0.629
+
+
+def test_compare_counts_diverged_runs_at_the_metric_worse_end():
+    # FID, lower is better: the diverged runs (no FID) go to +inf; the one missing run is left
+    # out. The same ranks as the example above, negated.
+    base = [-v for v in Y_DIVERGED] + [math.nan]
+    cand = [-v for v in X_DIVERGED]
+    flags_base = [True, True, False, False, False, False]
+    flags_cand = [True, False, False, False, False]
+    base = [math.nan if f else v for v, f in zip(base, flags_base)]
+    cand = [math.nan if f else v for v, f in zip(cand, flags_cand)]
+    cmp = stats.compare(base, cand, "FID", False, diverged_baseline=flags_base,
+                        diverged_candidate=flags_cand)  # fmt: skip
+    assert (cmp.n_baseline, cmp.n_candidate) == (5, 5)
+    assert (cmp.diverged_baseline, cmp.diverged_candidate) == (2, 1)
+    assert cmp.p == pytest.approx(25 / 63) and cmp.p_completed_only == pytest.approx(22 / 35)
+    # the means are the completed runs'; Cliff's delta ranks like the test (P(cand lower FID)
+    # = U / 25 = 17 / 25 on the candidate's side: delta of the raw FIDs -(2 * 17 / 25 - 1))
+    assert cmp.mean_baseline == pytest.approx(-4 / 3) and cmp.mean_candidate == pytest.approx(-3.5)
+    assert cmp.effect == pytest.approx(-(2 * 17 / 25 - 1))
+    # the same runs without flags, encoded as +inf, give the same test
+    encoded = stats.compare([math.inf if f else v for v, f in zip(base, flags_base)],
+                            [math.inf if f else v for v, f in zip(cand, flags_cand)], "FID", False)  # fmt: skip
+    assert encoded.p == cmp.p and encoded.p_completed_only == cmp.p_completed_only
+    # without a diverged run there is no second test
+    assert math.isnan(stats.compare([1.0, 2.0], [3.0, 4.0], "FID", False).p_completed_only)
+
+
+def test_a_diverged_run_fails_a_success_rate():
+    cmp = stats.compare([1, 1, 1, 0], [1, 1, math.nan, math.nan], "success rate", True,
+                        kind="rate", diverged_candidate=[False, False, True, True])  # fmt: skip
+    assert (cmp.n_candidate, cmp.diverged_candidate) == (4, 2)
+    assert cmp.mean_candidate == 0.5 and cmp.mean_baseline == 0.75
+    assert cmp.p == pytest.approx(stats.fisher_rates([1, 1, 1, 0], [1, 1, 0, 0]))
+    assert cmp.p_completed_only == pytest.approx(stats.fisher_rates([1, 1, 1, 0], [1, 1]))

@@ -99,7 +99,12 @@ def test_statistics_verdicts(rendered):
     assert "lsgan has a significantly lower FID than gan, so lsgan is better on it" in page
     assert "no significant difference on modes covered between lsgan and gan" in page
     assert "too few seeds for a test at the 0.05 level (n = 3 vs 2" in page
-    assert "lsgan: 1 diverged" in page  # the run left out of the FID test is named
+    # The diverged lsgan run of bn-g0-d0 is ranked worst, not left out (2 vs 3 runs), and the
+    # completed runs' test is beside: 2 vs 2 separated, 2 / C(4, 2).
+    stats = page[page.index('id="statistics"') : page.index('id="published"')]
+    assert "<td>2 / 3 (diverged: 0 / 1)</td>" in stats
+    assert "<td>p = 0.333 (2 / 2 runs)</td>" in stats
+    assert "lsgan: 1 diverged" not in stats
 
 
 def test_comparisons_holm_over_testable(rendered):

@@ -4,8 +4,10 @@
 A dataset with FID is compared on FID, one without on its mode metric(s); every dataset is also
 compared on the rate of diverged runs, the study's stability question. Continuous metrics are
 tested with Mann-Whitney U and binary outcomes as rates with Fisher's exact test
-(:mod:`ganstudy.analysis.power`, :mod:`ganstudy.analysis.stats`). The study plans its family of comparisons from
-this table before any run, and the report tests the same family.
+(:mod:`ganstudy.analysis.power`, :mod:`ganstudy.analysis.stats`), runs that diverged counted at
+the metric's worse end as in the pooled tests, and the same test among completed runs beside.
+The study plans its family of comparisons from this table before any run, and the report tests
+the same family.
 """
 
 from __future__ import annotations

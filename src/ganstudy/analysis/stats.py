@@ -24,6 +24,27 @@ def _finite(values) -> np.ndarray:
     return arr[np.isfinite(arr)]
 
 
+def _valued(values) -> np.ndarray:
+    """The values of the runs that have one (None / NaN dropped), +/-inf kept: a run that
+    diverged, at the worse end of its metric."""
+    arr = np.asarray([np.nan if v is None else v for v in values], dtype=float).ravel()
+    return arr[~np.isnan(arr)]
+
+
+def format_p(p, relation: bool = False) -> str:
+    """A p-value to 3 significant digits, never "0": below
+    :data:`ganstudy.analysis.exact.SMALLEST_P`, where products of probabilities may have
+    underflowed, "< 1e-290"; "-" for none (None, NaN). ``relation``: for a sentence's
+    "p ...", "= 0.012", "< 1e-290" or "= -"."""
+    from ganstudy.analysis import exact
+
+    if p is None or math.isnan(p):
+        return "= -" if relation else "-"
+    if p < exact.SMALLEST_P:
+        return f"< {exact.SMALLEST_P:g}"
+    return f"= {p:.3g}" if relation else f"{p:.3g}"
+
+
 def mean_sd(values) -> tuple[float, float, int]:
     """Mean, sample standard deviation (ddof = 1) and n of the finite values.
 
@@ -148,20 +169,23 @@ class MannWhitney:
     method: str = ""
 
 
-def mann_whitney(x, y) -> MannWhitney:
+def mann_whitney(x, y, completed_only: bool = False) -> MannWhitney:
     """Two-sided Mann-Whitney U test of x against y, exact with ties
     (:func:`ganstudy.analysis.exact.mann_whitney`: the permutation distribution of U given the
     pooled values; its normal approximation above 100 values).
 
     U counts the pairs (x_i, y_j) with x_i > y_j (ties count 1/2); under H0 (same distribution)
-    P(X > Y) = 1/2. When every value of both samples is equal the statistic has no spread and
-    the samples agree perfectly: p = 1. Needs at least one value on each side; p is NaN
-    otherwise. The plan's smallest reachable p (:func:`ganstudy.analysis.power.min_p_mann_whitney`) is
-    this test's without ties.
+    P(X > Y) = 1/2. A run that diverged is -inf or +inf, the worse end of its metric: it is
+    ranked there, tied with the other diverged runs, never dropped (the pooled tests' rule,
+    :mod:`ganstudy.analysis.pooled`); ``completed_only`` drops them instead. A run without a
+    value (None, NaN) is left out. When every value of both samples is equal the statistic has
+    no spread and the samples agree perfectly: p = 1. Needs at least one value on each side; p
+    is NaN otherwise. The plan's smallest reachable p
+    (:func:`ganstudy.analysis.power.min_p_mann_whitney`) is this test's without ties.
     """
     from ganstudy.analysis import exact
 
-    a, b = _finite(x), _finite(y)
+    a, b = (_finite(v) if completed_only else _valued(v) for v in (x, y))
     if len(a) == 0 or len(b) == 0:
         return MannWhitney(math.nan, math.nan, len(a), len(b), exact.EXACT)
     test = exact.mann_whitney(a, b)
@@ -176,6 +200,8 @@ class MetricComparison:
     ``kind`` "continuous": Mann-Whitney U (``u``, ``p``) and Cliff's delta as the effect size;
     "rate": Fisher's exact test on the counts of true values (``u`` is NaN) and the difference
     of rates as the effect size. ``min_p`` is the smallest p the test can reach at these n.
+    The n count the runs that diverged (``diverged_*`` of them), which the test ranks worst;
+    ``p_completed_only`` is the same test without them (NaN where none diverged).
     """
 
     metric: str
@@ -197,6 +223,13 @@ class MetricComparison:
     effect_high: float = math.nan
     min_p: float = math.nan
     method: str = ""
+    diverged_baseline: int = 0
+    diverged_candidate: int = 0
+    p_completed_only: float = math.nan
+
+    @property
+    def diverged(self) -> bool:
+        return bool(self.diverged_baseline or self.diverged_candidate)
 
     @property
     def effect_name(self) -> str:
@@ -212,6 +245,26 @@ def fisher_rates(x, y) -> float:
     return float(sps.fisher_exact(table, alternative="two-sided").pvalue)
 
 
+def _runs(values, diverged, worst: float) -> tuple[np.ndarray, np.ndarray]:
+    """(values, diverged) of the runs with a value or that diverged, a diverged run (flagged in
+    ``diverged``, or an infinite value) at ``worst``; runs without a value (None, NaN) left out."""
+    arr = np.asarray([np.nan if v is None else v for v in values], dtype=float).ravel()
+    flag = np.isinf(arr)
+    if diverged is not None:
+        flag |= np.asarray(diverged, dtype=bool).ravel()
+    arr = np.where(flag, worst, arr)
+    keep = ~np.isnan(arr)
+    return arr[keep], flag[keep]
+
+
+def _test(kind: str, a: np.ndarray, b: np.ndarray) -> tuple[float, float, str]:
+    """(p, U, method) of the kind's test of a against b."""
+    if kind == power.RATE:
+        return fisher_rates(a, b), math.nan, "Fisher exact"
+    test = mann_whitney(a, b)
+    return test.p, test.u, test.method
+
+
 def compare(
     baseline,
     candidate,
@@ -221,32 +274,54 @@ def compare(
     level: float = 0.95,
     seed: int = 0,
     kind: str = power.CONTINUOUS,
+    diverged_baseline=None,
+    diverged_candidate=None,
 ) -> MetricComparison:
     """Compare per-seed values of a candidate against a baseline.
 
-    difference = mean(candidate) - mean(baseline) (for rates, the difference of rates) with its
-    bootstrap CI (:func:`bootstrap_ci_diff_means`); the p of the kind's test; the effect size
-    with its bootstrap CI (Cliff's delta, BCa; for rates the rate difference). ``testable`` is
-    False, with the reason, when a side has fewer than 2 values or when even the most extreme
-    outcome could not reach ``alpha`` (:func:`ganstudy.analysis.power.min_p`); p is still reported.
+    Runs that diverged (``diverged_*``: a flag per value; an infinite value is one too) are
+    never dropped, as in the pooled tests (:mod:`ganstudy.analysis.pooled`): on a continuous
+    metric they rank at its worse end, tied among themselves (-inf if higher is better, else
+    +inf); on a rate they count as its worse outcome (0 if higher is better, else 1). The n
+    count them, and ``p_completed_only`` is the same test without them. Runs without a value
+    (None, NaN) are left out.
+
+    difference = mean(candidate) - mean(baseline) (for rates, the difference of rates, every run
+    counted; for continuous metrics, of the completed runs) with its bootstrap CI
+    (:func:`bootstrap_ci_diff_means`); the p of the kind's test; the effect size with its
+    bootstrap CI (Cliff's delta, BCa, diverged runs ranked as in the test; for rates the rate
+    difference). ``testable`` is False, with the reason, when a side has fewer than 2 values or
+    when even the most extreme outcome could not reach ``alpha``
+    (:func:`ganstudy.analysis.power.min_p`); p is still reported.
     """
-    a, b = _finite(baseline), _finite(candidate)
     if kind == power.RATE:
-        u, p, method = math.nan, fisher_rates(a, b), "Fisher exact"
+        worst = 0.0 if higher_is_better else 1.0
     else:
-        test = mann_whitney(a, b)
-        u, p, method = test.u, test.p, test.method
-    lo, hi = bootstrap_ci_diff_means(a, b, level=level, seed=seed)
-    mean_a = float(np.mean(a)) if len(a) else math.nan
-    mean_b = float(np.mean(b)) if len(b) else math.nan
+        worst = -math.inf if higher_is_better else math.inf
+    a, diverged_a = _runs(baseline, diverged_baseline, worst)
+    b, diverged_b = _runs(candidate, diverged_candidate, worst)
+    p, u, method = _test(kind, a, b)
+    p_completed = math.nan
+    if diverged_a.any() or diverged_b.any():
+        p_completed = _test(kind, a[~diverged_a], b[~diverged_b])[0]
+    # A diverged run has no value to average on a continuous metric.
+    mean_of = (a, b) if kind == power.RATE else (a[~diverged_a], b[~diverged_b])
+    lo, hi = bootstrap_ci_diff_means(*mean_of, level=level, seed=seed)
+    mean_a, mean_b = (float(np.mean(v)) if len(v) else math.nan for v in mean_of)
     effect = effect_lo = effect_hi = math.nan
     if len(a) and len(b):
         if kind == power.RATE:
             effect, effect_lo, effect_hi = mean_b - mean_a, lo, hi
         else:
-            effect = float(cliffs_delta(a, b))
+            # Cliff's delta depends on the order only: on the pooled ranks, infinite values
+            # (diverged runs) compare as tied among themselves.
+            ranks = sps.rankdata(np.concatenate([a, b]))
+            rank_a, rank_b = ranks[: len(a)], ranks[len(a) :]
+            effect = float(cliffs_delta(rank_a, rank_b))
             if len(a) >= 2 and len(b) >= 2:
-                effect_lo, effect_hi = bootstrap_ci(cliffs_delta, (a, b), level, seed=seed)
+                effect_lo, effect_hi = bootstrap_ci(
+                    cliffs_delta, (rank_a, rank_b), level, seed=seed
+                )
     smallest = power.min_p(kind, len(a), len(b))
     reason = ""
     if len(a) < 2 or len(b) < 2:
@@ -276,6 +351,9 @@ def compare(
         effect_high=effect_hi,
         min_p=smallest,
         method=method,
+        diverged_baseline=int(diverged_a.sum()),
+        diverged_candidate=int(diverged_b.sum()),
+        p_completed_only=p_completed,
     )
 
 
@@ -291,8 +369,8 @@ def verdict(
     """One plain-language sentence for a comparison whose Holm-adjusted p is ``p_adjusted``.
 
     "no significant difference" when p_adjusted >= alpha; otherwise which side is better on the
-    metric (the sign of the difference read with ``higher_is_better``); the reason instead of a
-    verdict when the comparison is not testable.
+    metric (the sign of the effect size, the direction the test ranks, read with
+    ``higher_is_better``); the reason instead of a verdict when the comparison is not testable.
     """
     if not cmp.testable:
         return f"{cmp.reason}."
@@ -302,14 +380,18 @@ def verdict(
     if p_adjusted >= alpha:
         text = (
             f"no significant difference on {cmp.metric} between {candidate} and {baseline} "
-            f"(Holm-adjusted p = {p_adjusted:.3g}; {ci})."
+            f"(Holm-adjusted p {format_p(p_adjusted, True)}; {ci})."
         )
         if detectable:
             text += f" With these seeds the test detects {detectable} with 80% power."
         return text
-    better = candidate if (cmp.difference > 0) == cmp.higher_is_better else baseline
-    direction = "higher" if cmp.difference > 0 else "lower"
+    # The effect size, not the difference of means: a continuous metric's difference is over
+    # completed runs, while the test also ranks the diverged ones.
+    higher = cmp.effect > 0
+    better = candidate if higher == cmp.higher_is_better else baseline
+    direction = "higher" if higher else "lower"
     return (
         f"{candidate} has a significantly {direction} {cmp.metric} than {baseline}, so {better} "
-        f"is better on it (difference {cmp.difference:+.3g}; {ci}; Holm-adjusted p = {p_adjusted:.3g})."
+        f"is better on it (difference {cmp.difference:+.3g}; {ci}; Holm-adjusted p "
+        f"{format_p(p_adjusted, True)})."
     )

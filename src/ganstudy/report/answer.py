@@ -25,7 +25,7 @@ from ganstudy.errors import ConfigError
 from ganstudy.report import figures
 from ganstudy.report import looks as report_looks
 from ganstudy.report.compare import pairs_of
-from ganstudy.report.html import Html, figure, fmt, join, table, tag
+from ganstudy.report.html import Html, figure, fmt, fmt_p, join, table, tag
 from ganstudy.report.inputs import ReportInputs
 
 FINISHED = store.FINISHED
@@ -128,7 +128,7 @@ def sentence(a: Answer, p_holm: float, level: float, adjusted: str = "Holm-adjus
     cand, base, scope = h.candidate, h.baseline, _scope(h)
     if a.untestable:
         return f"{cand} vs {base}, {h.outcome.label} on {scope}: {a.untestable}."
-    test = f"{r.method} p = {fmt(r.p)}, {adjusted} {fmt(p_holm)}"
+    test = f"{r.method} p {fmt_p(r.p, True)}, {adjusted} {fmt_p(p_holm)}"
     if p_holm < ALPHA:
         if r.kind == RATE:
             fewer = r.effect < 1
@@ -147,14 +147,16 @@ def _heterogeneity_text(r: pooled.PooledResult) -> str:
     het = r.heterogeneity
     if het is None:
         return "-"
-    parts = [f"{het.test}: {fmt(het.statistic)} on {het.df} df, p = {fmt(het.p)}"]
-    parts += [f"by {f.factor}: Q = {fmt(f.q)} on {f.df} df, p = {fmt(f.p)}" for f in het.factors]
+    parts = [f"{het.test}: {fmt(het.statistic)} on {het.df} df, p {fmt_p(het.p, True)}"]
+    parts += [
+        f"by {f.factor}: Q = {fmt(f.q)} on {f.df} df, p {fmt_p(f.p, True)}" for f in het.factors
+    ]
     return "; ".join(parts)
 
 
 def _forest_title(a: Answer) -> str:
     het = a.result.heterogeneity
-    text = "heterogeneity: -" if het is None else f"{het.test} p = {fmt(het.p)}"
+    text = "heterogeneity: -" if het is None else f"{het.test} p {fmt_p(het.p, True)}"
     return f"{a.hypothesis.name}\n{text}"
 
 
@@ -232,14 +234,14 @@ def answer_section(study: ReportInputs) -> Html:
     for a, ph in zip(answers, p_holm):
         r, c = a.result, a.completed_only
         completed = "-" if c is None else (
-            f"{fmt(c.effect)} [{fmt(c.low)}, {fmt(c.high)}], p = {fmt(c.p)} "
+            f"{fmt(c.effect)} [{fmt(c.low)}, {fmt(c.high)}], p {fmt_p(c.p, True)} "
             f"({c.n_candidate} vs {c.n_baseline} runs)"
         )  # fmt: skip
         effect_name = "common odds ratio" if r.kind == RATE else "P(better)"
         rows.append([
             a.hypothesis.name, r.cells, f"{r.n_candidate} / {r.n_baseline}",
             f"{effect_name} {fmt(r.effect)} [{fmt(r.low)}, {fmt(r.high)}]",
-            r.method, fmt(r.p), fmt(r.p_cmh) if r.kind == RATE else "-", fmt(ph), completed,
+            r.method, fmt_p(r.p), fmt_p(r.p_cmh) if r.kind == RATE else "-", fmt_p(ph), completed,
             _heterogeneity_text(r), a.missing or "-",
         ])  # fmt: skip
     parts = [

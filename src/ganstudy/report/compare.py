@@ -7,7 +7,8 @@ set). Runs without that file (trained by hand) are paired by the ``compare`` rol
 against every LSGAN loss by default; :class:`~ganstudy.losses.ComparedLosses`) among the
 plain losses of each group. Each pair is compared on the FID where the dataset has one, else on
 its mode metric(s), with :func:`ganstudy.analysis.stats.compare`; Holm's correction runs over every
-comparison that can reach significance.
+comparison that can reach significance. Runs that diverged rank worst, as in the pooled tests
+(:mod:`ganstudy.analysis.pooled`), with the same test among completed runs only beside.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import pandas as pd
 
 from ganstudy import store
 from ganstudy.analysis import power, stats
-from ganstudy.analysis.comparisons import MetricTest, Pair, metric_tests
+from ganstudy.analysis.comparisons import DIVERGED, MetricTest, Pair, metric_tests
 from ganstudy.analysis.strata import fid_settings
 from ganstudy.losses import ComparedLosses
-from ganstudy.report.html import LEVEL, Html, fmt, join, table, tag
+from ganstudy.report.html import LEVEL, Html, fmt, fmt_p, join, table, tag
 from ganstudy.report.inputs import ReportInputs
 
 GROUP = ["dataset", "arch", "bn_g", "bn_d"]
@@ -78,9 +79,10 @@ def compare_losses(
     comparison: ComparedLosses | None = None,
     pairs: list[Pair] | None = None,
 ) -> pd.DataFrame:
-    """One row per (dataset, arch, bn, baseline, candidate, metric): Mann-Whitney p, bootstrap CI
-    of the difference of means (candidate - baseline), Holm-adjusted p over all testable
-    comparisons, verdict."""
+    """One row per (dataset, arch, bn, baseline, candidate, metric): Mann-Whitney p (runs that
+    diverged ranked worst; ``cmp.p_completed_only`` without them), bootstrap CI of the
+    difference of means (candidate - baseline), Holm-adjusted p over all testable comparisons
+    (of ``cmp.p``), verdict."""
     comparison = comparison or ComparedLosses.from_config()
     compared = pairs_of(runs, comparison, pairs)
     rows = []
@@ -102,12 +104,16 @@ def compare_losses(
             cand_label = cand["loss_label"].iloc[0]
             for test in metrics:
                 metric = test.column
+                # The rate of diverged runs already counts them.
+                flags = test.column != DIVERGED.column
                 cmp = stats.compare(
                     base[metric].astype(float),
                     cand[metric].astype(float),
                     test.label,
                     test.higher_is_better,
                     kind=test.kind,
+                    diverged_baseline=_diverged(base) if flags else None,
+                    diverged_candidate=_diverged(cand) if flags else None,
                 )
                 if metric == "fid" and len(fid_settings(pd.concat([base, cand]))) > 1:
                     cmp = _untestable(
@@ -168,15 +174,36 @@ def _untestable(cmp: stats.MetricComparison, reason: str) -> stats.MetricCompari
     return replace(cmp, testable=False, reason=reason)
 
 
+def _diverged(runs: pd.DataFrame) -> pd.Series:
+    return (runs["state"] == "diverged") | (runs["diverged"] == 1.0)
+
+
 def _no_value_note(groups: dict[str, pd.DataFrame], metric: str) -> str:
-    """Which runs of the compared groups have no value of the metric, and why (their state)."""
+    """Which runs of the compared groups have no value of the metric, and why (their state);
+    runs that diverged have one: the worst."""
     notes = []
     for label, runs in groups.items():
-        lacking = runs[runs[metric].isna()]
+        lacking = runs[runs[metric].isna() & ~_diverged(runs)]
         if not lacking.empty:
             counts = lacking["state"].value_counts()
             notes.append(f"{label}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     return "; ".join(notes)
+
+
+def _n_text(c: stats.MetricComparison) -> str:
+    """Runs per arm (baseline / candidate), with the diverged ones among them."""
+    text = f"{c.n_baseline} / {c.n_candidate}"
+    if c.diverged:
+        text += f" (diverged: {c.diverged_baseline} / {c.diverged_candidate})"
+    return text
+
+
+def _completed_text(c: stats.MetricComparison) -> str:
+    """The p without the runs that diverged, and the runs it drew on ("-": none diverged)."""
+    if not c.diverged:
+        return "-"
+    runs = f"{c.n_baseline - c.diverged_baseline} / {c.n_candidate - c.diverged_candidate}"
+    return f"p {fmt_p(c.p_completed_only, True)} ({runs} runs)"
 
 
 def _which_pairs(study: ReportInputs) -> str:
@@ -220,8 +247,13 @@ def statistics_section(study: ReportInputs) -> Html:
         "with 80% power: the smallest effect the test finds 4 times in 5 at Holm's first "
         f"threshold {power.ALPHA:g}/{max(1, n_testable)} (Noether's approximation for Cliff's "
         "delta; exact binomial power from the baseline's rate for rates). Significance level "
-        f"{power.ALPHA}. Runs without a value (diverged, not evaluated, missing) are left out of "
-        "a test and listed in the last column; the stability section counts them.",
+        f"{power.ALPHA}. Runs that diverged are counted, never dropped, as in the answer above: "
+        "on FID and mode counts they rank below every completed run (tied among themselves; "
+        "Cliff's delta ranks them the same way), on the success rate they count as failures; n "
+        "counts them (with how many diverged), the means and their difference are over "
+        "completed runs, and the same test among completed runs only is shown beside. Runs "
+        "without a value (not evaluated, missing) are left out of a test and listed in the last "
+        "column; the stability section counts them.",
     )
     if cmp.empty:
         missing = (
@@ -240,15 +272,16 @@ def statistics_section(study: ReportInputs) -> Html:
                 r.bn,
                 f"{r.baseline} vs {r.candidate}",
                 r.metric,
-                f"{c.n_baseline} / {c.n_candidate}",
+                _n_text(c),
                 fmt(c.mean_baseline),
                 fmt(c.mean_candidate),
                 f"{fmt(c.difference)} [{fmt(c.ci_low)}, {fmt(c.ci_high)}]",
                 f"{c.effect_name} {fmt(c.effect)} [{fmt(c.effect_low)}, {fmt(c.effect_high)}]",
                 c.method if c.kind == power.RATE else f"U = {fmt(c.u)} ({c.method})",
-                fmt(c.p),
-                fmt(c.min_p),
-                fmt(r.p_holm),
+                fmt_p(c.p),
+                fmt_p(c.min_p),
+                fmt_p(r.p_holm),
+                _completed_text(c),
                 power.describe_effect(c.kind, r.detectable) if c.testable else "-",
                 r.verdict,
                 r.no_value,
@@ -273,6 +306,7 @@ def statistics_section(study: ReportInputs) -> Html:
                     "p",
                     "smallest reachable p",
                     "p (Holm)",
+                    "among completed runs only",
                     "detectable with 80% power",
                     "verdict",
                     "runs without a value",

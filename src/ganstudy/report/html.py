@@ -76,6 +76,12 @@ def fmt(x: Any, digits: int = 3) -> str:
     return str(x)
 
 
+def fmt_p(p: Any, relation: bool = False) -> str:
+    """A p-value (:func:`ganstudy.analysis.stats.format_p`): 3 significant digits, never "0"
+    (:func:`fmt` prints a 0.0 as one); ``relation``: "= 0.012" or "< 1e-290" after a "p"."""
+    return stats.format_p(p, relation)
+
+
 def summarize(values: pd.Series, scale: float = 1.0) -> str:
     """'mean +/- SD [95% bootstrap CI] (n)' of the finite values."""
     x = pd.to_numeric(values, errors="coerce").astype(float).to_numpy() * scale

@@ -22,7 +22,7 @@ from ganstudy.analysis import sequential
 from ganstudy.analysis.power import ALPHA
 from ganstudy.errors import ConfigError
 from ganstudy.report import figures
-from ganstudy.report.html import Html, figure, fmt, join, table, tag
+from ganstudy.report.html import Html, figure, fmt, fmt_p, join, table, tag
 from ganstudy.study import looks as study_looks
 
 # From benchmarks/calibration.py on config/config.yaml (config/README.md, "Stopping when the
@@ -150,12 +150,12 @@ def section(looks: StudyLooks, config_text: str | None, used: pd.DataFrame) -> H
                          "efficacy": h["nominal_level"],
                          "futility": float(sequential.p_of_z(fut)) if fut else math.nan})  # fmt: skip
             if h["p"] is not None:
-                per_look.append(f"look {j}: p = {fmt(h['p'])} (boundary {fmt(h['nominal_level'])}"
+                per_look.append(f"look {j}: p {fmt_p(h['p'], True)} (boundary {fmt(h['nominal_level'])}"
                                 + (f", futility below |Z| {fut:g}" if fut else "") + ")")  # fmt: skip
         runs = (f"{at['runs_candidate']} / {at['runs_baseline']}"
                 if at.get("runs_candidate") is not None else "-")  # fmt: skip
         rows.append([name, last["status"], decided if decided is not None else "-", runs,
-                     "; ".join(per_look) or "-", fmt(looks.adjusted_p[i])])  # fmt: skip
+                     "; ".join(per_look) or "-", fmt_p(looks.adjusted_p[i])])  # fmt: skip
     titles = {str(i): n for i, n in enumerate(looks.names)}
     parts = [
         tag("p", text),
