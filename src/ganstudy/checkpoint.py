@@ -7,11 +7,13 @@ run, and an ensemble is resumed by concatenating its members' checkpoints.
 Each checkpoint ``X.pt`` has its sha256 recorded beside it in ``X.pt.sha256`` (written first), so
 a truncated or altered file is recognised before it is used; :func:`load` raises
 :class:`~ganstudy.errors.CheckpointError` for any file that cannot be used, and
-:func:`move_aside` keeps such a file as ``X.pt.corrupt`` for inspection.
+:func:`move_aside` keeps such a file as ``X.pt.corrupt`` for inspection. A finished run keeps
+its final.pt and, by :func:`finish`, no periodic checkpoint that takes space of its own.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -229,6 +231,10 @@ def make_durable(path: Path) -> None:
         fd = os.open(target, os.O_RDONLY)
         try:
             os.fsync(fd)
+        except OSError as err:
+            # Some filesystems cannot sync a folder; the file itself must be synced.
+            if target == path or err.errno not in (errno.EINVAL, errno.ENOTSUP):
+                raise
         finally:
             os.close(fd)
 

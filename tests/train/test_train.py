@@ -119,6 +119,20 @@ def test_a_finished_run_keeps_final_pt_alone_and_a_rerun_trains_nothing(tmp_path
         assert os.path.samefile(ckpt.checkpoint_path(run, 50), run / "final.pt")
 
 
+def test_nothing_is_removed_while_final_pt_does_not_read_back_as_written(tmp_path):
+    run = tmp_path / "run"
+    for step in (20, 40):
+        ckpt.atomic_save({"format": ckpt.FORMAT, "step": step}, ckpt.checkpoint_path(run, step))
+    ckpt.save_same_as(ckpt.checkpoint_path(run, 40), run / "final.pt")
+    (run / "final.pt.sha256").write_text(f"{'0' * 64}  final.pt\n")  # as if the bytes changed
+    with pytest.raises(ckpt.CheckpointError, match="does not read back as it was written"):
+        ckpt.finish(run)
+    assert ckpt.available_steps(run) == [20, 40]
+    ckpt.save_same_as(ckpt.checkpoint_path(run, 40), run / "final.pt")
+    ckpt.finish(run)
+    assert ckpt.available_steps(run) == [40]
+
+
 def test_keep_checkpoints_keeps_the_newest_two_and_is_not_part_of_the_run(tmp_path):
     cfg = ring_config(steps=50, checkpoint_every=20, keep_checkpoints=True)
     run = tmp_path / "run"
