@@ -61,7 +61,7 @@ from scipy import stats as sps
 EXACT_MAX_VALUES = 100
 EXACT_MAX_LATTICE = 4_000_000
 FFT_MIN_WIDTH = 256
-DIRECT_MAX_WORK = 300_000_000  # multiply-adds of one direct convolution (about 0.1 s)
+DIRECT_MAX_WORK = 1_000_000_000  # multiply-adds of one direct convolution (about 0.15 s)
 TRUSTED = 1e-6
 SMALLEST_P = 1e-290
 _RELATIVE_TOLERANCE = 1 + 1e-7
