@@ -92,6 +92,10 @@ def test_eight_processes_on_a_fresh_sqlite_store_all_record_complete_runs(tmp_pa
         seed = run.data.tags["seed"]
         saved = json.loads((tmp_path / f"seed{seed}" / "metrics.json").read_text())
         assert saved["mlflow_run_id"] == run.info.run_id
+        # Every run has system metrics, though it trains for less than the 10 s interval: a
+        # last sample is taken as it ends.
+        samples = client.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")
+        assert len(samples) >= 1, seed
 
 
 def test_the_ui_sees_a_model_experiment_with_dataset_system_metrics_and_groups(

@@ -52,16 +52,37 @@ def _sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///") :])
 
 
+def _initialised(path: Path) -> bool:
+    """Whether the SQLite store at ``path`` has its tables (MLflow records its schema version
+    in ``alembic_version`` once they are created)."""
+    import sqlite3
+
+    if not path.is_file():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            return db.execute("SELECT version_num FROM alembic_version").fetchone() is not None
+    except sqlite3.Error:
+        return False
+
+
 @contextlib.contextmanager
 def store_lock(uri: str) -> Iterator[None]:
-    """Exclusive lock next to an SQLite store (a no-op for servers and databases)."""
+    """Exclusive lock next to an SQLite store while it is new (a no-op for servers, databases
+    and an SQLite store whose tables exist): two processes creating the tables at once fail,
+    while opening a made store only reads it, and queueing every job's open behind one lock
+    delayed the MLflow runs of jobs started together by tens of seconds."""
     path = _sqlite_path(uri)
-    if path is None:
+    if path is None or _initialised(path):
         yield
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(f"{path}.lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
+        if _initialised(path):  # made by the process this one waited for
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            yield
+            return
         try:
             yield
         finally:

@@ -15,6 +15,8 @@ from typing import Any
 from ganstudy.tracking.backend import client, describe_error, init_store, retry, warn_failure
 from ganstudy.tracking.records import ARTIFACTS, flatten, upload_artifacts
 
+SYSTEM_PREFIX = "system/"
+CPU_METRIC = SYSTEM_PREFIX + "cpu_utilization_percentage"
 # How long the end of a run waits for MLflow calls still queued (an unreachable server gives up
 # on each request within about 20 s under HTTP_LIMITS, after which the rest are skipped).
 CLOSE_LIMIT_S = 120.0
@@ -54,6 +56,15 @@ class Worker:
         finished = self.wait(timeout)
         self._queue.put(None)
         return finished
+
+    def stop(self) -> None:
+        """End the thread once its current call returns; what is queued is dropped."""
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._queue.put(None)
 
 
 class TrackingJob:
@@ -115,6 +126,13 @@ class TrackingJob:
     def wait(self, timeout: float = CLOSE_LIMIT_S) -> bool:
         """Wait for the calls submitted so far (bounded); True when they are all done."""
         return True if self._worker is None else self._worker.wait(timeout)
+
+    def abandon(self) -> None:
+        """Stop the worker after the call it is making, dropping the rest (nothing to record:
+        a job that found its runs already finished)."""
+        if self._worker is not None:
+            worker, self._worker = self._worker, None
+            worker.stop()
 
     def close(self, timeout: float = CLOSE_LIMIT_S) -> bool:
         """Wait for the last calls (bounded) and stop the worker. Past ``timeout`` the calls
@@ -200,13 +218,9 @@ class RunTracker:
         self.run_id = run.info.run_id
 
     def _start_monitor(self) -> None:
-        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-
         # MLflow's own variable sets the interval (10 s by default).
         interval = float(os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL") or 10)
-        self._monitor = SystemMetricsMonitor(
-            self.run_id, sampling_interval=interval, tracking_uri=self.job.uri
-        )
+        self._monitor = SystemSampler(self, interval)
         self._monitor.start()
 
     def set_tags(self, tags: dict[str, str]) -> None:
@@ -273,6 +287,66 @@ class RunTracker:
             "closing the run",
             lambda: retry(self.job.client.set_terminated, self.run_id, status=status),
         )
+
+
+class SystemSampler:
+    """The host's CPU, memory, disk and network use (and the GPU's, where NVML or ROCm answers),
+    sampled every ``interval`` seconds by MLflow's own monitors into ``system/...`` metrics and
+    sent through the job's worker like any other metric. Unlike MLflow's monitor thread, which
+    stops at its first failed call (a briefly locked SQLite store when several runs start at
+    once), a failed send is retried and sampling goes on; and a last sample is taken as the run
+    ends, so that a run shorter than the interval still has one. A resumed run's samples go on
+    from its last step."""
+
+    def __init__(self, tracker: RunTracker, interval: float):
+        self.tracker, self.interval = tracker, interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._step: int | None = None
+        self._source = None
+
+    def start(self) -> None:
+        """Called in the job's worker, once the run is open."""
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        job = self.tracker.job
+        # Its choice of monitors (and its node id); its own thread is never started.
+        self._source = SystemMetricsMonitor(self.tracker.run_id, tracking_uri=job.uri)
+        history = retry(job.client.get_metric_history, self.tracker.run_id, CPU_METRIC)
+        self._step = max((m.step for m in history), default=-1) + 1
+        self._source.collect_metrics()  # the CPU's first reading opens its interval
+        self._thread = threading.Thread(target=self._serve, name="system-metrics", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.wait(self.interval):
+            _, metrics = self._sample()
+            self.tracker.job.submit("logging system metrics", lambda m=metrics: self._send(m))
+
+    def _sample(self) -> tuple[int, list]:
+        from mlflow.entities import Metric
+
+        source = self._source
+        source.collect_metrics()
+        values = source.aggregate_metrics()
+        for monitor in source.monitors:
+            monitor.clear_metrics()
+        prefix = SYSTEM_PREFIX + (f"{source.node_id}/" if source.node_id else "")
+        step, self._step = self._step, self._step + 1
+        now = int(time.time() * 1000)
+        return step, [Metric(prefix + k, float(v), now, step) for k, v in values.items()]
+
+    def _send(self, metrics: list) -> None:
+        retry(self.tracker.job.client.log_batch, self.tracker.run_id, metrics=metrics)
+
+    def finish(self) -> None:
+        """Stop sampling and send a last sample (called in the job's worker, after the
+        samples already queued)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            if self.tracker.job.failure is None:
+                self._send(self._sample()[1])  # a failure here is the job's, as any call's
 
 
 def log_metrics_to_run(uri: str, run_id: str, metrics: dict[str, float], step: int = 0) -> None:

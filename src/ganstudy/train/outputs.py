@@ -205,12 +205,12 @@ class RunOutputs:
 
     def _start_tracking(self) -> None:
         self.tracking = runfiles.start_tracking(
+            self._tracking_job,
             self.member_cfgs,
             self.run_dirs,
             self._resumed_mlflow,
             self.device,
             self.versions,
-            self.flush_seconds,
         )
 
     def _close_tracking(self, results: list[dict]) -> None:

@@ -221,22 +221,30 @@ def _previous_mlflow_run(run_dir: Path, resumed: dict) -> dict:
     return resumed
 
 
-def start_tracking(
-    member_cfgs, run_dirs, resumed, device, versions, flush_seconds
-) -> runs.TrackingJob | None:
-    """Queue the start (or continuation) of one MLflow run per member; None when tracking is
-    off. A member continues its earlier MLflow run where that run lives in the same store."""
-    cfg = member_cfgs[0]
+def open_tracking(cfg, flush_seconds: float) -> runs.TrackingJob | None:
+    """The tracking job of a run config, its store opening in the background from now on (None
+    when tracking is off): called before the networks and data are built, so that MLflow's
+    import and the store's start overlap them and each MLflow run opens as training starts."""
     if not cfg.tracking.enabled:
         return None
     backend.bound_http_waits()
     uri = backend.resolve_uri(cfg.tracking.uri)
     label = store.RunKey.of_config(cfg).name
-    job = runs.TrackingJob(uri, cfg.tracking.experiment, label, flush_seconds)
+    return runs.TrackingJob(uri, cfg.tracking.experiment, label, flush_seconds)
+
+
+def start_tracking(
+    job: runs.TrackingJob | None, member_cfgs, run_dirs, resumed, device, versions
+) -> runs.TrackingJob | None:
+    """Queue the start (or continuation) of one MLflow run per member in ``job`` (from
+    :func:`open_tracking`). A member continues its earlier MLflow run where that run lives in the
+    same store."""
+    if job is None:
+        return None
     seeds = ",".join(str(c.seed) for c in member_cfgs)
     for member_cfg, run_dir, resumed_ids in zip(member_cfgs, run_dirs, resumed):
         stored = _previous_mlflow_run(run_dir, resumed_ids)
-        previous = stored.get("run_id") if stored.get("tracking_uri") == uri else None
+        previous = stored.get("run_id") if stored.get("tracking_uri") == job.uri else None
         name = member_cfg.tracking.run_name or store.RunKey.of_config(member_cfg).name
         tags = records.run_tags(member_cfg, run_dir, len(member_cfgs), device, versions)
         tags["ensemble_job"] = store.job_label(

@@ -34,8 +34,8 @@ from ganstudy.errors import ConfigError
 from ganstudy.losses import build_loss
 from ganstudy.numerics import resolve_device
 from ganstudy.sample import NOISE_KINDS, draw_noise
+from ganstudy.train import runfiles, updates
 from ganstudy.train import step as step_maths
-from ganstudy.train import updates
 from ganstudy.train.outputs import RunOutputs
 from ganstudy.train.progress import Progress
 from ganstudy.train.signals import StopRequest
@@ -77,6 +77,7 @@ class Trainer(RunOutputs):
         self.spec = registry.dataset(cfg.dataset.name)
         self.member_cfgs = [cfg.with_seed(s) for s in seeds]
         self._check_existing()
+        self._tracking_job = runfiles.open_tracking(cfg, flush_seconds)
 
         self.numerics = numerics.apply(cfg.train, self.device)
         self.G, self.D = step_maths.init_networks(cfg, seeds, self.device)
@@ -239,6 +240,8 @@ class Trainer(RunOutputs):
         self._t_start = time.monotonic()
         done = [self._finished(k) for k in range(self.K)]
         if all(done):
+            if self._tracking_job is not None:
+                self._tracking_job.abandon()
             self._restore_finished_files()
             return [json.loads(self._metrics_path(k).read_text()) for k in range(self.K)]
         for run_dir, member_cfg in zip(self.run_dirs, self.member_cfgs):
