@@ -42,7 +42,7 @@ import numpy as np
 from scipy import stats as sps
 
 from ganstudy import atomic
-from ganstudy.analysis import exact, simulate
+from ganstudy.analysis import exact, fisher, simulate
 from ganstudy.analysis.power import ALPHA, RATE
 from ganstudy.errors import ConfigError
 from ganstudy.study import expected
@@ -71,7 +71,7 @@ def null_draw(columns: list[str]):
                 for k, look in enumerate(h.sizes):
                     ex = [a[:n].sum() for (a, _), (n, _m) in zip(arms, look)]
                     ey = [b[:m].sum() for (_, b), (_n, m) in zip(arms, look)]
-                    out[s, k] = float(exact.stratified_fisher_p(
+                    out[s, k] = float(fisher.stratified_fisher_p(
                         ex, [n for n, _ in look], ey, [m for _, m in look]))  # fmt: skip
                 continue
             arms = []

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from ganstudy.analysis import exact, stats
+from ganstudy.analysis import exact, fisher, stats
 
 
 @pytest.mark.parametrize("n", [9, 10, 16, 24])
@@ -103,7 +103,7 @@ def test_large_strata_use_the_named_normal_approximation():
 
 def test_fisher_single_stratum_is_scipys_fisher_exact():
     for kx, nx, ky, ny in [(3, 8, 7, 8), (0, 8, 5, 8), (1, 10, 9, 12), (40, 130, 60, 130)]:
-        p = exact.stratified_fisher_p([kx], [nx], [ky], [ny])
+        p = fisher.stratified_fisher_p([kx], [nx], [ky], [ny])
         ref = sps.fisher_exact([[kx, nx - kx], [ky, ny - ky]]).pvalue
         assert float(p) == pytest.approx(ref, rel=1e-9)
 
@@ -122,20 +122,20 @@ def test_stratified_fisher_is_the_enumerated_conditional_test():
         total[s] = total.get(s, 0.0) + math.prod(p for _, p in combo)
     observed = total[sum(events_x)]
     expected = sum(p for p in total.values() if p <= observed * (1 + 1e-7))
-    p = float(exact.stratified_fisher_p(events_x, n_x, events_y, n_y))
+    p = float(fisher.stratified_fisher_p(events_x, n_x, events_y, n_y))
     assert p == pytest.approx(expected, rel=1e-9)
 
 
 def test_stratified_fisher_fft_path_equals_direct_convolution(monkeypatch):
     args = ([30, 40, 20, 35], [120] * 4, [45, 50, 30, 40], [120] * 4)
-    fft = float(exact.stratified_fisher_p(*args))
-    monkeypatch.setattr(exact, "FFT_MIN_WIDTH", 10**9)
-    direct = float(exact.stratified_fisher_p(*args))
+    fft = float(fisher.stratified_fisher_p(*args))
+    monkeypatch.setattr(fisher, "FFT_MIN_WIDTH", 10**9)
+    direct = float(fisher.stratified_fisher_p(*args))
     assert fft == pytest.approx(direct, rel=1e-9)
 
 
 def test_fisher_batches_and_skips_empty_strata():
-    p = exact.stratified_fisher_p(
+    p = fisher.stratified_fisher_p(
         [[3, 0], [0, 0]], [[8, 0], [8, 8]], [[7, 5], [5, 0]], [[8, 8], [8, 8]]
     )
     assert p.shape == (2,)
@@ -151,11 +151,11 @@ def test_min_p_of_separated_strata_is_the_product():
     # Rates: all events in one arm, as many as its runs. With equal arms both extremes are
     # equally probable and the bound is reached; with unequal arms the tails differ and the
     # exact test can go lower: the plan's value is then an upper bound.
-    events = exact.stratified_fisher_p([n for n, _ in sizes], [n for n, _ in sizes],
+    events = fisher.stratified_fisher_p([n for n, _ in sizes], [n for n, _ in sizes],
                                        [0 for _ in sizes], [m for _, m in sizes])  # fmt: skip
     assert float(events) <= expected
     equal = [(8, 8), (5, 5)]
-    events = exact.stratified_fisher_p([8, 5], [8, 5], [0, 0], [8, 5])
+    events = fisher.stratified_fisher_p([8, 5], [8, 5], [0, 0], [8, 5])
     assert float(events) == pytest.approx(exact.min_p_separated(equal), rel=1e-9)
 
 
@@ -183,7 +183,7 @@ def test_stratified_fisher_far_tail_is_the_integer_convolution():
     args = ([100] * 4, [144] * 4, [30] * 4, [144] * 4)  # 577 totals: the FFT's batch path
     expected = _integer_fisher_p(*args)
     assert expected == pytest.approx(7.78e-64, rel=1e-3)
-    assert float(exact.stratified_fisher_p(*args)) == pytest.approx(expected, rel=1e-9)
+    assert float(fisher.stratified_fisher_p(*args)) == pytest.approx(expected, rel=1e-9)
 
 
 def test_fisher_batch_recomputes_only_what_the_fft_cannot_resolve():
@@ -196,7 +196,7 @@ def test_fisher_batch_recomputes_only_what_the_fft_cannot_resolve():
     ]
     events_x, events_y = (np.array([r[i] for r in rows]) for i in (0, 1))
     runs = np.array([150, 150])
-    p = exact.stratified_fisher_p(events_x, runs, events_y, runs)
+    p = fisher.stratified_fisher_p(events_x, runs, events_y, runs)
     for row, got in zip(rows, p):
         assert got == pytest.approx(_integer_fisher_p(row[0], runs, row[1], runs), rel=1e-9)
     assert p[0] > 0.01 and p[1] < 1e-70 and p[2] < 1e-20 and p[3] == 1
@@ -206,7 +206,7 @@ def test_one_far_stratum_is_scipys_hypergeometric_law():
     kx, nx, ky, ny = 250, 300, 40, 300
     law = sps.hypergeom(nx + ny, kx + ky, nx).logpmf(np.arange(nx + 1))
     expected = np.exp(law[law <= law[kx] + math.log1p(1e-7)]).sum()
-    assert float(exact.stratified_fisher_p([kx], [nx], [ky], [ny])) == pytest.approx(
+    assert float(fisher.stratified_fisher_p([kx], [nx], [ky], [ny])) == pytest.approx(
         expected, rel=1e-9
     )
 

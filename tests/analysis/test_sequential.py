@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from ganstudy.analysis import exact, simulate, stats
+from ganstudy.analysis import fisher, simulate, stats
 from ganstudy.analysis import sequential as seq
 
 EQUAL = {k: tuple((i + 1) / k for i in range(k)) for k in (2, 3, 4, 5)}
@@ -135,7 +135,7 @@ def test_a_planted_effect_far_above_min_effect_stops_at_the_first_look():
 
 def test_no_events_in_either_arm_stops_for_futility_at_the_first_look():
     """Both losses never diverge: the exact test's p is 1, |Z| = 0 < 0.5."""
-    p = float(exact.stratified_fisher_p([0, 0], [10, 10], [0, 0], [10, 10]))
+    p = float(fisher.stratified_fisher_p([0, 0], [10, 10], [0, 0], [10, 10]))
     assert p == 1.0
     proc = seq.Procedure.of(seq.Design(EQUAL[3], seq.OBRIEN_FLEMING, (0.5, 1.5)), 1)
     (decision,) = proc.look([p])

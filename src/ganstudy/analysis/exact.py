@@ -1,4 +1,4 @@
-"""Exact permutation distributions of the study's tests, ties included, pooled over strata.
+"""Exact permutation distributions of the study's rank tests, ties included, pooled over strata.
 
 **Mann-Whitney U in one stratum.** Rank the N = n_x + n_y values together, ties getting the mean
 of their ranks (midranks r_i). U_x = R_x - n_x (n_x + 1) / 2, with R_x the sum of x's ranks,
@@ -20,21 +20,17 @@ T * 2 lcm(n_xs n_ys)). Two-sided p = min(1, 2 min(P(T <= t), P(T >= t))), scipy'
 Above ``EXACT_MAX_VALUES`` values in a stratum, or a lattice longer than ``EXACT_MAX_LATTICE``,
 the normal approximation with the tie-corrected permutation variance is used instead, and named.
 
-**Rates.** Given the margins of each stratum's 2 x 2 table (runs per arm, events in all), the
-events of x follow the hypergeometric law; the stratified exact conditional test (the exact
-Cochran-Mantel-Haenszel test, a stratified Fisher test) convolves them. Two-sided p: the
-probability of the totals no more probable than the observed one (relative tolerance 1e-7), as
-scipy.stats.fisher_exact and R's ``mantelhaen.test(exact = TRUE)``.
+The exact conditional test of rates, which convolves hypergeometric laws, is
+:mod:`ganstudy.analysis.fisher`; the smallest p of both tests is :func:`min_p_separated`.
 
 **Precision.** Every probability above is a sum of positive terms, so a direct convolution keeps
 machine precision relative to each probability, however small: the far tails, and with them
 p-values of 1e-80, are right to about 1e-12 of their size. Direct convolution costs the product
 of the two lengths (after dropping the lattice points no value can reach); above
-``DIRECT_MAX_WORK`` a stratified rank law, and above ``FFT_MIN_WIDTH`` possible totals a batch of
-rate laws, go through the FFT instead, whose rounding is absolute: about eps = 2.2e-16 times the
-largest probability in every entry (bounded here by 64 eps max p). A tail of up to L such
-entries is trusted where 64 eps max p L is below ``TRUSTED`` (1e-6) of it; below that floor it
-is recomputed. Rates: by the direct convolution of that table. Ranks: by exponential tilting.
+``DIRECT_MAX_WORK`` a stratified rank law goes through the FFT instead, whose rounding is
+absolute: about eps = 2.2e-16 times the largest probability in every entry (bounded here by
+``FFT_ROUNDING``, 64 eps max p). A tail of up to L such entries is trusted where 64 eps max p L is
+below ``TRUSTED`` (1e-6) of it; below that floor it is recomputed, by exponential tilting.
 With the per-stratum laws p_s of I_s (T's lattice index is sum_s c_s I_s) and theta <= 0,
 
     q(j) = p(j) e^(theta j) / Z,   Z = prod_s sum_i p_s(i) e^(theta c_s i),
@@ -55,22 +51,19 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import fft, optimize, special
+from scipy import fft, optimize
 from scipy import stats as sps
 
 EXACT_MAX_VALUES = 100
 EXACT_MAX_LATTICE = 4_000_000
-FFT_MIN_WIDTH = 256
 DIRECT_MAX_WORK = 1_000_000_000  # multiply-adds of one direct convolution (about 0.15 s)
 TRUSTED = 1e-6
 SMALLEST_P = 1e-290
-_RELATIVE_TOLERANCE = 1 + 1e-7
 # The FFT's rounding per entry, relative to the largest probability: measured at 1 to 3 eps.
-_FFT_ROUNDING = 64 * np.finfo(float).eps
+FFT_ROUNDING = 64 * np.finfo(float).eps
 
 EXACT = "exact permutation"
 NORMAL = "normal approximation (tie-corrected)"
-EXACT_CONDITIONAL = "exact conditional (stratified Fisher)"
 
 
 def _doubled_midranks(values: np.ndarray) -> np.ndarray:
@@ -176,7 +169,7 @@ class StratifiedNull:
                 components.append((probs, lcm // size))
                 dist, direct = _convolve(dist, *components[-1])
                 if not direct:
-                    rounding += _FFT_ROUNDING * dist.max()
+                    rounding += FFT_ROUNDING * dist.max()
             floor = rounding * len(dist) / TRUSTED
             kept = tuple(components) if floor else ()
             return cls(EXACT, lcm, dist, components=kept, floor=floor)
@@ -327,7 +320,7 @@ def _lower_tail(components: tuple[tuple[np.ndarray, int], ...], k: int) -> float
     q = fft.irfft(spectrum, n)[:length]
     weights = np.exp(theta * (k - np.arange(k + 1)))
     head = float(q[: k + 1] @ weights)
-    rounding = _FFT_ROUNDING * q.max() * weights.sum()
+    rounding = FFT_ROUNDING * q.max() * weights.sum()
     if head > 0 and rounding <= TRUSTED * head:
         return math.exp(log_z - theta * k + math.log(head))
     dist = np.ones(1)
@@ -357,108 +350,3 @@ def min_p_separated(sizes: list[tuple[int, int]]) -> float:
         if n and m
     )
     return min(1.0, math.exp(log_p))
-
-
-# ---------------------------------------------------------------------------------------------
-# Rates
-
-
-def _hypergeom_pmf(total: np.ndarray, events: np.ndarray, n_x: np.ndarray, k: np.ndarray):
-    """P(k events among the n_x runs of x | total runs, events in all), vectorised."""
-    log = (
-        special.gammaln(events + 1)
-        - special.gammaln(k + 1)
-        - special.gammaln(events - k + 1)
-        + special.gammaln(total - events + 1)
-        - special.gammaln(n_x - k + 1)
-        - special.gammaln(total - events - n_x + k + 1)
-        - special.gammaln(total + 1)
-        + special.gammaln(n_x + 1)
-        + special.gammaln(total - n_x + 1)
-    )
-    valid = (k >= np.maximum(0, events - (total - n_x))) & (k <= np.minimum(n_x, events))
-    return np.where(valid, np.exp(np.where(valid, log, 0.0)), 0.0)
-
-
-def stratified_fisher_p(events_x, n_x, events_y, n_y) -> np.ndarray:
-    """Two-sided p of the exact conditional test of a common odds ratio of 1, batched.
-
-    Arrays of shape (..., S): events and runs of x and y per stratum, over any leading batch
-    dimensions (the planning simulations); a stratum with no run on a side is skipped.
-    Returns p with the batch shape.
-    """
-    ex, nx, ey, ny = (np.asarray(a, dtype=np.int64) for a in (events_x, n_x, events_y, n_y))
-    ex, nx, ey, ny = np.broadcast_arrays(ex, nx, ey, ny)
-    batch = ex.shape[:-1]
-    ex, nx, ey, ny = (a.reshape(-1, a.shape[-1]) for a in (ex, nx, ey, ny))
-    reps, strata = ex.shape
-    width = int(nx.max(axis=0).sum()) + 1 if strata else 1
-    pmfs = []
-    for s in range(strata):
-        top = int(nx[:, s].max())
-        if top == 0 or int(ny[:, s].max()) == 0:
-            continue
-        k = np.arange(top + 1)
-        pmf = _hypergeom_pmf(
-            (nx[:, s] + ny[:, s])[:, None],
-            (ex[:, s] + ey[:, s])[:, None],
-            nx[:, s][:, None],
-            k[None, :],
-        )
-        pmf[(nx[:, s] == 0) | (ny[:, s] == 0)] = np.eye(top + 1)[0]
-        pmfs.append(pmf)
-    used = (nx > 0) & (ny > 0)
-    observed = np.where(used, ex, 0).sum(axis=1)
-    if width <= FFT_MIN_WIDTH:
-        return _two_sided(_law_direct(pmfs, reps, width), observed).reshape(batch)
-    dist = _law_fft(pmfs, reps, width)
-    p = _two_sided(dist, observed)
-    # A p of up to ``width`` entries, each rounded by about eps times the largest: trusted
-    # where that is below TRUSTED of it, else the table's law is convolved directly.
-    redo = np.flatnonzero(p < _FFT_ROUNDING * dist.max(axis=1) * width / TRUSTED)
-    if len(redo):
-        p[redo] = _two_sided(_law_rows(pmfs, redo, width), observed[redo])
-    return p.reshape(batch)
-
-
-def _law_direct(pmfs: list[np.ndarray], reps: int, width: int) -> np.ndarray:
-    """The law of the total events of x (reps x width), the strata convolved directly."""
-    dist = np.zeros((reps, width))
-    dist[:, 0] = 1.0
-    filled = 1
-    for pmf in pmfs:
-        new = np.zeros_like(dist)
-        for j in np.flatnonzero(pmf.any(axis=0)):
-            new[:, j : j + filled] += dist[:, :filled] * pmf[:, j : j + 1]
-        dist = new
-        filled += pmf.shape[1] - 1
-    return dist
-
-
-def _law_rows(pmfs: list[np.ndarray], rows: np.ndarray, width: int) -> np.ndarray:
-    """The same law of the given rows only, one row at a time: a direct convolution over each
-    stratum's support costs less there than the vectorised one over every row's widest."""
-    out = np.zeros((len(rows), width))
-    for i, row in enumerate(rows):
-        dist, start = np.ones(1), 0
-        for pmf in pmfs:
-            support = np.flatnonzero(pmf[row])
-            dist = np.convolve(dist, pmf[row, support[0] : support[-1] + 1])
-            start += support[0]
-        out[i, start : start + len(dist)] = dist
-    return out
-
-
-def _law_fft(pmfs: list[np.ndarray], reps: int, width: int) -> np.ndarray:
-    """The same law through the product of the strata's transforms (absolute rounding)."""
-    size = 1 << (width - 1).bit_length()
-    spectrum = np.ones((reps, size // 2 + 1), dtype=complex)
-    for pmf in pmfs:
-        spectrum *= np.fft.rfft(pmf, n=size, axis=1)
-    return np.clip(np.fft.irfft(spectrum, n=size, axis=1)[:, :width], 0.0, None)
-
-
-def _two_sided(dist: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """The probability of the totals no more probable than the observed one, per row."""
-    p_obs = dist[np.arange(len(dist)), observed] * _RELATIVE_TOLERANCE
-    return np.minimum(1.0, np.where(dist <= p_obs[:, None], dist, 0.0).sum(axis=1))

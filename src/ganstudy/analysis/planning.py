@@ -8,8 +8,9 @@ fixed seed, so the plan is the same every time it is printed:
   probability of improvement is theta = Phi(delta / sqrt 2); the stratified exact permutation
   test (:class:`ganstudy.analysis.exact.StratifiedNull`, no ties) on each simulated study;
 - rates: binomial events, the baseline at the hypothesis' ``base_rate`` and the candidate at
-  base_rate +/- d in every stratum; the exact conditional test on each simulated study. A
-  difference counts as detected when both directions inside [0, 1] are.
+  base_rate +/- d in every stratum; the exact conditional test
+  (:func:`ganstudy.analysis.fisher.stratified_fisher_p`) on each simulated study. A difference
+  counts as detected when both directions inside [0, 1] are.
 
 Both tests run at the primary family's threshold alpha / m (Holm's first step, m hypotheses).
 The detectable effect is the smallest one whose power reaches 80%, found by bisection over the
@@ -27,7 +28,7 @@ import numpy as np
 from scipy import stats as sps
 
 from ganstudy import store
-from ganstudy.analysis import exact
+from ganstudy.analysis import exact, fisher
 from ganstudy.analysis.power import ALPHA, POWER, RATE
 from ganstudy.analysis.primary import Hypothesis
 
@@ -70,7 +71,7 @@ def _rate_power_fn(sizes, base_rate, level, simulations, seed):
 
     def power(rate: float) -> float:
         cand_events = sps.binom.ppf(u_cand, n_c, rate).astype(int)
-        p = exact.stratified_fisher_p(cand_events, n_c, base_events, n_b)
+        p = fisher.stratified_fisher_p(cand_events, n_c, base_events, n_b)
         return float(np.mean(p <= level))
 
     return power

@@ -8,7 +8,7 @@ themselves). The same analysis among completed runs only is computed beside it.
 Rates (:func:`pooled_rate`):
 
 - p: the exact conditional test of a common odds ratio of 1 (stratified Fisher;
-  :func:`ganstudy.analysis.exact.stratified_fisher_p`), exact at any count;
+  :func:`ganstudy.analysis.fisher.stratified_fisher_p`), exact at any count;
 - effect: the Mantel-Haenszel common odds ratio (odds of the event under the candidate over
   the baseline's) with its Robins-Breslow-Greenland 95% CI, and beside them the Cochran-Mantel-
   Haenszel chi-square test (continuity-corrected) and the Breslow-Day test of a common odds ratio
@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-from ganstudy.analysis import exact
+from ganstudy.analysis import exact, fisher
 
 LEVEL = 0.95
 N_BOOTSTRAP = 4_000
@@ -185,7 +185,7 @@ def test_p(cells: list[Cell], kind: str) -> float:
         tables = _tables(used)
         events_c, runs_c = tables[0, 0], tables[0].sum(axis=0)
         events_b, runs_b = tables[1, 0], tables[1].sum(axis=0)
-        return float(exact.stratified_fisher_p(events_c, runs_c, events_b, runs_b))
+        return float(fisher.stratified_fisher_p(events_c, runs_c, events_b, runs_b))
     return exact.stratified_rank_test([(c.candidate, c.baseline) for c in used]).p
 
 
@@ -197,7 +197,7 @@ def pooled_rate(cells: list[Cell], level: float = LEVEL) -> PooledResult:
     used = [c for c in cells if len(c.baseline) and len(c.candidate)]
     if not used:
         return PooledResult("rate", 0, 0, 0, math.nan, math.nan, math.nan, math.nan,
-                            exact.EXACT_CONDITIONAL)  # fmt: skip
+                            fisher.EXACT_CONDITIONAL)  # fmt: skip
     tables = _tables(used)
     (events_c, runs_c), (events_b, runs_b) = (
         (tables[row, 0], tables[row].sum(axis=0)) for row in (0, 1)
@@ -234,7 +234,7 @@ def pooled_rate(cells: list[Cell], level: float = LEVEL) -> PooledResult:
                                     "Breslow-Day (Tarone)", extra)  # fmt: skip
     return PooledResult(
         "rate", int(runs_b.sum()), int(runs_c.sum()), len(used), odds, low, high, p,
-        exact.EXACT_CONDITIONAL, events_baseline=int(events_b.sum()),
+        fisher.EXACT_CONDITIONAL, events_baseline=int(events_b.sum()),
         events_candidate=int(events_c.sum()), p_cmh=p_cmh, per_cell=tuple(per_cell),
         heterogeneity=hetero,
     )  # fmt: skip

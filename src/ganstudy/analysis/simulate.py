@@ -2,10 +2,11 @@
 
 A simulated study draws every run of every stratum of every primary hypothesis up front, in
 seed order, and each look sees the runs of the waves trained so far (a prefix of each arm). Each
-look's p is the report's test on those runs (:mod:`ganstudy.analysis.exact`: the exact
-conditional test for rates, the stratified permutation test for continuous outcomes), and the
-decisions are those of :class:`ganstudy.analysis.sequential.Procedure`, the code the workflow's
-looks run. Hypotheses are drawn independently of each other.
+look's p is the report's test on those runs (:mod:`ganstudy.analysis.fisher`: the exact
+conditional test for rates; :mod:`ganstudy.analysis.exact`: the stratified permutation test for
+continuous outcomes), and the decisions are those of
+:class:`ganstudy.analysis.sequential.Procedure`, the code the workflow's looks run. Hypotheses are
+drawn independently of each other.
 
 Models (``Scenario``: per hypothesis an effect, or None for no effect):
 
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-from ganstudy.analysis import exact, sequential
+from ganstudy.analysis import exact, fisher, sequential
 from ganstudy.analysis.power import RATE
 
 SIMULATIONS = 400
@@ -72,7 +73,7 @@ def rate_ps(h: Monitored, rng, simulations: int, effect: float | None) -> np.nda
             nx.append(np.full(simulations, n))
             ny.append(np.full(simulations, m))
         stack = [np.stack(a, axis=1) for a in (ex, nx, ey, ny)]
-        out[:, k] = exact.stratified_fisher_p(*stack)
+        out[:, k] = fisher.stratified_fisher_p(*stack)
         runs_c, runs_b = max(1, stack[1][0].sum()), max(1, stack[3][0].sum())
         est[:, k] = stack[0].sum(axis=1) / runs_c - stack[2].sum(axis=1) / runs_b
     return out, est
