@@ -80,15 +80,6 @@ def test_python_dash_m_ganstudy_runs_the_cli():
          "config file bad.yaml line 2, column 5: not valid YAML: while parsing a flow mapping"),
         (["--config", "list.yaml", "--out", "r"], "list.yaml: expected a mapping of keys"),
         (["--out", "a_file"], "--out a_file: a file of that name exists; allowed: a run directory"),
-        (["--set", "train.steps=[1,", "--out", "r"],
-         "--set 'train.steps=[1,': the value of key 'train.steps' is not valid YAML (expected"),
-        (["--set", "train.steps=5", "--out", "r"],
-         "--set 'train.steps=2': key 'train.steps' is already set ('train.steps=5'); allowed: "
-         "each key once"),
-        (["--set", "seed", "--out", "r"], "--set 'seed' is not of the form key.sub=value"),
-        # Estimated on PyTorch's meta device: no memory is taken to refuse it.
-        (["--seeds", "0-99999", "--out", "r{seed}"],
-         "--seeds: 100000 seeds in one job need about"),
     ],
 )  # fmt: skip
 def test_train_names_bad_input_without_a_traceback(tmp_path, args, message):
@@ -102,6 +93,28 @@ def test_train_names_bad_input_without_a_traceback(tmp_path, args, message):
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "bad.yaml", "list.yaml"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "train.steps=[1,"],
+         "--set 'train.steps=[1,': the value of key 'train.steps' is not valid YAML (expected"),
+        (["--set", "train.steps=5"],
+         "--set 'train.steps=2': key 'train.steps' is already set ('train.steps=5'); allowed: "
+         "each key once"),
+        (["--set", "seed"], "--set 'seed' is not of the form key.sub=value"),
+        # Estimated on PyTorch's meta device: no memory is taken to refuse it.
+        (["--seeds", "0-99999"], "--seeds: 100000 seeds in one job need about"),
+    ],
+)  # fmt: skip
+def test_train_options_that_are_refused_before_any_work(tmp_path, capsys, args, message):
+    out = str(tmp_path / "runs" / "s{seed}")
+    argv = ["train", "--out", out, *args, "--set", "train.steps=2", "dataset.name=ring8"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
 
 
 def test_repeated_set_options_accumulate(tmp_path):

@@ -17,7 +17,7 @@ import pytest
 import torch
 from helpers import ring_config, train_command
 
-from ganstudy import cli, store
+from ganstudy import cli, dirlock, store
 from ganstudy.errors import ConfigError
 
 
@@ -77,16 +77,18 @@ def _same_run(a: Path, b: Path) -> None:
     assert numbers == solo
 
 
-def _refused(result: subprocess.CompletedProcess, run_dir: Path, holder_pid: int) -> None:
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "run directory in use" in lines[0], result.stderr
+def _refused(argv: list[str], run_dir: Path, holder_pid: int, capsys) -> None:
+    """`ganstudy <argv>` in this process (a second process beside the holder) is refused."""
+    capsys.readouterr()
+    assert cli.main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "run directory in use" in lines[0], lines
     assert str(run_dir) in lines[0] and f"PID {holder_pid}" in lines[0]
     assert socket.gethostname() in lines[0]
 
 
 @pytest.mark.slow(seconds=30)
-def test_a_second_training_of_a_directory_in_use_is_refused(tmp_path):
+def test_a_second_training_of_a_directory_in_use_is_refused(tmp_path, capsys):
     cfg_a = tmp_path / "a.yaml"
     cfg_a.write_text(ring_config(steps=100).to_yaml())
     run_dir = tmp_path / "run"
@@ -94,8 +96,7 @@ def test_a_second_training_of_a_directory_in_use_is_refused(tmp_path):
     try:
         before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")}
         other = train_command(cfg_a, run_dir, "--set", "train.lr_d=0.001")
-        second = subprocess.run(other, capture_output=True, text=True, env=_env(), timeout=120)
-        _refused(second, run_dir, first.pid)
+        _refused(other[3:], run_dir, first.pid, capsys)
         assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")} == before
     finally:
         _resume(first)
@@ -104,23 +105,20 @@ def test_a_second_training_of_a_directory_in_use_is_refused(tmp_path):
 
 
 @pytest.mark.slow(seconds=30)
-def test_evaluation_of_a_run_being_trained_is_refused(tmp_path):
+def test_evaluation_of_a_run_being_trained_is_refused(tmp_path, capsys):
     cfg = tmp_path / "a.yaml"
     cfg.write_text(ring_config(steps=100).to_yaml())
     run_dir = tmp_path / "run"
     first = _start_and_pause(train_command(cfg, run_dir), run_dir)
     try:
-        evaluation = [sys.executable, "-m", "ganstudy.cli", "evaluate", "--run", str(run_dir),
-                      "--no-mlflow"]  # fmt: skip
-        result = subprocess.run(evaluation, capture_output=True, text=True, env=_env(), timeout=120)
-        _refused(result, run_dir, first.pid)
+        _refused(["evaluate", "--run", str(run_dir), "--no-mlflow"], run_dir, first.pid, capsys)
         assert not (run_dir / store.EVAL).exists()
     finally:
         _resume(first)
 
 
 @pytest.mark.slow(seconds=30)
-def test_an_ensemble_overlapping_a_solo_run_in_use_is_refused_and_creates_nothing(tmp_path):
+def test_an_ensemble_overlapping_a_solo_run_in_use_is_refused_and_creates_nothing(tmp_path, capsys):
     cfg = tmp_path / "a.yaml"
     cfg.write_text(ring_config(steps=100).to_yaml())
     pattern = str(tmp_path / "runs" / "seed{seed}")
@@ -128,8 +126,7 @@ def test_an_ensemble_overlapping_a_solo_run_in_use_is_refused_and_creates_nothin
     first = _start_and_pause(train_command(cfg, solo_dir, "--set", "seed=1"), solo_dir)
     try:
         ensemble = train_command(cfg, Path(pattern), "--seeds", "0-2")
-        result = subprocess.run(ensemble, capture_output=True, text=True, env=_env(), timeout=120)
-        _refused(result, solo_dir, first.pid)
+        _refused(ensemble[3:], solo_dir, first.pid, capsys)
         assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["seed1"]
     finally:
         _resume(first)
@@ -194,7 +191,7 @@ def test_the_exclusive_file_lock_where_flock_is_not_supported(tmp_path, monkeypa
     def no_flock(*_):
         raise OSError(errno.ENOLCK, "No locks available")
 
-    monkeypatch.setattr(store.fcntl, "flock", no_flock)
+    monkeypatch.setattr(dirlock.fcntl, "flock", no_flock)
     run_dir = tmp_path / "run"
     with store.writing([run_dir], "training"):
         assert _holder(run_dir)["pid"] == os.getpid()

@@ -45,7 +45,10 @@ def _parse_seeds(text: str) -> list[int]:
 
 def _check_memory(cfg, members: int, device: str | None) -> None:
     """Refuse, before any work, a job whose members cannot fit in the memory of the device
-    they would train on (host memory on the CPU; a GPU's free memory on CUDA)."""
+    they would train on: host memory on the CPU (no CUDA context), a GPU's free memory on
+    CUDA, against the estimate of ``ganstudy.study.memory``, naming the most members that fit."""
+    import dataclasses
+
     from ganstudy import numerics
     from ganstudy.study import memory
 
@@ -56,8 +59,34 @@ def _check_memory(cfg, members: int, device: str | None) -> None:
         free = torch.cuda.mem_get_info()[0]
     else:
         free = memory.host_free_bytes()
+    run_cfg = cfg.to_dict()
+
+    def job(k: int) -> memory.JobMemory:
+        estimate = memory.training_memory(run_cfg, k)
+        return estimate if where == "cuda" else dataclasses.replace(estimate, context=0)
+
+    usable = free * memory.HEADROOM
+    needed = job(members)
+    if needed.total <= usable:
+        return
+    low, high = 0, members - 1  # the estimate grows with the members: a binary search
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if job(mid).total <= usable else (low, mid - 1)
+    gib = 2**30
+    allowed = (
+        f"at most {low} seeds in one job (about {job(low).total / gib:,.2f} GiB): train the "
+        "others in further jobs"
+        if low
+        else "not even one seed fits: a smaller batch_size, width or training set"
+    )
     option = "--seeds" if members > 1 else "the run"
-    memory.check_training_job(cfg.to_dict(), members, free, where, option)
+    raise ConfigError(
+        f"{option}: {members} seeds in one job need about {needed.describe()} of "
+        f"{'GPU memory' if where == 'cuda' else 'memory'} (estimated, ganstudy.study.memory), "
+        f"but {free / gib:,.2f} GiB is free, {int(memory.HEADROOM * 100)}% of it usable "
+        f"({usable / gib:,.2f} GiB); allowed: {allowed}"
+    )
 
 
 def _read_config(path: str) -> dict:

@@ -272,40 +272,6 @@ def check_fits(study, free_bytes: int, estimates: StudyMemory | None = None) -> 
         )
 
 
-def check_training_job(
-    run_cfg: dict, members: int, free_bytes: int, where: str, option: str
-) -> None:
-    """ConfigError unless one training job of ``members`` seeds of ``run_cfg`` fits in
-    ``free_bytes`` x :data:`HEADROOM`, naming ``option`` (the setting that chose the members),
-    the estimate and the largest number of members that fits. ``where`` is "cpu" (host memory:
-    no CUDA context) or "cuda"."""
-
-    def job(k: int) -> JobMemory:
-        estimate = training_memory(run_cfg, k)
-        return estimate if where == "cuda" else dataclasses.replace(estimate, context=0)
-
-    usable = free_bytes * HEADROOM
-    needed = job(members)
-    if needed.total <= usable:
-        return
-    low, high = 0, members - 1
-    while low < high:
-        mid = (low + high + 1) // 2
-        low, high = (mid, high) if job(mid).total <= usable else (low, mid - 1)
-    memory = "GPU memory" if where == "cuda" else "memory"
-    allowed = (
-        f"at most {low} seeds in one job (about {_gib(job(low).total)}): train the others in "
-        "further jobs"
-        if low
-        else "not even one seed fits: a smaller batch_size, width or training set"
-    )
-    raise ConfigError(
-        f"{option}: {members} seeds in one job need about {needed.describe()} of {memory} "
-        f"(estimated, ganstudy.study.memory), but {_gib(free_bytes)} is free, "
-        f"{int(HEADROOM * 100)}% of it usable ({_gib(usable)}); allowed: {allowed}"
-    )
-
-
 def host_free_bytes() -> int:
     """Memory the host can give a new job (Linux's MemAvailable)."""
     import psutil
