@@ -1,10 +1,11 @@
-"""Where things are on disk: run directories, the files a run holds, the study's record files.
+"""Where things are on disk: every name of the record (run and results directories, the data
+root, the files in them) is formatted, parsed and read here only; the package, the Snakemake
+rules, the benchmarks and the scripts take them from this module.
 
 One run is one dataset x arch x loss x bn setting x seed; :class:`RunKey` formats its directory
 ``runs/<dataset>/<arch>/<loss>/bn-g<0|1>-d<0|1>/seed<S>`` (relative to the results directory)
 and parses it back. The ``<loss>`` segment is the run's arm: the loss name, or the name a study
-gives a loss trained with settings of its own (the run config's ``arm``). Every module and the Snakemake rules use it, so the pattern is written here
-only.
+gives a loss trained with settings of its own (the run config's ``arm``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ FID_CURVE = "fid_curve.csv"
 EVAL = "eval.json"
 SAMPLE_GRID = "samples.png"
 SAMPLES_2D = "samples2d.csv"
+# checkpoints/ and samples/ hold one file per step: step_<8 digits><suffix> (see step_file).
+STEP_PREFIX = "step_"
+CHECKPOINT_SUFFIX = ".pt"
+SAMPLE_IMAGE_SUFFIX = ".png"
 
 # Files of a results directory.
 RUNS = "runs"
@@ -64,6 +69,17 @@ RUN_DIR_PATTERN = re.compile(
     rf"{RUNS}/(?P<dataset>{_NAME})/(?P<arch>{_NAME})/(?P<loss>{_NAME})/"
     rf"bn-g(?P<bn_g>[01])-d(?P<bn_d>[01])/{SEED_PREFIX}(?P<seed>\d+)$"
 )
+
+
+def step_file(step: int, suffix: str) -> str:
+    """``step_<8 digits><suffix>``: a step's checkpoint or sample image (sorts by step)."""
+    return f"{STEP_PREFIX}{step:08d}{suffix}"
+
+
+def step_of(name: str, suffix: str) -> int | None:
+    """The step of a file named by :func:`step_file` with ``suffix``; None for any other name."""
+    match = re.fullmatch(rf"{STEP_PREFIX}(\d{{8}}){re.escape(suffix)}", name)
+    return int(match.group(1)) if match else None
 
 
 def bn_label(bn_g: bool, bn_d: bool) -> str:
@@ -141,15 +157,8 @@ class RunKey:
 
     def design_row(self) -> dict[str, Any]:
         """This run's row of design.csv."""
-        return {
-            "dataset": self.dataset,
-            "arch": self.arch,
-            "loss": self.loss,
-            "bn_g": int(self.bn_g),
-            "bn_d": int(self.bn_d),
-            "seed": self.seed,
-            "run_dir": self.run_dir,
-        }
+        values = (self.dataset, self.arch, self.loss, int(self.bn_g), int(self.bn_d), self.seed)
+        return dict(zip(DESIGN_COLUMNS, (*values, self.run_dir), strict=True))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,10 +166,12 @@ class RunKey:
 
 RAW = "raw"  # raw/<source>/: fetched files and their SHA256SUMS record
 FETCH_RECORD = "SHA256SUMS"
-PREPARED = "prepared"  # prepared/<dataset>/: tensors and manifest.json
+PREPARED = "prepared"  # prepared/<dataset>/: <split>.pt tensors and manifest.json
+SPLIT_SUFFIX = ".pt"
 MANIFEST = "manifest.json"
 CLASSIFIERS = "classifiers"  # classifiers/<dataset>.pt
 FID_STATS = "fid_stats"  # fid_stats/<dataset>-<protocol>.json receipts and .npz statistics
+FID_STATISTICS_SUFFIX = ".npz"
 
 # The seed chunk of a training job in names of logs and MLflow tags: seeds-<seeds>.
 SEEDS_PREFIX = "seeds-"
@@ -214,6 +225,18 @@ class DataRoot:
     def manifest(self, dataset: str) -> Path:
         return self.prepared(dataset) / MANIFEST
 
+    def prepared_split(self, dataset: str, split: str) -> Path:
+        return self.prepared(dataset) / split_file(split)
+
+    def prepared_count(self, dataset: str, split: str) -> int | None:
+        """Images of a prepared split, from its manifest; None where it is not prepared."""
+        if (manifest := read_record(self.manifest(dataset), missing_ok=True)) is None:
+            return None
+        count = (manifest.get("splits") or {}).get(split, {}).get("count")
+        if not isinstance(count, int):
+            raise ConfigError(f"{self.manifest(dataset)}: no image count of split {split!r}")
+        return count
+
     def classifier(self, dataset: str) -> Path:
         return self.root / CLASSIFIERS / f"{dataset}.pt"
 
@@ -223,6 +246,15 @@ class DataRoot:
 
     def fid_receipt(self, dataset: str, protocol: str) -> Path:
         return self.fid_stats / f"{dataset}-{protocol}.json"
+
+    def fid_statistics(self, dataset: str, split: str, dims: int, n: int, sha: str) -> Path:
+        # The weights' sha256 is in the name: other weights give other statistics.
+        name = f"{dataset}-{split}-{dims}-{n}-{sha[:12]}{FID_STATISTICS_SUFFIX}"
+        return self.fid_stats / name
+
+
+def split_file(split: str) -> str:
+    return f"{split}{SPLIT_SUFFIX}"
 
 
 @dataclass(frozen=True)
@@ -249,7 +281,10 @@ class RunDir:
     samples_2d = property(lambda self: self.path / SAMPLES_2D)
 
     def checkpoint(self, step: int) -> Path:
-        return self.checkpoints / f"step_{step:08d}.pt"
+        return self.checkpoints / step_file(step, CHECKPOINT_SUFFIX)
+
+    def sample_image(self, step: int) -> Path:
+        return self.samples / step_file(step, SAMPLE_IMAGE_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -280,12 +315,8 @@ class ResultsDir:
 
     def latest_look(self) -> tuple[int, Path] | None:
         """(k, path) of the highest-numbered look record, or None."""
-        found = []
-        if self.looks.is_dir():
-            for path in self.looks.glob("look-*.json"):
-                number = path.stem.removeprefix("look-")
-                if number.isdigit():
-                    found.append((int(number), path))
+        numbers = [(p.stem.removeprefix("look-"), p) for p in self.looks.glob("look-*.json")]
+        found = [(int(k), p) for k, p in numbers if k.isdigit()]
         return max(found) if found else None
 
     def run_config(self, variant_path: str) -> Path:

@@ -85,11 +85,12 @@ class Study:
         raise KeyError(key)
 
     def run_path(self, run: Run | str, name: str = "") -> str:
-        rel = run.run_dir if isinstance(run, Run) else run
-        return f"{self.results}/{rel}/{name}".rstrip("/")
+        """A run directory, or the file ``name`` in it, as the rules name it."""
+        run_dir = store.ResultsDir(self.results).run(run.key if isinstance(run, Run) else run)
+        return str(run_dir / name if name else run_dir.path)
 
     def config_path(self, variant: Variant) -> str:
-        return f"{self.results}/{store.RUN_CONFIGS}/{variant.key}.yaml"
+        return str(store.ResultsDir(self.results).run_config(variant.key))
 
     def design_rows(self) -> list[dict[str, Any]]:
         return [run.design_row() for run in self.runs]

@@ -229,7 +229,7 @@ class RunOutputs:
         with sampling(self.G):
             samples = self.G(self.sample_z).float().cpu()
         alive = [k for k in range(self.K) if self.diverged_step[k] is None]
-        name = f"step_{self.step:08d}.png"
+        name = store.step_file(self.step, store.SAMPLE_IMAGE_SUFFIX)
         save_member_samples(
             [samples[k] for k in alive],
             self.spec,
