@@ -45,7 +45,7 @@ def _row(df, dataset, loss, bn, seed):
 def test_one_row_per_design_row_with_states(results):
     df = aggregate.collect(results)
     assert len(df) == len(design_rows()) == 30
-    assert list(df.columns) == list(aggregate.COLUMN_NAMES)
+    assert list(df.columns) == list(aggregate.column_names())
     assert df["state"].value_counts().to_dict() == {
         "completed": 27,
         "diverged": 1,

@@ -20,7 +20,9 @@ from typing import Any
 
 from ganstudy import store
 from ganstudy.losses import LOSSES
+from ganstudy.metrics import registry as metric_registry
 from ganstudy.metrics.mode_kinds import MODE_KINDS
+from ganstudy.metrics.registry import Metric, in_block
 
 STATES = store.STATES
 
@@ -93,14 +95,6 @@ def _numerics_label(record: dict | None) -> str | None:
     if record.get("optimizer_implementation"):
         parts.append(f"{record['optimizer_implementation']} optimizer")
     return ", ".join(parts)
-
-
-def _diverged(rec: RunRecord) -> bool | None:
-    from_eval = _get(rec.evaluation, "stability", "diverged")
-    if from_eval is not None:
-        return bool(from_eval)
-    status = _get(rec.metrics, "status")
-    return None if status is None else status == store.Status.DIVERGED
 
 
 def _fid_settings_json(rec: RunRecord) -> str | None:
@@ -191,7 +185,7 @@ def _metrics(*path: str) -> Callable[[RunRecord], Any]:
     return _source("metrics", *path)
 
 
-COLUMNS: tuple[Column, ...] = (
+_RUN: tuple[Column, ...] = (
     # factors of the design
     Column("dataset", "str", _design("dataset"), "dataset name"),
     Column("arch", "str", _design("arch"), "architecture name"),
@@ -275,8 +269,9 @@ COLUMNS: tuple[Column, ...] = (
         lambda rec: _numerics_label((rec.metrics or {}).get("numerics")),
         "deterministic algorithms, TF32 and compile mode of training",
     ),
-    # FID with its settings
-    Column("fid", "float", _eval("fid", "value"), "final FID"),
+)
+# FID settings (the value itself is a metric of the registry)
+_FID_SETTINGS: tuple[Column, ...] = (
     Column("fid_flag", "str", _eval("fid", "flag"), "why the FID is absent or doubtful"),
     Column("fid_protocol", "str", _eval("fid", "settings", "protocol"), "named FID protocol"),
     Column(
@@ -300,7 +295,8 @@ COLUMNS: tuple[Column, ...] = (
         _fid_settings_json,
         "every FID setting as sorted JSON: FIDs are comparable only where this is equal",
     ),
-    # mode coverage
+)
+_MODES_KIND: tuple[Column, ...] = (
     Column(
         "modes_kind",
         "str",
@@ -308,17 +304,8 @@ COLUMNS: tuple[Column, ...] = (
         f"the mode metric: {', '.join(list(MODE_KINDS)[:-1])} or {list(MODE_KINDS)[-1]}",
     ),
     Column("modes_n_samples", "int", _eval("modes", "n_samples"), "samples classified"),
-    Column("modes_total", "int", _eval("modes", "modes_total"), "modes of the data"),
-    Column("modes_covered", "int", _eval("modes", "modes_covered"), "modes covered"),
-    Column("kl_to_uniform", "float", _eval("modes", "kl_to_uniform"), "KL(mode histogram || U)"),
-    Column(
-        "high_quality_fraction",
-        "float",
-        _eval("modes", "high_quality_fraction"),
-        "fraction of high-quality samples (2D)",
-    ),
-    Column("success", "bool", _eval("modes", "success"), "2D success (see modes_rule)"),
-    Column("failure", "bool", _eval("modes", "failure"), "2D failure (see modes_rule)"),
+)
+_MODES_SETTINGS: tuple[Column, ...] = (
     Column("modes_rule", "str", _eval("modes", "rule"), "definition of the mode metrics"),
     Column(
         "classifier_test_accuracy",
@@ -332,15 +319,14 @@ COLUMNS: tuple[Column, ...] = (
         _eval("modes", "classifier", "below_target"),
         "the mode classifier missed its target accuracy: its metrics are flagged",
     ),
-    # stability
-    Column("diverged", "bool", _diverged, "training diverged"),
+)
+_STABILITY: tuple[Column, ...] = (
     Column(
         "diverged_step",
         "int",
         _diverged_step,
         "step of divergence",
     ),
-    Column("collapsed", "bool", _eval("stability", "collapsed"), "converged onto too few modes"),
     Column(
         "not_converged",
         "bool",
@@ -348,9 +334,7 @@ COLUMNS: tuple[Column, ...] = (
         "too few high-quality samples (2D mixtures)",
     ),
     Column("collapse_rule", "str", _eval("stability", "collapse_rule"), "definition of collapse"),
-    Column("best_fid", "float", _eval("stability", "best_fid"), "best FID over training"),
     Column("best_fid_step", "int", _eval("stability", "best_fid_step"), "step of the best FID"),
-    Column("final_fid", "float", _eval("stability", "final_fid"), "FID at the end of training"),
     *(
         Column(
             f"grad_norm_g_{stat}",
@@ -361,4 +345,35 @@ COLUMNS: tuple[Column, ...] = (
         for stat in ("mean", "median", "max", "final")
     ),
 )
-COLUMN_NAMES = tuple(c.name for c in COLUMNS)
+
+
+def _metric_column(metric: Metric) -> Column:
+    value = _eval(*metric.path)
+    if metric.from_training is not None:
+        read = metric.from_training
+        value = _first(value, lambda rec: None if rec.metrics is None else read(rec.metrics))
+    return Column(metric.name, metric.dtype, value, metric.description)
+
+
+def columns() -> tuple[Column, ...]:
+    """Every column of summary.csv: the run's factors and files, then each eval.json block's
+    metrics (from :data:`ganstudy.metrics.registry.METRICS`, read now, so an added entry is a
+    column) beside that block's settings."""
+    blocks = {"fid", "modes", "stability"}
+    metric_columns = {b: tuple(_metric_column(m) for m in in_block(b)) for b in blocks}
+    others = tuple(_metric_column(m) for m in metric_registry.metrics() if m.path[0] not in blocks)
+    return (
+        *_RUN,
+        *metric_columns["fid"],
+        *_FID_SETTINGS,
+        *_MODES_KIND,
+        *metric_columns["modes"],
+        *_MODES_SETTINGS,
+        *metric_columns["stability"],
+        *_STABILITY,
+        *others,
+    )
+
+
+def column_names() -> tuple[str, ...]:
+    return tuple(c.name for c in columns())

@@ -9,7 +9,7 @@ row gets a row, whatever state its run is in:
 * ``not evaluated``: training finished but there is no ``eval.json`` yet;
 * ``missing``: no run directory, no ``metrics.json``, or training has not finished.
 
-The columns are declared once in :data:`ganstudy.aggregate.columns.COLUMNS` (name, type, where the
+The columns are declared once in :func:`ganstudy.aggregate.columns.columns` (name, type, where the
 value comes from), which is also how ``summary.csv`` is read back with the right types.
 """
 
@@ -27,7 +27,7 @@ import pandas as pd
 import yaml
 
 from ganstudy import store
-from ganstudy.aggregate.columns import COLUMN_NAMES, COLUMNS, RunRecord
+from ganstudy.aggregate.columns import RunRecord, column_names, columns
 from ganstudy.csvfile import parse_bool, parse_int, read_rows
 from ganstudy.errors import ConfigError
 
@@ -137,7 +137,7 @@ CASTS: dict[str, Callable[[pd.Series], pd.Series]] = {
 
 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
-    for col in COLUMNS:
+    for col in columns():
         df[col.name] = CASTS[col.kind](df[col.name].astype(object))
     return df
 
@@ -153,7 +153,7 @@ def not_trained(results: Path) -> set[str]:
 
 def collect(results: str | Path) -> pd.DataFrame:
     """The summary table of a results dir: one row per design row (but the runs a sequential
-    study stopped before training), columns ``COLUMN_NAMES``."""
+    study stopped before training), columns :func:`~ganstudy.aggregate.columns.column_names`."""
     results = Path(results)
     if not results.is_dir():
         raise ConfigError(f"results directory {results} does not exist")
@@ -164,12 +164,13 @@ def collect(results: str | Path) -> pd.DataFrame:
         )
     skipped = not_trained(results)
     rows = []
+    table = columns()
     for design_row in design:
         if design_row["run_dir"] in skipped:
             continue
         rec = read_run(results, design_row)
-        rows.append({col.name: _cell(col.value(rec)) for col in COLUMNS})
-    return _typed(pd.DataFrame(rows, columns=list(COLUMN_NAMES)))
+        rows.append({col.name: _cell(col.value(rec)) for col in table})
+    return _typed(pd.DataFrame(rows, columns=[col.name for col in table]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,16 +197,17 @@ def write_summary(df: pd.DataFrame, path: str | Path) -> Path:
 
 
 def read_summary(path: str | Path) -> pd.DataFrame:
-    """Read a summary.csv back with the column types of ``COLUMNS``."""
+    """Read a summary.csv back with the column types of its columns."""
     path = Path(path)
     df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    missing = [c for c in COLUMN_NAMES if c not in df.columns]
+    names = column_names()
+    missing = [c for c in names if c not in df.columns]
     if missing:
         raise ConfigError(
             f"{path} lacks column(s) {', '.join(missing)}: it was written by another version; "
             "delete it or run `ganstudy aggregate` again"
         )
-    df = df[list(COLUMN_NAMES)].astype(object).where(df.notna(), None)
+    df = df[list(names)].astype(object).where(df.notna(), None)
     return _typed(df)
 
 

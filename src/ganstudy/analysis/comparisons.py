@@ -1,10 +1,10 @@
 """What the study compares: which arms (:class:`Pair`, planned by the study grid and written to
 ``comparisons.csv``) and, per dataset, the metric tests of every baseline-vs-candidate group.
 
-A dataset with FID is compared on FID, one without on its mode metric(s); every dataset is also
-compared on the rate of diverged runs, the study's stability question. Continuous metrics are
-tested with Mann-Whitney U and binary outcomes as rates with Fisher's exact test
-(:mod:`ganstudy.analysis.power`, :mod:`ganstudy.analysis.stats`), runs that diverged counted at
+Which metrics are tested on a dataset is the metric registry's ``compared`` (FID where the dataset
+has one, else its mode metric(s); every dataset's rate of diverged runs, the study's stability
+question: :func:`ganstudy.metrics.registry.compared_on`). Continuous metrics are tested with
+Mann-Whitney U and binary outcomes as rates with Fisher's exact test (:mod:`ganstudy.analysis.power`, :mod:`ganstudy.analysis.stats`), runs that diverged counted at
 the metric's worse end as in the pooled tests, and the same test among completed runs beside.
 The study plans its family of comparisons from this table before any run, and the report tests
 the same family.
@@ -17,36 +17,25 @@ import io
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
-from ganstudy.analysis.power import CONTINUOUS, RATE
 from ganstudy.csvfile import parse_bool, read_rows
 from ganstudy.data import registry
-from ganstudy.metrics.mode_kinds import MODE_KINDS
+from ganstudy.metrics import registry as metric_registry
+from ganstudy.metrics.registry import DIVERGED, FID, Metric
 
-
-@dataclass(frozen=True)
-class MetricTest:
-    column: str  # a column of summary.csv
-    label: str
-    higher_is_better: bool
-    kind: str  # power.CONTINUOUS or power.RATE
-
-
-FID = MetricTest("fid", "FID", False, CONTINUOUS)
-DIVERGED = MetricTest("diverged", "diverged rate", False, RATE)
+__all__ = ["DIVERGED", "FID", "Pair", "metric_tests", "pairs_csv", "read_pairs"]
 
 
 def metric_tests(
     dataset: str, has_fid: bool | None = None, mode_kind: str | None = None
-) -> tuple[MetricTest, ...]:
-    """The tests of a dataset's comparisons. ``has_fid``: whether its runs have FID values
-    (None: as the dataset registry says); ``mode_kind``: the mode metric of a dataset the
-    registry does not know (results of another version)."""
+) -> tuple[Metric, ...]:
+    """The tests of a dataset's comparisons (:func:`ganstudy.metrics.registry.compared_on`).
+    ``has_fid``: whether its runs have FID values (None: as the dataset registry says);
+    ``mode_kind``: the mode metric of a dataset the registry does not know (results of another
+    version)."""
     spec = registry.DATASETS.get(dataset)
     fid = (spec is not None and spec.fid is not None) if has_fid is None else has_fid
-    # A dataset without FID is compared on its mode metric's tests (metrics.mode_kinds).
-    kind = MODE_KINDS.get(spec.mode_metric if spec is not None else mode_kind)
-    mode_tests = tuple(MetricTest(*test) for test in kind.tests) if kind is not None else ()
-    return (*((FID,) if fid else mode_tests), DIVERGED)
+    kind = spec.mode_metric if spec is not None else mode_kind
+    return metric_registry.compared_on(metric_registry.DatasetFacts(fid, kind))
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,9 @@ from scipy import stats as sps
 
 from ganstudy import store
 from ganstudy.analysis import exact, fisher
-from ganstudy.analysis.power import ALPHA, POWER, RATE
+from ganstudy.analysis.power import ALPHA, POWER
 from ganstudy.analysis.primary import Hypothesis
+from ganstudy.metrics.registry import RATE
 
 SIMULATIONS = 1_000
 SEED = 0

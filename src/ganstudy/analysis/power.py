@@ -16,12 +16,12 @@ import itertools
 import math
 from statistics import NormalDist
 
+from ganstudy.metrics.registry import CONTINUOUS, KINDS, RATE
+
 # The significance level of the study's tests (family-wise, with Holm's correction over a family):
 # defined here only; planning, the statistics and the report import it.
 ALPHA = 0.05
 POWER = 0.8
-CONTINUOUS, RATE = "continuous", "rate"
-KINDS = (CONTINUOUS, RATE)
 _RELATIVE_TOLERANCE = 1 + 1e-7  # scipy's tolerance for tables as probable as the observed one
 
 

@@ -6,119 +6,37 @@ against the baseline arm on one outcome, pooled over every planned comparison of
 dataset x architecture x batch norm x block (a block fixes every other training setting). Holm's
 correction runs over the primary family only; every per-cell comparison is secondary.
 
-Outcomes are a registry (``OUTCOMES``): a column of summary.csv, rate or continuous, its
-direction, the datasets it applies to and its default smallest effect that matters
-(``min_effect``): for rates a difference of 0.10 from the hypothesis' ``base_rate``, for
-continuous outcomes a probability of improvement of 0.65 (a published difference: 22% vs 32.5%
-success on the ring; FID and modes: see config/README.md).
+Outcomes are the metrics of :data:`ganstudy.metrics.registry.METRICS` marked ``outcome``: a
+column of summary.csv, rate or continuous, its direction and the datasets it applies to. Each
+has a default smallest effect that matters (``min_effect``): for rates a difference of 0.10 from
+the hypothesis' ``base_rate``, for continuous outcomes a probability of improvement of 0.65 (a
+published difference: 22% vs 32.5% success on the ring; FID and modes: see config/README.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from ganstudy.analysis.comparisons import Pair
-from ganstudy.analysis.power import CONTINUOUS, RATE
 from ganstudy.data import registry
 from ganstudy.errors import ConfigError
+from ganstudy.metrics import registry as metric_registry
+from ganstudy.metrics.registry import CONTINUOUS, RATE, Metric
 
 DEFAULT_RATE_EFFECT = 0.10
 DEFAULT_POI_EFFECT = 0.65
 DEFAULT_BASE_RATE = 0.5
 
 
-@dataclass(frozen=True)
-class Outcome:
-    column: str  # a column of summary.csv
-    label: str
-    kind: str  # power.RATE or power.CONTINUOUS
-    higher_is_better: bool
-    applies: Callable[[registry.DatasetSpec], bool]
-    where: str  # the datasets it applies to, in words
-    # How a run that diverged enters it (rates: as this value; continuous: ranked worst).
-    if_diverged: bool | None = None
-    verb: str = ""  # rates: what a run with the event did ("diverged"), for plain sentences
-
-    @property
-    def default_min_effect(self) -> float:
-        return DEFAULT_RATE_EFFECT if self.kind == RATE else DEFAULT_POI_EFFECT
-
-
-def _has_fid(spec) -> bool:
-    return spec.fid is not None
-
-
-def _has_modes(spec) -> bool:
-    return spec.mode_metric is not None
-
-
-def _is_mixture(spec) -> bool:
-    return spec.mode_metric == "mixture2d"
-
-
-OUTCOMES: dict[str, Outcome] = {
-    o.column: o
-    for o in (
-        Outcome(
-            "diverged",
-            "diverged rate",
-            RATE,
-            False,
-            lambda s: True,
-            "every dataset",
-            True,
-            "diverged",
-        ),
-        Outcome(
-            "success",
-            "success rate",
-            RATE,
-            True,
-            _is_mixture,
-            "the 2D mixtures",
-            False,
-            "succeeded",
-        ),
-        Outcome(
-            "collapsed",
-            "collapse rate",
-            RATE,
-            False,
-            _has_modes,
-            "datasets with modes",
-            True,
-            "collapsed",
-        ),
-        Outcome("fid", "FID", CONTINUOUS, False, _has_fid, "datasets with an FID"),
-        Outcome(
-            "modes_covered", "modes covered", CONTINUOUS, True, _has_modes, "datasets with modes"
-        ),  # fmt: skip
-        Outcome(
-            "high_quality_fraction",
-            "high-quality fraction",
-            CONTINUOUS,
-            True,
-            _is_mixture,
-            "the 2D mixtures",
-        ),
-        Outcome(
-            "kl_to_uniform",
-            "KL to uniform over modes",
-            CONTINUOUS,
-            False,
-            _has_modes,
-            "datasets with modes",
-        ),  # fmt: skip
-    )
-}
+def default_min_effect(outcome: Metric) -> float:
+    return DEFAULT_RATE_EFFECT if outcome.kind == RATE else DEFAULT_POI_EFFECT
 
 
 @dataclass(frozen=True)
 class Hypothesis:
     candidate: str
     baseline: str
-    outcome: Outcome
+    outcome: Metric  # a metric of the registry marked ``outcome``
     scope: tuple[str, ...]
     min_effect: float
     base_rate: float  # rates: the baseline's rate the plan assumes
@@ -186,16 +104,17 @@ def default_family(pairs: list[Pair], baseline: str) -> list[dict]:
     out = []
     for scope in families(pairs, baseline, DEFAULT_CANDIDATE):
         specs = [registry.DATASETS[d] for d in scope if d in registry.DATASETS]
-        if specs and all(_is_mixture(s) for s in specs):
-            outcomes = ["success", "collapsed"]
+        m = metric_registry
+        if specs and all(s.mode_metric == "mixture2d" for s in specs):
+            outcomes = [m.SUCCESS, m.COLLAPSED]
         elif specs and all(s.mode_metric == "stacked_mnist" for s in specs):
-            outcomes = ["diverged", "modes_covered"]
-        elif specs and all(_has_fid(s) for s in specs):
-            outcomes = ["diverged", "fid"]
+            outcomes = [m.DIVERGED, m.MODES_COVERED]
+        elif specs and all(m.FID.applies(s) for s in specs):
+            outcomes = [m.DIVERGED, m.FID]
         else:
-            outcomes = ["diverged"]
+            outcomes = [m.DIVERGED]
         out += [
-            {"candidate": DEFAULT_CANDIDATE, "baseline": baseline, "outcome": o,
+            {"candidate": DEFAULT_CANDIDATE, "baseline": baseline, "outcome": o.name,
              "scope": list(scope)}
             for o in outcomes
         ]  # fmt: skip
@@ -232,10 +151,11 @@ def hypotheses(
     known_arms = config_arms(config)
     out = []
     for i, item in enumerate(items):
-        outcome = OUTCOMES.get(item.get("outcome"))
+        allowed = metric_registry.outcomes()
+        outcome = allowed.get(item.get("outcome"))
         if outcome is None:
             raise _error(i, "outcome", f"{item.get('outcome')!r} is not allowed; allowed: "
-                         f"{', '.join(OUTCOMES)}")  # fmt: skip
+                         f"{', '.join(allowed)}")  # fmt: skip
         for key in ("candidate", "baseline"):
             if known_arms and item[key] not in known_arms:
                 raise _error(i, key, f"{item[key]!r} is not an arm of any block; allowed: "
@@ -251,7 +171,7 @@ def hypotheses(
                              f"allowed there: outcomes of {outcome.where} only")  # fmt: skip
         min_effect = item.get("min_effect")
         if min_effect is None:
-            min_effect = outcome.default_min_effect
+            min_effect = default_min_effect(outcome)
         elif outcome.kind == RATE and not 0 < min_effect < 1:
             raise _error(i, "min_effect", f"{min_effect!r} is not allowed for a rate; allowed: "
                          "a difference of rates in (0, 1)")  # fmt: skip

@@ -29,7 +29,7 @@ import numpy as np
 from scipy import stats as sps
 
 from ganstudy.analysis import exact, fisher, sequential
-from ganstudy.analysis.power import RATE
+from ganstudy.metrics.registry import RATE
 
 SIMULATIONS = 400
 SEED = 0

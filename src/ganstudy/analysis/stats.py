@@ -14,6 +14,7 @@ import numpy as np
 from scipy import stats as sps
 
 from ganstudy.analysis import power
+from ganstudy.metrics.registry import CONTINUOUS, RATE
 
 N_BOOTSTRAP = 10_000
 
@@ -217,7 +218,7 @@ class MetricComparison:
     p: float
     testable: bool
     reason: str = ""
-    kind: str = power.CONTINUOUS
+    kind: str = CONTINUOUS
     effect: float = math.nan
     effect_low: float = math.nan
     effect_high: float = math.nan
@@ -233,7 +234,7 @@ class MetricComparison:
 
     @property
     def effect_name(self) -> str:
-        return "Cliff's delta" if self.kind == power.CONTINUOUS else "rate difference"
+        return "Cliff's delta" if self.kind == CONTINUOUS else "rate difference"
 
 
 def fisher_rates(x, y) -> float:
@@ -259,7 +260,7 @@ def _runs(values, diverged, worst: float) -> tuple[np.ndarray, np.ndarray]:
 
 def _test(kind: str, a: np.ndarray, b: np.ndarray) -> tuple[float, float, str]:
     """(p, U, method) of the kind's test of a against b."""
-    if kind == power.RATE:
+    if kind == RATE:
         return fisher_rates(a, b), math.nan, "Fisher exact"
     test = mann_whitney(a, b)
     return test.p, test.u, test.method
@@ -273,7 +274,7 @@ def compare(
     alpha: float = power.ALPHA,
     level: float = 0.95,
     seed: int = 0,
-    kind: str = power.CONTINUOUS,
+    kind: str = CONTINUOUS,
     diverged_baseline=None,
     diverged_candidate=None,
 ) -> MetricComparison:
@@ -294,7 +295,7 @@ def compare(
     when even the most extreme outcome could not reach ``alpha``
     (:func:`ganstudy.analysis.power.min_p`); p is still reported.
     """
-    if kind == power.RATE:
+    if kind == RATE:
         worst = 0.0 if higher_is_better else 1.0
     else:
         worst = -math.inf if higher_is_better else math.inf
@@ -305,12 +306,12 @@ def compare(
     if diverged_a.any() or diverged_b.any():
         p_completed = _test(kind, a[~diverged_a], b[~diverged_b])[0]
     # A diverged run has no value to average on a continuous metric.
-    mean_of = (a, b) if kind == power.RATE else (a[~diverged_a], b[~diverged_b])
+    mean_of = (a, b) if kind == RATE else (a[~diverged_a], b[~diverged_b])
     lo, hi = bootstrap_ci_diff_means(*mean_of, level=level, seed=seed)
     mean_a, mean_b = (float(np.mean(v)) if len(v) else math.nan for v in mean_of)
     effect = effect_lo = effect_hi = math.nan
     if len(a) and len(b):
-        if kind == power.RATE:
+        if kind == RATE:
             effect, effect_lo, effect_hi = mean_b - mean_a, lo, hi
         else:
             # Cliff's delta depends on the order only: on the pooled ranks, infinite values

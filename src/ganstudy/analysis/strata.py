@@ -18,8 +18,8 @@ import pandas as pd
 from ganstudy import store
 from ganstudy.analysis import pooled
 from ganstudy.analysis.comparisons import Pair
-from ganstudy.analysis.power import RATE
 from ganstudy.analysis.primary import Hypothesis
+from ganstudy.metrics.registry import RATE
 
 FINISHED = store.FINISHED
 

@@ -8,6 +8,7 @@ import sys
 from ganstudy import store
 from ganstudy.errors import ConfigError
 from ganstudy.metrics import fid_protocol
+from ganstudy.metrics.registry import KL_TO_UNIFORM, MEASURES, MODES_COVERED, MODES_TOTAL, in_block
 
 
 def _summary(result: dict) -> str:
@@ -21,9 +22,11 @@ def _summary(result: dict) -> str:
             f"{settings['n_generated']} vs {settings['n_reference']} {settings['reference_split']}]"
         )
     if result["modes"]:
-        m = result["modes"]
-        kl = "null" if m["kl_to_uniform"] is None else f"{m['kl_to_uniform']:.3f}"
-        parts.append(f"modes {m['modes_covered']}/{m['modes_total']}, KL {kl}")
+        covered, total, kl = (m.read(result) for m in (MODES_COVERED, MODES_TOTAL, KL_TO_UNIFORM))
+        parts.append(f"modes {covered}/{total}, KL {'null' if kl is None else f'{kl:.3f}'}")
+    parts += [
+        f"{m.label} {m.read(result)}" for m in in_block(MEASURES) if m.read(result) is not None
+    ]
     return ", ".join(parts)
 
 

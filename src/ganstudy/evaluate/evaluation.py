@@ -29,6 +29,7 @@ from ganstudy.data import registry
 from ganstudy.errors import ConfigError
 from ganstudy.evaluate.mode_metrics import MODE_METRICS, ModeMetric
 from ganstudy.metrics import classifiers, stability
+from ganstudy.metrics import registry as metric_registry
 from ganstudy.numerics import resolve_device
 from ganstudy.sample import checkpoint_file, generate, load_generator, save_samples
 from ganstudy.tracking.records import eval_metrics
@@ -231,6 +232,16 @@ def _modes_block(p: Plan, samples: Tensor | None) -> dict | None:
     return coverage.to_dict() | {"classifier": p.context.get("classifier_info")}
 
 
+def _measures_block(p: Plan, samples: Tensor | None) -> dict | None:
+    """The metrics measured by their own function (:func:`ganstudy.metrics.registry.measured_on`)."""
+    own = metric_registry.measured_on(p.context["spec"])
+    if not own or samples is None:
+        return None
+    values = {m.key: m.measure(samples, p.context["spec"]) for m in own}
+    # A tensor or numpy scalar becomes the plain number JSON keeps.
+    return {k: v.item() if hasattr(v, "item") else v for k, v in values.items()}
+
+
 def _write_sample_files(p: Plan, samples: Tensor) -> list[str]:
     """samples.png (8x8 grid) for images; samples2d.csv (the points of the mode metrics) for 2D."""
     spec = p.context["spec"]
@@ -268,6 +279,7 @@ def evaluate(p: Plan, log_mlflow: bool = True) -> dict:
         "fid": _fid_block(p, samples, note),
         "modes": modes_block,
         "stability": stability.stability(p.run_dir, modes_block),
+        metric_registry.MEASURES: _measures_block(p, samples),
         "notes": p.notes + ([note] if note else []),
         "files": _write_sample_files(p, samples) if samples is not None else [],
         "versions": provenance.versions(),

@@ -1,6 +1,8 @@
 """The mode metrics: ``MODE_METRICS``, the kinds of :data:`ganstudy.metrics.mode_kinds.MODE_KINDS`
 (the kind a dataset names in the dataset registry, ``DatasetSpec.mode_metric``) with the function
-that measures each, from the pure functions of :mod:`ganstudy.metrics.modes`."""
+that measures each, from the pure functions of :mod:`ganstudy.metrics.modes`. Each function gives
+the eval.json ``modes`` block, whose numbers are entries of
+:data:`ganstudy.metrics.registry.METRICS`."""
 
 from __future__ import annotations
 
@@ -60,6 +62,11 @@ def mixture_coverage(samples: Tensor, context: dict) -> modes.ModeCoverage:
     )
 
 
+_MEASURES: dict[str, Callable[[Tensor, dict], modes.ModeCoverage]] = {
+    "stacked_mnist": stacked_mnist_coverage,
+    "classes": class_coverage,
+    "mixture2d": mixture_coverage,
+}
 MODE_METRICS: dict[str, ModeMetric] = {
-    name: ModeMetric(kind, globals()[kind.measure]) for name, kind in MODE_KINDS.items()
+    name: ModeMetric(MODE_KINDS[name], measure) for name, measure in _MEASURES.items()
 }

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ganstudy import store
+from ganstudy.metrics.registry import HIGH_QUALITY_FRACTION, MODES_COVERED, MODES_TOTAL
 
 COLLAPSE_FRACTION = 0.5
 CONVERGED_QUALITY = 0.5
@@ -103,17 +104,17 @@ def fid_curve_summary(curve: pd.DataFrame | None) -> dict:
 
 def not_converged(modes: dict | None) -> bool | None:
     """Few high-quality samples (2D mixtures); None where quality is not measured."""
-    quality = (modes or {}).get("high_quality_fraction")
+    quality = (modes or {}).get(HIGH_QUALITY_FRACTION.key)
     return None if quality is None else quality < CONVERGED_QUALITY
 
 
 def collapsed(modes: dict | None) -> bool | None:
     """Good samples on too few modes; False for a run that has not converged at all."""
-    if not modes or not modes.get("modes_total"):
+    if not modes or not modes.get(MODES_TOTAL.key):
         return None
     if not_converged(modes):
         return False
-    return modes["modes_covered"] < COLLAPSE_FRACTION * modes["modes_total"]
+    return modes[MODES_COVERED.key] < COLLAPSE_FRACTION * modes[MODES_TOTAL.key]
 
 
 def stability(run_dir: str | Path, modes: dict | None = None) -> dict:

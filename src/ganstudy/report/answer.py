@@ -19,9 +19,10 @@ from ganstudy import store
 from ganstudy.analysis import planning, pooled, stats, strata
 from ganstudy.analysis import primary as primary_mod
 from ganstudy.analysis.comparisons import Pair
-from ganstudy.analysis.power import ALPHA, RATE
+from ganstudy.analysis.power import ALPHA
 from ganstudy.analysis.primary import Hypothesis
 from ganstudy.errors import ConfigError
+from ganstudy.metrics.registry import RATE
 from ganstudy.report import figures
 from ganstudy.report import looks as report_looks
 from ganstudy.report.compare import pairs_of
@@ -29,6 +30,7 @@ from ganstudy.report.html import Html, figure, fmt, fmt_p, join, table, tag
 from ganstudy.report.inputs import ReportInputs
 
 FINISHED = store.FINISHED
+FOREST_FILE = "forest.png"  # the forest plots, as a file of the figures directory
 
 
 @dataclass(frozen=True)
@@ -212,7 +214,9 @@ def study_looks(study: ReportInputs, hypotheses: list[Hypothesis], notes: list[s
     return seq
 
 
-def answer_section(study: ReportInputs) -> Html:
+def answer_section(study: ReportInputs, files: dict[str, bytes] | None = None) -> Html:
+    """The section; ``files``, where given, receives its figures as PNG files by name
+    (FOREST_FILE: the forest plots), for the report's figures directory."""
     notes: list[str] = []
     hypotheses = family(study, notes)
     if not hypotheses:
@@ -259,8 +263,11 @@ def answer_section(study: ReportInputs) -> Html:
     if not forest.empty:
         titles = {str(i): _forest_title(a) for i, a in enumerate(answers)}
         used = pd.concat([a.runs for a in answers]).drop_duplicates(subset="run_dir")
+        png = figures.forest(forest, titles)
+        if files is not None:
+            files[FOREST_FILE] = png
         parts.append(figure(
-            figures.forest(forest, titles),
+            png,
             "Forest plots: each cell's effect (squares, with 95% CIs) and the pooled estimate "
             "(diamond); dashed: no effect. Rates: odds ratios (log scale; per cell Woolf's CI, "
             "0.5 added to tables with a zero); continuous: P(candidate better than baseline) "

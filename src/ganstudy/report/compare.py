@@ -20,16 +20,17 @@ import pandas as pd
 
 from ganstudy import store
 from ganstudy.analysis import power, stats
-from ganstudy.analysis.comparisons import DIVERGED, MetricTest, Pair, metric_tests
+from ganstudy.analysis.comparisons import DIVERGED, Pair, metric_tests
 from ganstudy.analysis.strata import fid_settings
 from ganstudy.losses import ComparedLosses
+from ganstudy.metrics.registry import RATE, Metric
 from ganstudy.report.html import LEVEL, Html, fmt, fmt_p, join, table, tag
 from ganstudy.report.inputs import ReportInputs
 
 GROUP = ["dataset", "arch", "bn_g", "bn_d"]
 
 
-def comparison_metrics(dataset_runs: pd.DataFrame) -> tuple[MetricTest, ...]:
+def comparison_metrics(dataset_runs: pd.DataFrame) -> tuple[Metric, ...]:
     """The tests of a dataset (:func:`ganstudy.analysis.comparisons.metric_tests`): FID where its runs
     have FID values, else its mode metric(s); and the rate of diverged runs."""
     kinds = dataset_runs["modes_kind"].dropna().unique()
@@ -277,7 +278,7 @@ def statistics_section(study: ReportInputs) -> Html:
                 fmt(c.mean_candidate),
                 f"{fmt(c.difference)} [{fmt(c.ci_low)}, {fmt(c.ci_high)}]",
                 f"{c.effect_name} {fmt(c.effect)} [{fmt(c.effect_low)}, {fmt(c.effect_high)}]",
-                c.method if c.kind == power.RATE else f"U = {fmt(c.u)} ({c.method})",
+                c.method if c.kind == RATE else f"U = {fmt(c.u)} ({c.method})",
                 fmt_p(c.p),
                 fmt_p(c.min_p),
                 fmt_p(r.p_holm),

@@ -29,7 +29,7 @@ def plain(summary: pd.DataFrame) -> pd.DataFrame:
     """The summary with numpy-friendly types (floats with NaN, objects with None) and the labels
     the report groups by: ``bn`` (bn-g1-d0) and ``variant`` (architecture and batch norm)."""
     out = pd.DataFrame(index=summary.index)
-    for col in summary_columns.COLUMNS:
+    for col in summary_columns.columns():
         s = summary[col.name]
         if col.kind in ("int", "float"):
             out[col.name] = s.astype("Float64").to_numpy(dtype=float, na_value=np.nan)

@@ -17,16 +17,16 @@ import yaml
 from ganstudy import protocols, store
 from ganstudy.data.registry import DATASETS
 from ganstudy.errors import ConfigError
+from ganstudy.metrics.registry import FID, published
 from ganstudy.report.html import Html, fmt, join, summarize, table, tag
 from ganstudy.report.inputs import ReportInputs
 
-OUR_METRICS: dict[str, tuple[str, float]] = {
-    # published metric -> (our column, scale)
-    "fid": ("fid", 1.0),
-    "modes_covered": ("modes_covered", 1.0),
-    "success_percent": ("success", 100.0),
-    "high_quality_percent": ("high_quality_fraction", 100.0),
-}
+
+def _ours(published_metric: str) -> tuple[str, float]:
+    """(our summary column, its scale to the published numbers) of a published metric."""
+    metric = published(published_metric)
+    return metric.name, metric.published[1]
+
 FID_IMPLEMENTATION = "pytorch-fid {} (PyTorch port of the FID Inception)"
 
 
@@ -44,9 +44,9 @@ def _run_facts(study: ReportInputs, row: Any, metric: str, runs: int) -> protoco
     evaluation = _read_json(study.run_path(row, store.EVAL))
     modes = evaluation.get("modes") or {}
     classifier = modes.get("classifier") or {}
-    column, _ = OUR_METRICS[metric]
+    column, _ = _ours(metric)
     has_metric = not _missing(getattr(row, column, None))
-    is_fid = metric == "fid"
+    is_fid = column == FID.name
     version = (metrics.get("versions") or {}).get("pytorch_fid")
     accuracy = classifier.get("test_accuracy")
     return protocols.Facts(
@@ -174,7 +174,7 @@ def _ours_table(study: ReportInputs) -> Html:
     refs = study.references
     rows = []
     for res in refs["results"]:
-        column, scale = OUR_METRICS[res["metric"]]
+        column, scale = _ours(res["metric"])
         mine = study.runs[
             study.runs["dataset"].map(_base).eq(_base(res["dataset"]))
             & (study.runs["loss_label"] == res["loss"])

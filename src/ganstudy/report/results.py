@@ -17,7 +17,7 @@ import pandas as pd
 from ganstudy import store
 from ganstudy.aggregate import columns as summary_columns
 from ganstudy.data.registry import DATASETS
-from ganstudy.metrics.mode_kinds import MODE_KINDS
+from ganstudy.metrics.registry import FID, MODES_COVERED, RATES, VALUES, Metric, metrics
 from ganstudy.report import figures as report_figures
 from ganstudy.report.compare import fid_settings, is_compared
 from ganstudy.report.html import Html, figure, fmt, img, join, run_list, summarize, table, tag
@@ -32,19 +32,13 @@ from ganstudy.report.inputs import (
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-METRIC_COLUMNS = {
-    # column -> heading; a boolean column's mean is the rate of runs where it holds
-    "fid": "FID",
-    "modes_covered": "modes covered",
-    "kl_to_uniform": "KL to uniform",
-    "high_quality_fraction": "high-quality fraction",
-    "success": "success rate",
-    "failure": "failure rate",
-}
+def _present(d: pd.DataFrame, metrics) -> list[Metric]:
+    return [m for m in metrics if m.name in d and d[m.name].notna().any()]
 
 
 def _metric_table(d: pd.DataFrame) -> Html:
-    present = {c: h for c, h in METRIC_COLUMNS.items() if d[c].notna().any()}
+    # The registry's table metrics; a rate's mean is the share of runs where it holds.
+    present = {m.name: m.heading for m in _present(d, (m for m in metrics() if m.table))}
     rows = []
     for (arch, bn, loss), g in d.groupby(["arch", "bn", "loss_label"], sort=True):
         counts = g["state"].value_counts()
@@ -119,15 +113,12 @@ def _fig_fid_curves(study: ReportInputs, d: pd.DataFrame) -> Html:
     return figure(png, "FID over training: mean over seeds (line) and +/- 1 SD band", used)
 
 
-def _fig_modes(study: ReportInputs, d: pd.DataFrame) -> Html:
+def _fig_metrics(study: ReportInputs, d: pd.DataFrame) -> Html:
+    """The registry's per-run panels: values over seeds, and rates."""
     kinds = d["modes_kind"].dropna().unique()
-    if not len(kinds):
-        return Html("")
-    kind = kinds[0]
-    # The panels of the kind (ganstudy.metrics.mode_kinds); none for a kind of another version.
-    spec = MODE_KINDS.get(kind)
+    of_kind = f" (mode metric: {kinds[0]})" if len(kinds) else ""
     parts = []
-    panels = [(c, h) for c, h in (spec.panels if spec else ()) if d[c].notna().any()]
+    panels = [(m.name, m.heading) for m in _present(d, metrics()) if m.panel == VALUES]
     if panels:
         long = pd.concat(
             [d[d[c].notna()].assign(metric=h, value=d[c].astype(float)) for c, h in panels],
@@ -137,8 +128,8 @@ def _fig_modes(study: ReportInputs, d: pd.DataFrame) -> Html:
             long, y="value", ylabel="", panel="metric", hue="variant", sharey=False
         )
         used = d[d["run_dir"].isin(long["run_dir"].unique())]
-        parts.append(figure(png, f"Mode metrics by loss ({kind}), coloured by variant", used))
-    rate_cols = {c: h for c, h in (spec.rate_panels if spec else ()) if d[c].notna().any()}
+        parts.append(figure(png, f"Metrics by loss{of_kind}, coloured by variant", used))
+    rate_cols = {m.name: m.label for m in _present(d, metrics()) if m.panel == RATES}
     if rate_cols:
         data = d[d[list(rate_cols)].notna().any(axis=1)]
         rule = "; ".join(sorted(set(data["modes_rule"].dropna())))
@@ -158,14 +149,15 @@ def _fig_scatter2d(study: ReportInputs, d: pd.DataFrame) -> Html:
     points, titles, used = {}, {}, []
     for (variant, loss), g in d.groupby(["variant", "loss_label"], sort=True):
         row = representative(
-            g, "modes_covered", lambda r: study.run_path(r, store.SAMPLES_2D).exists()
+            g, MODES_COVERED.name, lambda r: study.run_path(r, store.SAMPLES_2D).exists()
         )
         if row is None:
             continue
         pts = read_run_csvs(study, g[g["run_dir"] == row.run_dir], store.SAMPLES_2D, ["x", "y"])
         points[(variant, loss)] = pts
         titles[(variant, loss)] = (
-            f"{loss}, {variant}\nseed {int(row.seed)}, {fmt(row.modes_covered)} modes"
+            f"{loss}, {variant}\nseed {int(row.seed)}, "
+            f"{fmt(getattr(row, MODES_COVERED.name))} modes"
         )
         used.append(row.run_dir)
     if not points:
@@ -179,7 +171,7 @@ def _fig_scatter2d(study: ReportInputs, d: pd.DataFrame) -> Html:
 
 
 def _sample_grids(study: ReportInputs, d: pd.DataFrame) -> Html:
-    metric = "fid" if d["fid"].notna().any() else "modes_covered"
+    metric = (FID if d[FID.name].notna().any() else MODES_COVERED).name
     losses = sorted(d["loss_label"].unique())
     rows, used = [], []
     for variant, g in d.groupby("variant", sort=True):
@@ -221,7 +213,7 @@ def _sample_grids(study: ReportInputs, d: pd.DataFrame) -> Html:
 DATASET_PARTS: tuple[Callable[[ReportInputs, pd.DataFrame], Html], ...] = (
     _fig_fid_box,
     _fig_fid_curves,
-    _fig_modes,
+    _fig_metrics,
     _fig_scatter2d,
     _sample_grids,
 )

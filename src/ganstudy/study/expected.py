@@ -24,7 +24,7 @@ import numpy as np
 from scipy import stats as sps
 
 from ganstudy.analysis import simulate
-from ganstudy.analysis.power import RATE
+from ganstudy.metrics.registry import RATE
 from ganstudy.study import cost
 
 SIMULATIONS = 400

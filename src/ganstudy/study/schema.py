@@ -18,6 +18,7 @@ import yaml
 
 from ganstudy import yamlfile
 from ganstudy.errors import ConfigError
+from ganstudy.metrics import registry as metric_registry
 
 SCHEMA_FILE = "config.schema.yaml"
 
@@ -28,9 +29,14 @@ def default_schema_path() -> Path:
 
 
 def load_schema(path: str | Path | None = None) -> dict:
-    """The schema at ``path`` (default: the packaged one)."""
+    """The schema at ``path`` (default: the packaged one), the primary outcomes' enum filled in
+    from the metric registry, so the two cannot disagree."""
     path = default_schema_path() if path is None else Path(path)
-    return yamlfile.load_mapping(path, "study config schema")
+    schema = yamlfile.load_mapping(path, "study config schema")
+    outcome = schema.get("$defs", {}).get("hypothesis", {}).get("properties", {}).get("outcome")
+    if isinstance(outcome, dict):
+        outcome["enum"] = list(metric_registry.outcomes())
+    return schema
 
 
 def _resolve(schema: dict, root: dict) -> dict:

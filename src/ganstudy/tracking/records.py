@@ -13,6 +13,7 @@ from typing import Any
 
 from ganstudy import store
 from ganstudy.data import registry
+from ganstudy.metrics import registry as metric_registry
 
 # The files of a run directory its MLflow run holds as artifacts (a folder: all its files).
 ARTIFACTS = (
@@ -135,23 +136,11 @@ def upload_artifacts(client, run_id: str, run_dir: Path, names: list[str], call=
 
 
 def eval_metrics(result: dict) -> dict[str, float]:
-    """The numbers of eval.json as flat MLflow metric names (``eval.<block>.<key>``)."""
+    """The numbers of eval.json as MLflow metrics, each under its registry entry's
+    ``mlflow_name`` (``eval.<block>.<key>``)."""
     out: dict[str, float] = {}
-    blocks = {
-        "fid": {"value": (result["fid"] or {}).get("value")},
-        "modes": {
-            k: (result["modes"] or {}).get(k)
-            for k in ("modes_covered", "modes_total", "kl_to_uniform", "high_quality_fraction")
-        },
-        "stability": {
-            "diverged": result["stability"]["diverged"],
-            "collapsed": result["stability"]["collapsed"],
-            "best_fid": result["stability"]["best_fid"],
-            "final_fid": result["stability"]["final_fid"],
-        },
-    }
-    for block, values in blocks.items():
-        for key, value in values.items():
-            if value is not None and math.isfinite(float(value)):
-                out[f"eval.{block}.{key}"] = float(value)
+    for metric in metric_registry.metrics():
+        value = metric.read(result) if metric.mlflow else None
+        if value is not None and math.isfinite(float(value)):
+            out[metric.mlflow_name] = float(value)
     return out
