@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from helpers import write_fake_prepared  # noqa: E402
 
-from ganstudy import config  # noqa: E402
+from ganstudy import config, store  # noqa: E402
 
 VARIANTS = {
     "mlp2d/ring8": {"dataset": {"name": "ring8"}, "arch": {"name": "mlp2d"}},
@@ -56,7 +56,8 @@ def variant_config(
     }
     data["dataset"] = {**data["dataset"], "data_root": str(data_root)}
     name = data["dataset"]["name"]
-    if name == "fashion_mnist" and not (data_root / "prepared" / name / "train.pt").exists():
+    prepared = store.DataRoot(data_root).prepared_split(name, "train")
+    if name == "fashion_mnist" and not prepared.exists():
         write_fake_prepared(data_root, name, 60_000, (1, 28, 28))
     return config.from_dict(data)
 

@@ -121,10 +121,12 @@ def stage(name: str, results: list[dict], command: list[str], cwd: Path = REPO, 
 def _fake_data(data_root: Path, dataset: str, n: int) -> None:
     from helpers import write_fake_prepared
 
+    from ganstudy import store
     from ganstudy.data import registry
 
     spec = registry.dataset(dataset)
-    if spec.kind == "image" and not (data_root / "prepared" / dataset / "train.pt").exists():
+    prepared = store.DataRoot(data_root).prepared_split(dataset, "train")
+    if spec.kind == "image" and not prepared.exists():
         write_fake_prepared(data_root, dataset, n, tuple(spec.shape))
 
 

@@ -8,19 +8,19 @@ from pathlib import Path
 
 import torch
 
-from ganstudy import config
+from ganstudy import config, store
 
 
 def write_fake_prepared(
     data_root: Path, name: str, n: int, shape: tuple[int, ...], seed: int = 0
 ) -> None:
     """A prepared split of random uint8 images, for tests that need image data but not real data."""
-    folder = Path(data_root) / "prepared" / name
-    folder.mkdir(parents=True, exist_ok=True)
+    path = store.DataRoot(data_root).prepared_split(name, "train")
+    path.parent.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (n, *shape), generator=gen, dtype=torch.uint8)
     labels = torch.randint(0, 10, (n,), generator=gen)
-    torch.save({"images": images, "labels": labels}, folder / "train.pt")
+    torch.save({"images": images, "labels": labels}, path)
 
 
 def ring_config(steps: int = 200, **train) -> config.RunConfig:

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from ganstudy import checkpoint as ckpt
-from ganstudy import config
+from ganstudy import config, store
 from ganstudy.cli import main
 from ganstudy.data.registry import DATASETS
 from ganstudy.data.streams import mixture_means
@@ -205,13 +205,15 @@ def test_stacked_mnist_modes_classify_each_channel():
 
 
 def _fake_fashion(data_root: Path, n: int) -> None:
-    folder = data_root / "prepared" / "fashion_mnist"
-    folder.mkdir(parents=True)
+    root = store.DataRoot(data_root)
+    root.prepared("fashion_mnist").mkdir(parents=True)
     gen = torch.Generator().manual_seed(5)
     for split in ("train", "test"):
         images = (torch.rand(n, 1, 28, 28, generator=gen) * 255).round().to(torch.uint8)
         labels = torch.randint(0, 10, (n,), generator=gen)
-        torch.save({"images": images, "labels": labels}, folder / f"{split}.pt")
+        torch.save(
+            {"images": images, "labels": labels}, root.prepared_split("fashion_mnist", split)
+        )
 
 
 @pytest.mark.slow(seconds=14)

@@ -57,6 +57,10 @@ def test_the_paths_of_a_data_root_a_results_dir_and_a_run_dir():
     assert data.manifest("mnist") == Path("d/prepared/mnist/manifest.json")
     assert data.classifier("mnist") == Path("d/classifiers/mnist.pt")
     assert data.fid_receipt("cats", "full") == Path("d/fid_stats/cats-full.json")
+    assert data.prepared_split("mnist", "test") == Path("d/prepared/mnist/test.pt")
+    assert data.fid_statistics("cats", "train", 2048, 9, "ab" * 32) == Path(
+        "d/fid_stats/cats-train-2048-9-abababababab.npz"
+    )
     results = store.ResultsDir("r")
     assert (results.design, results.summary) == (Path("r/design.csv"), Path("r/summary.csv"))
     assert results.run_config("ring8/mlp2d/gan/bn-g1-d1") == Path(
@@ -65,6 +69,9 @@ def test_the_paths_of_a_data_root_a_results_dir_and_a_run_dir():
     run = results.run(RunKey("ring8", "mlp2d", "gan", True, True, 2))
     assert run.metrics == Path("r/runs/ring8/mlp2d/gan/bn-g1-d1/seed2/metrics.json")
     assert run.checkpoint(40) == run.path / "checkpoints" / "step_00000040.pt"
+    assert run.sample_image(40) == run.path / "samples" / "step_00000040.png"
+    assert store.step_of("step_00000040.png", ".png") == 40
+    assert store.step_of("step_00000040.pt.corrupt", ".pt") is None
     assert store.Status("diverged") is store.Status.DIVERGED and str(store.Status.COMPLETED) == (
         "completed"
     )

@@ -17,7 +17,6 @@ import errno
 import hashlib
 import io
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,6 @@ from ganstudy import atomic, store
 from ganstudy.errors import CheckpointError
 
 FORMAT = "ganstudy-ckpt-1"
-_STEP_FILE = re.compile(r"step_(\d{8})\.pt$")
 CHECKSUM_SUFFIX = ".sha256"
 CORRUPT_SUFFIX = ".corrupt"
 
@@ -198,7 +196,8 @@ def available_steps(run_dir: Path) -> list[int]:
     folder = store.RunDir(run_dir).checkpoints
     if not folder.is_dir():
         return []
-    return sorted(int(m.group(1)) for p in folder.iterdir() if (m := _STEP_FILE.search(p.name)))
+    steps = (store.step_of(p.name, store.CHECKPOINT_SUFFIX) for p in folder.iterdir())
+    return sorted(step for step in steps if step is not None)
 
 
 def _remove(run_dir: Path, step: int) -> None:

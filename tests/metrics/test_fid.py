@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from ganstudy import store
 from ganstudy.errors import FIDError
 from ganstudy.metrics import fid, fid_protocol
 
@@ -220,13 +221,15 @@ def test_fid_equals_pytorch_fid_on_the_same_images_written_as_png(
 
 
 def _fake_fashion(data_root: Path, n: int) -> torch.Tensor:
-    folder = data_root / "prepared" / "fashion_mnist"
-    folder.mkdir(parents=True)
+    root = store.DataRoot(data_root)
+    root.prepared("fashion_mnist").mkdir(parents=True)
     gen = torch.Generator().manual_seed(3)
     images = (torch.rand(n, 1, 28, 28, generator=gen) * 255).round().to(torch.uint8)
     labels = torch.randint(0, 10, (n,), generator=gen)
     for split in ("train", "test"):
-        torch.save({"images": images, "labels": labels}, folder / f"{split}.pt")
+        torch.save(
+            {"images": images, "labels": labels}, root.prepared_split("fashion_mnist", split)
+        )
     return images
 
 
@@ -234,7 +237,7 @@ def test_reference_statistics_are_cached_with_their_settings(tmp_path, weights, 
     images = _fake_fashion(tmp_path, 70)
     protocol = fid.protocol_for("fashion_mnist", n_samples=70, dims=64)
     stats, settings = fid.reference_statistics("fashion_mnist", tmp_path, protocol, weights, "cpu")
-    path = tmp_path / "fid_stats" / f"fashion_mnist-test-64-70-{weights.sha256[:12]}.npz"
+    path = store.DataRoot(tmp_path).fid_statistics("fashion_mnist", "test", 64, 70, weights.sha256)
     assert path.is_file() and stats.count == 70
     with np.load(path) as stored:
         assert json.loads(str(stored["settings"])) == settings

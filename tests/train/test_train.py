@@ -13,7 +13,7 @@ import yaml
 from helpers import ring_config, train_command
 
 from ganstudy import checkpoint as ckpt
-from ganstudy import losses
+from ganstudy import losses, store
 from ganstudy.data.streams import mixture_means
 from ganstudy.sample import generate, load_generator
 from ganstudy.train.trainer import Trainer, train
@@ -42,7 +42,8 @@ def test_short_ring8_run_learns_and_writes_its_outputs(tmp_path):
     assert len(torch.unique(nearest)) >= 3
     for name in ("config.yaml", "final.pt", "log.csv", "metrics.json"):
         assert (run / name).is_file()
-    assert list((run / "samples").glob("step_*.png"))
+    images = store.RunDir(run).samples.iterdir()
+    assert any(store.step_of(p.name, store.SAMPLE_IMAGE_SUFFIX) is not None for p in images)
     rows = list(csv.DictReader((run / "log.csv").open()))
     assert [int(r["step"]) for r in rows] == list(range(25, 1001, 25))
     for key in ("loss_d", "loss_g", "d_real", "d_fake", "grad_norm_g", "grad_norm_d"):

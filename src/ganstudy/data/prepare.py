@@ -8,7 +8,6 @@ leaves an existing preparation untouched and a reader never sees half a dataset.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -36,14 +35,15 @@ def prepared_dir(name: str, data_root: str | os.PathLike) -> Path:
 
 
 def read_manifest(name: str, data_root: str | os.PathLike) -> dict | None:
-    path = prepared_dir(name, data_root) / MANIFEST
-    return json.loads(path.read_text()) if path.is_file() else None
+    return store.read_record(store.DataRoot(data_root).manifest(name), missing_ok=True)
 
 
 def is_prepared(name: str, data_root: str | os.PathLike) -> bool:
-    out = prepared_dir(name, data_root)
+    root = store.DataRoot(data_root)
     splits = registry.preparation(name).splits
-    return (out / MANIFEST).is_file() and all((out / f"{s}.pt").is_file() for s in splits)
+    return root.manifest(name).is_file() and all(
+        root.prepared_split(name, s).is_file() for s in splits
+    )
 
 
 def _check_split(name: str, split: str, images: Tensor, labels: Tensor, shape) -> None:
@@ -150,9 +150,9 @@ def prepare(
             raise ValueError(f"{name}: built splits {sorted(splits)}, expected {prep.splits}")
         for split, (images, labels) in splits.items():
             _check_split(name, split, images, labels, spec.shape)
-            atomic.save_torch({"images": images, "labels": labels}, staging / f"{split}.pt")
-        manifest = _manifest(name, splits, resolved, info, raw_dir)
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+            tensors = {"images": images, "labels": labels}
+            atomic.save_torch(tensors, staging / store.split_file(split))
+        store.write_record(staging / MANIFEST, _manifest(name, splits, resolved, info, raw_dir))
         _swap_in(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -169,7 +169,7 @@ def load_split(name: str, data_root: str | os.PathLike, split: str) -> tuple[Ten
         raise ConfigError(
             f"dataset {name} has no split {split!r}; its splits: {', '.join(spec.splits)}"
         )
-    path = prepared_dir(name, data_root) / f"{split}.pt"
+    path = store.DataRoot(data_root).prepared_split(name, split)
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} does not exist: prepare it with `ganstudy data prepare {name}`"

@@ -186,7 +186,7 @@ def stats_path(
     data_root: str | Path, dataset: str, protocol: FIDProtocol, n: int, sha: str
 ) -> Path:
     split, dims = protocol.reference_split, protocol.dims
-    return store.DataRoot(data_root).fid_stats / f"{dataset}-{split}-{dims}-{n}-{sha[:12]}.npz"
+    return store.DataRoot(data_root).fid_statistics(dataset, split, dims, n, sha)
 
 
 def reference_statistics(
