@@ -16,8 +16,6 @@ value comes from), which is also how ``summary.csv`` is read back with the right
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +24,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from ganstudy import store
+from ganstudy import atomic, store
 from ganstudy.aggregate.columns import RunRecord, column_names, columns
 from ganstudy.csvfile import parse_bool, parse_int, read_rows
 from ganstudy.errors import ConfigError
@@ -77,10 +75,6 @@ def discover_runs(results: Path) -> list[dict[str, Any]]:
     return [key.design_row() for key, _ in found]
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    return store.read_record(path, missing_ok=True)
-
-
 def _read_yaml(path: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
@@ -96,7 +90,7 @@ def _read_yaml(path: Path) -> dict[str, Any] | None:
 def read_run(results: Path, design_row: dict[str, Any]) -> RunRecord:
     """Parse the files of one design row's run dir (absent files give None)."""
     run_dir = results / design_row["run_dir"]
-    evaluation = _read_json(run_dir / store.EVAL)
+    evaluation = store.read_record(run_dir / store.EVAL, missing_ok=True)
     if evaluation is not None and evaluation.get("format") != EVAL_FORMAT:
         raise ConfigError(
             f"{run_dir / store.EVAL}: key 'format' is {evaluation.get('format')!r}; "
@@ -105,7 +99,7 @@ def read_run(results: Path, design_row: dict[str, Any]) -> RunRecord:
     return RunRecord(
         design=design_row,
         config=_read_yaml(run_dir / store.CONFIG),
-        metrics=_read_json(run_dir / store.METRICS),
+        metrics=store.read_record(run_dir / store.METRICS, missing_ok=True),
         evaluation=evaluation,
     )
 
@@ -148,7 +142,7 @@ def not_trained(results: Path) -> set[str]:
     latest = store.ResultsDir(results).latest_look()
     if latest is None:
         return set()
-    return set(_read_json(latest[1]).get("not_trained") or [])
+    return set(store.read_record(latest[1]).get("not_trained") or [])
 
 
 def collect(results: str | Path) -> pd.DataFrame:
@@ -177,22 +171,13 @@ def collect(results: str | Path) -> pd.DataFrame:
 # summary.csv on disk
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``path`` and rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+# The report's pages and files are written under this name too; one atomic writer for all.
+write_atomic = atomic.write_bytes
 
 
 def write_summary(df: pd.DataFrame, path: str | Path) -> Path:
     path = Path(path)
-    write_atomic(path, df.to_csv(index=False).encode())
+    atomic.write_bytes(path, df.to_csv(index=False).encode())
     return path
 
 

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -121,7 +120,7 @@ def stability(run_dir: str | Path, modes: dict | None = None) -> dict:
     """The stability block of eval.json for a run directory and its mode metrics (if any)."""
     run_dir = Path(run_dir)
     metrics_path = run_dir / store.METRICS
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    metrics = store.read_record(metrics_path, missing_ok=True) or {}
     log = read_csv(run_dir / store.LOG)
     diverged, step = divergence(metrics, log)
     return {

@@ -8,7 +8,6 @@ difference is printed beside the numbers.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -16,7 +15,6 @@ import yaml
 
 from ganstudy import protocols, store
 from ganstudy.data.registry import DATASETS
-from ganstudy.errors import ConfigError
 from ganstudy.metrics.registry import FID, published
 from ganstudy.report.html import Html, fmt, join, summarize, table, tag
 from ganstudy.report.inputs import ReportInputs
@@ -27,21 +25,14 @@ def _ours(published_metric: str) -> tuple[str, float]:
     metric = published(published_metric)
     return metric.name, metric.published[1]
 
+
 FID_IMPLEMENTATION = "pytorch-fid {} (PyTorch port of the FID Inception)"
-
-
-def _read_json(path: Path) -> dict:
-    """A run's record for the protocol table, {} where it is missing or unreadable."""
-    try:
-        return store.read_record(path, missing_ok=True) or {}
-    except ConfigError:
-        return {}
 
 
 def _run_facts(study: ReportInputs, row: Any, metric: str, runs: int) -> protocols.Facts:
     """What one run recorded that the protocol fields need (metrics.json, eval.json)."""
-    metrics = _read_json(study.run_path(row, store.METRICS))
-    evaluation = _read_json(study.run_path(row, store.EVAL))
+    metrics = store.read_record(study.run_path(row, store.METRICS), missing_ok=True) or {}
+    evaluation = store.read_record(study.run_path(row, store.EVAL), missing_ok=True) or {}
     modes = evaluation.get("modes") or {}
     classifier = modes.get("classifier") or {}
     column, _ = _ours(metric)

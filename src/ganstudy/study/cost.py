@@ -20,7 +20,6 @@ all is counted as unknown. Where no GPU time is known, an assumed speed-up over 
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,11 +71,12 @@ GPU_STEP_SECONDS: dict[tuple[str, str, int, int, int], float] = {
 
 
 def train_size(dataset: str, prepare_params: dict, data_root: str | Path | None = None) -> int:
-    """Training images of a dataset: its prepared manifest if present, else the nominal size."""
+    """Training images of a dataset: its prepared manifest's count if it is prepared under
+    ``data_root``, else its nominal size."""
     if data_root is not None:
-        manifest = store.DataRoot(data_root).manifest(dataset)
-        if manifest.is_file():
-            return int(json.loads(manifest.read_text())["splits"]["train"]["count"])
+        count = store.DataRoot(data_root).prepared_count(dataset, "train")
+        if count is not None:
+            return count
     size = registry.nominal_train_size(dataset, prepare_params)
     if size is None:
         raise ConfigError(f"dataset {dataset!r} has no training-set size: set train.steps")

@@ -39,16 +39,15 @@ memory size is known.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import subprocess
 from dataclasses import dataclass
 
-from ganstudy import store
 from ganstudy.data import registry
 from ganstudy.errors import ConfigError
 from ganstudy.losses import LOSSES
+from ganstudy.study.cost import train_size
 
 MIB = 2**20
 GIB = 2**30
@@ -194,14 +193,6 @@ def training_memory(
 # The study's jobs
 
 
-def _train_images(study, dataset: str) -> int | None:
-    """Training images of an image dataset: its prepared manifest, else its nominal size."""
-    manifest = store.DataRoot(study.data_root).manifest(dataset)
-    if manifest.is_file():
-        return int(json.loads(manifest.read_text())["splits"]["train"]["count"])
-    return registry.nominal_train_size(dataset, study.prepare_params(dataset))
-
-
 class StudyMemory:
     """Estimates of a study's training jobs, each variant's computed once per member count."""
 
@@ -217,7 +208,8 @@ class StudyMemory:
         if key not in self._cache:
             n_train = None
             if registry.dataset(variant.dataset).kind == "image":
-                n_train = _train_images(self.study, variant.dataset)
+                dataset, params = variant.dataset, self.study.prepare_params(variant.dataset)
+                n_train = train_size(dataset, params, self.study.data_root)
             job = training_memory(variant.run_config, members, n_train, self.chunk_steps)
             name = f"a training job of {members} seed(s) of {variant.key}"
             self._cache[key] = dataclasses.replace(job, name=name)

@@ -69,10 +69,6 @@ def find(results: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
     return paths, sorted(skipped)
 
 
-def _read_json(path: Path) -> dict | None:
-    return store.read_record(path, missing_ok=True)
-
-
 def _history(run_dir: Path) -> list[tuple[str, float, int, int]]:
     """(key, value, timestamp ms, step) of every finite logged value, from log.csv and
     fid_curve.csv. Rows without a time (older runs) are dated back from the file's mtime by
@@ -114,8 +110,8 @@ def sync_run(client, run_dir: Path, experiment: str | None = None) -> Synced:
     from mlflow.entities import Metric, Param
 
     config = yaml.safe_load((run_dir / store.CONFIG).read_text())
-    metrics = _read_json(run_dir / store.METRICS) or {}
-    evaluation = _read_json(run_dir / store.EVAL)
+    metrics = store.read_record(run_dir / store.METRICS, missing_ok=True) or {}
+    evaluation = store.read_record(run_dir / store.EVAL, missing_ok=True)
     cfg = config_mod.from_dict(config)
     name = experiment or cfg.tracking.experiment
     found = client.get_experiment_by_name(name)

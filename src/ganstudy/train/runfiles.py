@@ -10,7 +10,6 @@ restart), ``metrics.json`` (status and summary; see :func:`summary_of_log`), ``f
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import socket
@@ -211,9 +210,8 @@ def metrics_record(
 
 def _previous_mlflow_run(run_dir: Path, resumed: dict) -> dict:
     """The MLflow identity a run had: from its metrics.json, else from the resumed checkpoint."""
-    path = run_dir / store.METRICS
-    if path.is_file():
-        data = json.loads(path.read_text())
+    data = store.read_record(run_dir / store.METRICS, missing_ok=True)
+    if data is not None:
         return {
             "run_id": data.get("mlflow_run_id"),
             "tracking_uri": data.get("mlflow_tracking_uri"),
