@@ -78,14 +78,14 @@ def test_detectable_cliffs_delta_has_its_power_in_a_simulation():
 
 def test_detectable_rate_difference_matches_exact_and_simulated_power():
     n, level = 20, 0.05
-    d = power.detectable_rate_difference(n, n, level, base_rate=0.5)
+    d = power.fisher_detectable_rate_difference(n, n, level, base_rate=0.5)
     assert power.fisher_power(0.5, 0.5 + d, n, n, level) >= 0.8
     assert power.fisher_power(0.5, 0.5 + d - 0.01, n, n, level) < 0.8
     rng = np.random.default_rng(1)
     k_x, k_y = rng.binomial(n, 0.5, size=4000), rng.binomial(n, 0.5 + d, size=4000)
     simulated = np.mean([power.fisher_p(a, n, b, n) <= level for a, b in zip(k_x, k_y)])
     assert simulated == pytest.approx(power.fisher_power(0.5, 0.5 + d, n, n, level), abs=0.03)
-    assert power.detectable_rate_difference(3, 3, 0.05) is None  # p >= 0.1 at best
+    assert power.fisher_detectable_rate_difference(3, 3, 0.05) is None  # p >= 0.1 at best
 
 
 def _study(seeds: int) -> Study:

@@ -128,7 +128,7 @@ def test_detectable_poi_matches_the_closed_form_roughly():
 
 def test_detectable_rate_difference_matches_the_normal_approximation_roughly():
     # Two proportions 0.5 vs 0.5 + d with n per arm: n = (z_a/2 + z_b)^2 (p0 q0 + p1 q1) / d^2.
-    found = planning.detectable_rate_difference([(100, 100)] * 2, 0.5, 0.05)
+    found = planning.stratified_detectable_rate_difference([(100, 100)] * 2, 0.5, 0.05)
     from statistics import NormalDist
 
     z = NormalDist().inv_cdf
@@ -140,7 +140,7 @@ def test_detectable_rate_difference_matches_the_normal_approximation_roughly():
 
 def test_nothing_is_detectable_below_the_smallest_p():
     assert planning.detectable_poi([(2, 2)], 0.01) is None
-    assert planning.detectable_rate_difference([(2, 2)], 0.5, 0.01) is None
+    assert planning.stratified_detectable_rate_difference([(2, 2)], 0.5, 0.01) is None
 
 
 def test_plan_table_and_warning(monkeypatch):

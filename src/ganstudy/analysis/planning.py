@@ -110,11 +110,12 @@ def rate_power(sizes, base_rate, difference, level, simulations=SIMULATIONS, see
     return min(fn(r) for r in rates) if rates else 0.0
 
 
-def detectable_rate_difference(
+def stratified_detectable_rate_difference(
     sizes, base_rate, level, power=POWER, simulations=SIMULATIONS, seed=SEED
 ) -> float | None:
-    """Smallest difference of rates (steps of 0.005) from ``base_rate`` detected with ``power``
-    both ways inside [0, 1]; None: none is."""
+    """Smallest difference of rates (steps of 0.005) from ``base_rate`` that the stratified exact
+    test over cells of ``sizes`` detects with ``power`` (simulated) both ways inside [0, 1];
+    None: none is."""
     if exact.min_p_separated(sizes) > level:
         return None
     fn = _rate_power_fn(sizes, base_rate, level, simulations, seed)
@@ -162,7 +163,7 @@ class PlannedHypothesis:
     def detectable(self) -> float | None:
         h = self.hypothesis
         if h.outcome.kind == RATE:
-            return detectable_rate_difference(list(self.sizes), h.base_rate, self.level)
+            return stratified_detectable_rate_difference(list(self.sizes), h.base_rate, self.level)
         return detectable_poi(list(self.sizes), self.level)
 
     def detects_min_effect(self, detectable: float | None) -> bool:

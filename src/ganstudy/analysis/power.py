@@ -128,12 +128,12 @@ def fisher_power(rate_x: float, rate_y: float, n_x: int, n_y: int, level: float)
     )
 
 
-def detectable_rate_difference(
+def fisher_detectable_rate_difference(
     n_x: int, n_y: int, level: float, power: float = POWER, base_rate: float = 0.5
 ) -> float | None:
-    """Smallest |rate_y - rate_x| (in steps of 0.01) that the Fisher test at ``level`` detects
-    with probability ``power`` when the baseline's rate is ``base_rate``; None when no rate of
-    the candidate is detected that often."""
+    """Smallest |rate_y - rate_x| (in steps of 0.01) that one two-sided Fisher test of two arms
+    of n_x and n_y runs at ``level`` detects with probability ``power`` (exact) when the
+    baseline's rate is ``base_rate``; None when no rate of the candidate is detected that often."""
     if n_x < 1 or n_y < 1 or min_p_fisher(n_x, n_y) > level:
         return None
     for step in range(1, 101):
@@ -151,7 +151,7 @@ def detectable_effect(
     """The detectable effect of a test kind: Cliff's delta, or a difference of rates."""
     if kind == CONTINUOUS:
         return detectable_cliffs_delta(n_x, n_y, level, power)
-    return detectable_rate_difference(n_x, n_y, level, power, base_rate)
+    return fisher_detectable_rate_difference(n_x, n_y, level, power, base_rate)
 
 
 def describe_effect(kind: str, effect: float | None) -> str:

@@ -110,7 +110,7 @@ def _effect_text(h: Hypothesis, r: pooled.PooledResult) -> str:
 def _detectable_text(h: Hypothesis, r: pooled.PooledResult, level: float) -> str:
     sizes = [(c.n_candidate, c.n_baseline) for c in r.per_cell]
     if h.outcome.kind == RATE:
-        d = planning.detectable_rate_difference(sizes, h.base_rate, level)
+        d = planning.stratified_detectable_rate_difference(sizes, h.base_rate, level)
         if d is None:
             return "these runs cannot detect any difference of rates with 80% power"
         return (f"this design detects a difference of rates of at least {d:.3f} from a baseline "
