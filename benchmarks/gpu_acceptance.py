@@ -174,7 +174,7 @@ def time_blocks(
                     checkpoint_every=10 * n_steps, sample_every=10 * n_steps,
                 )  # fmt: skip
                 data["tracking"] = {"enabled": False}
-                out = work / "runs" / f"{len(rows)}-{name}"
+                out = store.ResultsDir(work).runs / f"{len(rows)}-{name}"
                 dirs = [out / f"s{s}" for s in seeds]
                 return Trainer(config.from_dict(data), seeds, dirs, progress=False)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 from helpers import ring_config
 
 from ganstudy import store
+from ganstudy.data.registry import DATASETS
 from ganstudy.errors import ConfigError
 from ganstudy.store import RunKey
 
@@ -93,26 +95,98 @@ def test_run_directories_are_found_at_the_depth_of_the_pattern_and_strays_named(
     assert store.ResultsDir(tmp_path / "none").find_runs() == ([], [])
 
 
-# The names of the record: files of run and results directories, folders of a data root.
+# The names of the record: files of run and results directories and of a data root (the
+# prepared splits' files among them), and the folders that hold them.
+SPLIT_FILES = {
+    store.split_file(split)
+    for spec in DATASETS.values()
+    if spec.preparation is not None
+    for split in spec.preparation.splits
+}
 RECORD_FILES = {
     store.CONFIG, store.METRICS, store.LOG, store.FINAL, store.FID_CURVE, store.EVAL,
     store.SAMPLE_GRID, store.SAMPLES_2D, store.DESIGN, store.COMPARISONS, store.SUMMARY,
-    store.STUDY_CONFIG, store.MANIFEST, store.FETCH_RECORD,
+    store.STUDY_CONFIG, store.MANIFEST, store.FETCH_RECORD, *SPLIT_FILES,
 }  # fmt: skip
 RECORD_FOLDERS = {
     store.CHECKPOINTS, store.SAMPLES, store.RUNS, store.RUN_CONFIGS, store.RAW, store.PREPARED,
-    store.CLASSIFIERS, store.FID_STATS,
+    store.CLASSIFIERS, store.FID_STATS, store.LOOKS,
 }  # fmt: skip
-# Paths that are not the record's: pytorch-fid's weights in torch's hub cache, and the layout
-# torchvision expects in a scratch folder.
-NOT_THE_RECORD = {("metrics/inception.py", "checkpoints"), ("data/builders.py", "raw")}
+# Names the store formats from a record's parts, "{}" standing for each part: a step's file
+# (step_{}.pt, step_{}.png), a prepared split ({}.pt) and FID statistics ({}-...npz).
+FORMATTED = re.compile(
+    rf"{re.escape(store.STEP_PREFIX)}\{{\}}.*|\{{\}}{re.escape(store.SPLIT_SUFFIX)}"
+    rf"|\{{\}}.*{re.escape(store.FID_STATISTICS_SUFFIX)}"
+)
+# Paths that are not the record's: pytorch-fid's weights in torch's hub cache, the layout
+# torchvision expects in a scratch folder, and a page of MLflow's UI.
+NOT_THE_RECORD = {
+    ("src/ganstudy/metrics/inception.py", "checkpoints"), ("src/ganstudy/data/builders.py", "raw"),
+    ("src/ganstudy/tracking/ui.py", "runs"),
+}  # fmt: skip
+# The project's own configs (config/config.yaml) share a name with a run's config.yaml.
+PROJECT_CONFIGS = "config"
+REPO = Path(__file__).resolve().parents[1]
+
+FIELD = re.compile(r"\$?\{[^{}]*\}|%[-#0 +]*\d*(?:\.\d+)?[sdifrx]|\$\w+")
+PATH_CALLS = {"Path", "PurePath", "PurePosixPath", "join", "joinpath"}
 
 
-def record_literals(source: str) -> list[tuple[int, str]]:
-    """String constants that spell a record path: a record file's name, a record folder joined
-    with ``/`` onto a path, or a record folder as a segment of an f-string path."""
+def template(node: ast.AST) -> str | None:
+    """A string expression with "{}" for each part computed when it runs: a literal (its
+    format fields too), an f-string, str.format or % on a literal, a + of strings."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return FIELD.sub("{}", node.value)
+    if isinstance(node, ast.JoinedStr):
+        return "".join(template(p) if isinstance(p, ast.Constant) else "{}" for p in node.values)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        return template(node.func.value) if node.func.attr == "format" else None
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Mod, ast.Add)):
+        left, right = template(node.left), template(node.right)
+        if isinstance(node.op, ast.Mod) or left is None and right is None:
+            return left
+        return (left or "{}") + (right or "{}")
+    return None
+
+
+def names_in(text: str, is_path: bool = False) -> list[str]:
+    """The record's names in a template: a file's or a formatted name as a segment of it, a
+    folder's as a segment of a path (a template with a "/", or a part of a path's join)."""
+    segments = text.split("/")
+    is_path = is_path or len(segments) > 1
+    return [
+        s
+        for before, s in zip(["", *segments], segments)
+        if (s in RECORD_FILES and before != PROJECT_CONFIGS)
+        or FORMATTED.fullmatch(s)
+        or (is_path and s in RECORD_FOLDERS)
+    ]
+
+
+def path_template(node: ast.AST, read: set[int]) -> str | None:
+    """A path joined with ``/`` or by a call of PATH_CALLS as one template, "{}" standing for
+    each part that is not a string; the nodes it reads are added to ``read``."""
+    read.add(id(node))
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+        left, right = path_template(node.left, read), path_template(node.right, read)
+        return f"{left or '{}'}/{right or '{}'}"
+    if isinstance(node, ast.Call) and _call_name(node) in PATH_CALLS and node.args:
+        return "/".join(path_template(arg, read) or "{}" for arg in node.args)
+    text = template(node)
+    if text is not None:
+        read |= {id(part) for part in ast.walk(node)}
+    return text
+
+
+def _call_name(node: ast.Call) -> str | None:
+    func = node.func
+    return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+
+
+def python_names(source: str) -> set[tuple[int, str]]:
+    """(line, name) of every name of the record that ``source`` spells or builds."""
     tree = ast.parse(source)
-    docstrings = {
+    skipped = {
         id(node.body[0].value)
         for node in ast.walk(tree)
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
@@ -120,43 +194,103 @@ def record_literals(source: str) -> list[tuple[int, str]]:
         and isinstance(node.body[0], ast.Expr)
         and isinstance(node.body[0].value, ast.Constant)
     }
-    hits = []
+    # A part of an f-string is read with the whole f-string.
+    skipped |= {id(p) for n in ast.walk(tree) if isinstance(n, ast.JoinedStr) for p in n.values}
+    found = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            if id(node) not in docstrings and node.value in RECORD_FILES:
-                hits.append((node.lineno, node.value))
-        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
-            right = node.right
-            if isinstance(right, ast.Constant) and right.value in RECORD_FOLDERS:
-                hits.append((node.lineno, right.value))
-        elif isinstance(node, ast.JoinedStr):
-            for part in node.values:
-                if isinstance(part, ast.Constant) and isinstance(part.value, str):
-                    segments = part.value.split("/")[1:-1] if "/" in part.value else []
-                    hits += [(node.lineno, s) for s in segments if s in RECORD_FOLDERS]
-    return hits
-
-
-def test_the_record_finder_finds_planted_literals():
-    planted = 'x = run / "checkpoints"\ny = "metrics.json"\nz = f"{root}/prepared/{d}"\n'
-    assert [value for _, value in record_literals(planted)] == [
-        "checkpoints", "metrics.json", "prepared"
-    ]  # fmt: skip
-
-
-def test_no_path_of_the_record_is_spelled_outside_the_store():
-    package = Path(store.__file__).parent
-    found = []
-    for path in sorted(package.rglob("*.py")):
-        rel = path.relative_to(package).as_posix()
-        if rel == "store.py":
+        is_path = isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)
+        is_path |= isinstance(node, ast.Call) and _call_name(node) in PATH_CALLS
+        if id(node) in skipped:
             continue
-        found += [
-            f"{rel}:{line}: {value!r}"
-            for line, value in record_literals(path.read_text())
-            if (rel, value) not in NOT_THE_RECORD
-        ]
-    assert not found, "use ganstudy.store instead of spelling these paths:\n" + "\n".join(found)
+        read: set[int] = set()
+        # A path's parts are read with the whole path, where a config/ before a name is seen.
+        text = path_template(node, read) if is_path else template(node)
+        skipped |= read
+        found |= {(node.lineno, name) for name in names_in(text or "", is_path)}
+    return found
+
+
+STRING = re.compile(r"""[rRfFbB]*("|')((?:\\.|(?!\1).)*)\1""")
+
+
+def text_names(source: str) -> set[tuple[int, str]]:
+    """The same for a Snakefile, its rules or a shell script: the names in each literal string
+    and in each word outside strings, comments and docstrings left out."""
+    found, in_docstring = set(), False
+    for number, line in enumerate(source.splitlines(), start=1):
+        quotes = line.count('"""')
+        skip = in_docstring or quotes or line.lstrip().startswith(("#", "configfile:"))
+        in_docstring ^= quotes % 2 == 1
+        if skip:
+            continue
+        line = re.sub(r"(^|\s)#.*", "", line.replace("{{", "<").replace("}}", ">"))
+        words = [m.group(2) for m in STRING.finditer(line)]
+        words += re.split(r"[\s=(),\[\]:]+", STRING.sub(" ", line))
+        found |= {(number, name) for word in words for name in names_in(FIELD.sub("{}", word))}
+    return found
+
+
+def record_names(path: Path) -> list[str]:
+    """Where ``path`` (a module, a Snakefile or rule file, a script) spells or builds a name of
+    the record instead of taking it from the store."""
+    rel = path.relative_to(REPO).as_posix() if path.is_relative_to(REPO) else str(path)
+    source = path.read_text()
+    found = python_names(source) if path.suffix == ".py" else text_names(source)
+    return [
+        f"{rel}:{line}: {name!r}"
+        for line, name in sorted(found)
+        if (rel, name) not in NOT_THE_RECORD
+    ]
+
+
+def test_the_record_finder_finds_names_spelled_and_built():
+    planted = """
+x = run / "checkpoints"
+y = "metrics.json"
+z = f"{root}/prepared/{d}"
+a = f"{split}.pt"
+b = f"step_{step:08d}.png"
+c = "prepared/" + name + "/train.pt"
+d = Path(root) / "prepared" / name / "train.pt"
+e = "step_{:08d}.pt".format(step)
+f = "%s/%s-%s.npz" % (stats, dataset, n)
+g = os.path.join(root, "runs", name)
+"""
+    assert sorted(python_names(planted)) == [
+        (2, "checkpoints"), (3, "metrics.json"), (4, "prepared"), (5, "{}.pt"),
+        (6, "step_{}.png"), (7, "prepared"), (7, "train.pt"), (8, "prepared"), (8, "train.pt"),
+        (9, "step_{}.pt"), (10, "{}-{}.npz"), (11, "runs"),
+    ]  # fmt: skip
+    rules = 'rule a:\n    output: f"{RESULTS}/runs/{{run}}/metrics.json", "d/step_{step}.png"\n'
+    assert sorted(text_names(rules)) == [(2, "metrics.json"), (2, "runs"), (2, "step_{}.png")]
+    fine = 'x = f"{i:05d}.png"\ny = "completed"\nz = f"no {store.RUNS}/ directory"\n'
+    assert python_names(fine) == set() and text_names(fine) == set()
+
+
+def test_a_name_built_in_a_benchmark_fails_the_scan(tmp_path):
+    copy = tmp_path / "benchmarks" / "_common.py"
+    copy.parent.mkdir()
+    source = (REPO / "benchmarks" / "_common.py").read_text()
+    assert record_names(REPO / "benchmarks" / "_common.py") == []
+    copy.write_text(source + '\nPLANTED = Path("data") / f"prepared/{NAME}/{SPLIT}.pt"\n')
+    assert [line.split(": ", 1)[1] for line in record_names(copy)] == ["'prepared'", "'{}.pt'"]
+
+
+def scanned_files() -> list[Path]:
+    package = REPO / "src" / "ganstudy"
+    files = [
+        p for p in sorted(package.rglob("*.py")) if p.name != "store.py" or p.parent != package
+    ]
+    files += [REPO / "workflow" / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
+    files += sorted((REPO / "benchmarks").rglob("*.py"))
+    return files + sorted(p for p in (REPO / "scripts").rglob("*") if p.is_file())
+
+
+def test_no_name_of_the_record_is_spelled_or_built_outside_the_store():
+    files = scanned_files()
+    assert len(files) > 60 and any(p.suffix == ".smk" for p in files)
+    found = [hit for path in files for hit in record_names(path)]
+    assert not found, "take these names from ganstudy.store:\n" + "\n".join(found)
 
 
 RENAMED = """
@@ -185,23 +319,6 @@ def test_a_renamed_folder_keeps_the_workflow_and_the_package_in_agreement(tmp_pa
     assert result.returncode == 0, result.stderr[-3000:]
     expected, old = map(int, result.stdout.split()[-2:])
     assert expected > 0 and old == 0, result.stdout[-3000:]
-
-
-def test_the_workflow_takes_its_paths_from_the_store():
-    repo = Path(__file__).resolve().parents[1]
-    rules = [repo / "workflow" / "Snakefile", *sorted((repo / "workflow" / "rules").glob("*.smk"))]
-    names = [f"/{folder}/" for folder in RECORD_FOLDERS]
-    names += [f'{q}{name}"' for name in RECORD_FILES for q in ('"', "/")]
-    found = [
-        f"{path.name}:{number}: {line.strip()}"
-        for path in rules
-        for number, line in enumerate(path.read_text().splitlines(), start=1)
-        if not line.lstrip().startswith(("#", '"""', "configfile:"))
-        and any(name in line for name in names)
-    ]
-    assert not found, "spelled in the workflow instead of taken from ganstudy.store:\n" + "\n".join(
-        found
-    )
 
 
 def test_json_records_are_written_atomically_and_bad_ones_named(tmp_path):

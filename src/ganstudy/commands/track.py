@@ -69,7 +69,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "store.",
     )
     where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--results", help="results directory: every run under RESULTS/runs")
+    where.add_argument("--results", help=f"results directory: every run under RESULTS/{store.RUNS}")
     where.add_argument("--run", nargs="+", metavar="DIR", help="these run directories")
     p.add_argument("--uri", help="tracking store (default: $MLFLOW_TRACKING_URI, else sqlite)")
     p.add_argument("--experiment", help="experiment (default: each run's tracking.experiment)")
