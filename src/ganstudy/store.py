@@ -304,8 +304,8 @@ class ResultsDir:
     runs = property(lambda self: self.root / RUNS)
     looks = property(lambda self: self.root / LOOKS)
 
-    def look(self, k: int) -> Path:
-        """The record of look ``k`` (1-based): the decision after wave k."""
+    def look(self, k: int | str) -> Path:
+        """The record of look ``k`` (1-based; "{look}": the workflow's wildcard)."""
         return self.looks / f"look-{k}.json"
 
     def look_ledger(self, k: int) -> Path:

@@ -14,7 +14,7 @@ checkpoint look:
         ],
         previous=lambda wildcards: [look_record(k) for k in range(1, int(wildcards.look))],
     output:
-        record=f"{RESULTS}/{store.LOOKS}/look-{{look}}.json",
+        record=look_record("{look}"),
     log:
         f"{LOGS}/look-{{look}}.log",
     params:

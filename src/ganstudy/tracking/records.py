@@ -75,11 +75,13 @@ def dataset_record(cfg) -> dict:
         source, source_type = f"ganstudy.data.registry:{spec.name}", "code"
         profile["modes"] = len(spec.mixture.means)
     else:
-        manifest = store.DataRoot(cfg.dataset.data_root).manifest(spec.name)
+        data_root = store.DataRoot(cfg.dataset.data_root)
+        manifest = data_root.manifest(spec.name)
+        # The manifest's bytes identify the prepared data (checksums, parameters, counts).
         identity = manifest.read_text() if manifest.is_file() else "not prepared"
         source, source_type = str(manifest.parent.resolve()), "local"
         if manifest.is_file():
-            profile["count"] = json.loads(identity)["splits"]["train"]["count"]
+            profile["count"] = data_root.prepared_count(spec.name, "train")
     digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
     return {
         "name": spec.name,
