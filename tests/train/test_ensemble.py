@@ -141,7 +141,7 @@ def test_ensemble_resumes_from_its_members_checkpoints(tmp_path, factor):
         (d / "final.pt").unlink()
         (d / "config.yaml").write_text(cfg.with_seed(int(d.name[1:])).to_yaml())
     trainer = Trainer(cfg, [0, 1, 2], resumed, progress=False)
-    assert trainer._resume_step() == 100
+    assert trainer.outputs.resume_step() == 100
     trainer.run()
     for a, b in zip(straight, resumed):
         assert_same_trajectory(a, b)

@@ -76,8 +76,9 @@ def _eager_capturable(cfg, seeds, dirs) -> Trainer:
     """An eager trainer whose optimizers are the graph's (capturable): the same kernels."""
     trainer = Trainer(cfg, seeds, dirs, progress=False)
     t = cfg.train
-    trainer.opt_g = updates.build_optimizer(trainer.G.parameters(), t.lr_g, t, capturable=True)
-    trainer.opt_d = updates.build_optimizer(trainer.D.parameters(), t.lr_d, t, capturable=True)
+    state = trainer.state
+    state.opt_g = updates.build_optimizer(state.G.parameters(), t.lr_g, t, capturable=True)
+    state.opt_d = updates.build_optimizer(state.D.parameters(), t.lr_d, t, capturable=True)
     return trainer
 
 

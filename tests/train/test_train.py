@@ -27,7 +27,7 @@ def test_short_ring8_run_learns_and_writes_its_outputs(tmp_path):
     cfg = ring_config(steps=1000)
     run = tmp_path / "run"
     trainer = Trainer(cfg, [0], [run], progress=False)
-    before = ring_distance(trainer.generate_all(2000)[0])
+    before = ring_distance(trainer.state.generate_all(2000)[0])
     (metrics,) = trainer.run()
     assert metrics["status"] == "completed" and metrics["steps"] == 1000
     generator, loaded_cfg = load_generator(run)

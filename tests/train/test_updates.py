@@ -188,11 +188,11 @@ def test_a_run_resumed_from_a_for_loop_adam_checkpoint_keeps_it_and_says_so(tmp_
     monkeypatch.setattr(updates, "adam", for_loop_adam)
     older = Trainer(cfg, [0], [run_dir], progress=False)
     run_dir.mkdir(parents=True)
-    older._t_start = time.monotonic()
+    older.state.t_start = time.monotonic()
     for step in range(2):
         older.train_step(step, torch.zeros(1, dtype=torch.bool), False)
-    older.step = 2
-    older.save_checkpoint()
+    older.state.step = 2
+    older.outputs.save_checkpoint()
     monkeypatch.undo()
     (resumed,) = Trainer(cfg, [0], [run_dir], progress=False).run()
     assert resumed["steps"] == 4 and resumed["status"] == "completed"

@@ -97,7 +97,7 @@ def count_steps(trainer, steps) -> StepCalls:
     # host (Trainer._mask) is off while counting.
     host_checks, trainer.host_checks = trainer.host_checks, False
     try:
-        with _Counter(record, (trainer.opt_g, trainer.opt_d)):
+        with _Counter(record, (trainer.state.opt_g, trainer.state.opt_d)):
             for step in steps:
                 _, _, frozen = trainer.train_step(step, frozen, False)
     finally:

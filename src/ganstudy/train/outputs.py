@@ -2,8 +2,10 @@
 metrics.json, sample grids, training-time FID, MLflow tracking, and the end of a run (finished
 or interrupted by a signal).
 
-:class:`RunOutputs` is the half of :class:`~ganstudy.train.trainer.Trainer` that deals with the
-run directories; it uses the trainer's networks, optimizers, streams and step counter.
+:class:`RunOutputs` is the half of a training job that deals with the run directories; the
+other half, :class:`~ganstudy.train.trainer.Trainer`, trains. All it knows of training is the
+:class:`~ganstudy.train.state.TrainingState` it is given: the networks, optimizers and streams it
+checkpoints (and loads a checkpoint into), the step counter and each member's divergence.
 """
 
 from __future__ import annotations
@@ -15,62 +17,113 @@ from pathlib import Path
 
 from torch import Tensor
 
+from ganstudy import atomic, provenance, store
 from ganstudy import checkpoint as ckpt
-from ganstudy import store
 from ganstudy.data import draws
 from ganstudy.errors import CheckpointError, ConfigError
-from ganstudy.sample import generate_members, sampling, save_member_samples
+from ganstudy.sample import sampling, save_member_samples
 from ganstudy.train import runfiles, updates
-from ganstudy.train import step as step_maths
 from ganstudy.train.signals import StopRequest
+from ganstudy.train.state import TrainingState
 
 
 class RunOutputs:
-    """Checkpoints, logs, metrics.json, samples and tracking of the trainer's members."""
+    """Checkpoints, logs, metrics.json, samples and tracking of the members of ``state``.
+
+    ``tracking_job`` is the job :func:`~ganstudy.train.runfiles.open_tracking` opened before
+    the networks were built (None: tracking is off)."""
+
+    def __init__(self, state: TrainingState, tracking_job) -> None:
+        self.state = state
+        self.tracking_job = tracking_job
+        self.tracking = None  # the job once its members' MLflow runs are started
+        self.versions: dict | None = None
+        # What the resumed checkpoint carried of each member's MLflow run and growing files.
+        self.resumed_mlflow: list[dict] = [{} for _ in range(state.K)]
+        self.resumed_files: list[dict] = [{} for _ in range(state.K)]
+        self.log_files: list = []
+        self.log_writers: list = []
+
+    @property
+    def step(self) -> int:
+        return self.state.step
+
+    # -- the start of a run --------------------------------------------------------------------
+
+    def all_finished(self) -> bool:
+        return all([self._finished(k) for k in range(self.state.K)])
+
+    def reopen_finished(self) -> list[dict]:
+        """Each member's metrics.json, for a job whose members all finished earlier: nothing is
+        trained or tracked, and removed log files come back from final.pt."""
+        if self.tracking_job is not None:
+            self.tracking_job.abandon()
+        self._restore_finished_files()
+        return [json.loads(self._metrics_path(k).read_text()) for k in range(self.state.K)]
+
+    def start(self) -> None:
+        """Everything before the first step: config.yaml, resuming from the newest usable
+        checkpoint, the MLflow runs, the log files, and metrics.json saying "running"."""
+        s = self.state
+        for run_dir, member_cfg in zip(s.run_dirs, s.member_cfgs):
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic.write_text(run_dir / store.CONFIG, member_cfg.to_yaml())
+        resume = self._resume()
+        if resume is not None:
+            print(f"[{s.name}] resuming from step {resume}", file=sys.stderr, flush=True)
+        self.versions = provenance.versions()
+        self.tracking = runfiles.start_tracking(
+            self.tracking_job, s.member_cfgs, s.run_dirs, self.resumed_mlflow, s.device,
+            self.versions,
+        )  # fmt: skip
+        self._open_logs()
+        self.record_running()
+
+    def record_running(self) -> None:
+        for k in range(self.state.K):
+            store.write_record(self._metrics_path(k), self._metrics(k, finished=False))
 
     # -- checkpoints ---------------------------------------------------------------------------
 
-    def _check_existing(self) -> None:
-        for run_dir, member_cfg in zip(self.run_dirs, self.member_cfgs):
-            runfiles.check_same_run(run_dir, member_cfg.to_dict())
-
     def _member_checkpoint(self, k: int, status: str) -> dict:
+        s = self.state
         return ckpt.member_checkpoint(
             k,
-            {"generator": self.G, "discriminator": self.D},
-            {"opt_g": self.opt_g, "opt_d": self.opt_d},
-            config=self.member_cfgs[k].to_dict(),
-            seed=self.seeds[k],
-            step=self.step,
+            {"generator": s.G, "discriminator": s.D},
+            {"opt_g": s.opt_g, "opt_d": s.opt_d},
+            config=s.member_cfgs[k].to_dict(),
+            seed=s.seeds[k],
+            step=s.step,
             status=status,
-            diverged_step=self.diverged_step[k],
-            wall_time_s=self.wall_before + (time.monotonic() - self._t_start),
+            diverged_step=s.diverged_step[k],
+            wall_time_s=s.wall_before + (time.monotonic() - s.t_start),
             # The run's MLflow identity travels with its state: a resumed run continues the same
             # MLflow run even where metrics.json was removed (e.g. by a workflow rerun).
             mlflow={"run_id": self._mlflow_id(k), "tracking_uri": self._tracking_uri()},
             rng={
                 "scheme": draws.SCHEME,
-                "noise": self.noise_draws.member_state(k),
-                "data": self.stream.member_state(k),
+                "noise": s.noise_draws.member_state(k),
+                "data": s.stream.member_state(k),
             },
-            d_lr_schedule=self.d_schedule.member_state(k) if self.d_schedule else None,
-            run_files=runfiles.read_growing_files(self.run_dirs[k]),
+            d_lr_schedule=s.d_schedule.member_state(k) if s.d_schedule else None,
+            run_files=runfiles.read_growing_files(s.run_dirs[k]),
         )
 
     def save_checkpoint(self) -> None:
         # Each member's MLflow run id goes in as known now: training does not wait for a start
         # still queued (it has long run by the first periodic checkpoint unless the store hangs).
-        for k, run_dir in enumerate(self.run_dirs):
+        s = self.state
+        for k, run_dir in enumerate(s.run_dirs):
             ckpt.atomic_save(
                 self._member_checkpoint(k, store.Status.RUNNING.value),
-                ckpt.checkpoint_path(run_dir, self.step),
+                ckpt.checkpoint_path(run_dir, s.step),
             )
-        for run_dir in self.run_dirs:
+        for run_dir in s.run_dirs:
             ckpt.prune(run_dir)
 
-    def _resume_step(self) -> int | None:
+    def resume_step(self) -> int | None:
         """The newest checkpoint step that every member holds (None: start from scratch)."""
-        steps = ckpt.common_steps(self.run_dirs)
+        steps = ckpt.common_steps(self.state.run_dirs)
         return steps[-1] if steps else None
 
     def _resume(self) -> int | None:
@@ -78,7 +131,7 @@ class RunOutputs:
         is moved aside (``*.corrupt``) with a warning and the previous step is tried. Returns
         the step (None: no checkpoint, start from scratch)."""
         skipped = []
-        for step in reversed(ckpt.common_steps(self.run_dirs)):
+        for step in reversed(ckpt.common_steps(self.state.run_dirs)):
             try:
                 self.load_checkpoint(step)
                 return step
@@ -86,7 +139,7 @@ class RunOutputs:
                 moved = ckpt.move_aside(err.path)
                 skipped.append(f"{err} (moved to {moved.name})")
                 print(
-                    f"[{self._name}] warning: skipping the checkpoint of step {step}: {err}; "
+                    f"[{self.state.name}] warning: skipping the checkpoint of step {step}: {err}; "
                     f"moved to {moved}; trying the previous one",
                     file=sys.stderr,
                     flush=True,
@@ -100,11 +153,12 @@ class RunOutputs:
         return None
 
     def load_checkpoint(self, step: int) -> None:
-        paths = [ckpt.checkpoint_path(d, step) for d in self.run_dirs]
+        s = self.state
+        paths = [ckpt.checkpoint_path(d, step) for d in s.run_dirs]
         members = ckpt.load_members(
             paths,
-            {"generator": self.G, "discriminator": self.D},
-            {"opt_g": self.opt_g, "opt_d": self.opt_d},
+            {"generator": s.G, "discriminator": s.D},
+            {"opt_g": s.opt_g, "opt_d": s.opt_d},
         )
         for path, m in zip(paths, members):
             if m["rng"].get("scheme") != draws.SCHEME:
@@ -115,57 +169,55 @@ class RunOutputs:
                     "resuming it would not continue its trajectory. Finish the run with that "
                     "version, or remove its run directory to train it again."
                 )
-        for opt in (self.opt_g, self.opt_d):
-            updates.keep_capturable(opt, self.capturable)
-        self.noise_draws.load_members([m["rng"]["noise"] for m in members])
-        self.stream.load_members([m["rng"]["data"] for m in members])
+        for opt in (s.opt_g, s.opt_d):
+            updates.keep_capturable(opt, s.capturable)
+        s.noise_draws.load_members([m["rng"]["noise"] for m in members])
+        s.stream.load_members([m["rng"]["data"] for m in members])
         for k, m in enumerate(members):
-            self.diverged_step[k] = m["diverged_step"]
-        if self.d_schedule is not None:
-            self.d_schedule.load_members([m["d_lr_schedule"] for m in members])
-        self.step = step
-        self.wall_before = max(m["wall_time_s"] for m in members)
-        self._resumed_mlflow = [m.get("mlflow", {}) for m in members]
-        self._resumed_files = [m.get("run_files", {}) for m in members]
+            s.diverged_step[k] = m["diverged_step"]
+        if s.d_schedule is not None:
+            s.d_schedule.load_members([m["d_lr_schedule"] for m in members])
+        s.step = step
+        s.wall_before = max(m["wall_time_s"] for m in members)
+        self.resumed_mlflow = [m.get("mlflow", {}) for m in members]
+        self.resumed_files = [m.get("run_files", {}) for m in members]
 
     def _metrics_path(self, k: int) -> Path:
-        return self.run_dirs[k] / store.METRICS
+        return self.state.run_dirs[k] / store.METRICS
 
     def _status(self, k: int, finished: bool, interrupted: bool = False) -> str:
-        if self.diverged_step[k] is not None:
+        if self.state.diverged_step[k] is not None:
             return store.Status.DIVERGED.value
         if finished:
             return store.Status.COMPLETED.value
         return (store.Status.INTERRUPTED if interrupted else store.Status.RUNNING).value
 
     def _metrics(self, k: int, finished: bool, stop: StopRequest | None = None) -> dict:
+        s = self.state
         extra = {}
         if stop is not None:
-            extra = {"interrupted_step": self.step, "signal": stop.name}
+            extra = {"interrupted_step": s.step, "signal": stop.name}
         return runfiles.metrics_record(
-            self.run_dirs[k],
+            s.run_dirs[k],
             status=self._status(k, finished, interrupted=stop is not None),
-            steps=self.step,
-            steps_planned=self.total_steps,
-            diverged_step=self.diverged_step[k],
-            wall_time_s=round(self.wall_before + time.monotonic() - self._t_start, 3),
-            seed=self.seeds[k],
+            steps=s.step,
+            steps_planned=s.total_steps,
+            diverged_step=s.diverged_step[k],
+            wall_time_s=round(s.wall_before + time.monotonic() - s.t_start, 3),
+            seed=s.seeds[k],
             member_index=k,
-            ensemble_seeds=self.seeds,
-            device=self.device,
+            ensemble_seeds=s.seeds,
+            device=s.device,
             mlflow_run_id=self._mlflow_id(k),
             tracking_uri=self._tracking_uri(),
-            experiment=self.cfg.tracking.experiment if self.cfg.tracking.enabled else None,
+            experiment=s.cfg.tracking.experiment if s.cfg.tracking.enabled else None,
             experiment_id=self.tracking.experiment_id if self.tracking else None,
             versions=self.versions,
             tracking_failure=self.tracking.failure if self.tracking else None,
             # Read from the optimizer: a run resumed from a checkpoint of an older version keeps
             # the implementation its checkpoint's settings name.
-            numerics={
-                **self.numerics,
-                "optimizer_implementation": updates.implementation(self.opt_d),
-            },
-            training_data=self.training_data,
+            numerics={**s.numerics, "optimizer_implementation": updates.implementation(s.opt_d)},
+            training_data=s.training_data,
             **extra,
         )
 
@@ -184,34 +236,38 @@ class RunOutputs:
         """A finished run whose log.csv or fid_curve.csv was removed gets them back from its
         final.pt (an earlier version's final.pt does not carry them); a FID curve without a
         point gets its header."""
-        expected = [store.LOG] + ([store.FID_CURVE] if self.fid is not None else [])
-        for run_dir in self.run_dirs:
+        s = self.state
+        expected = [store.LOG] + ([store.FID_CURVE] if s.fid is not None else [])
+        for run_dir in s.run_dirs:
             if all((run_dir / name).exists() for name in expected):
                 continue
             saved = ckpt.load(run_dir / store.FINAL).get("run_files", {})
             runfiles.restore_growing_files(run_dir, saved)
-            if self.fid is not None and not (run_dir / store.FID_CURVE).exists():
+            if s.fid is not None and not (run_dir / store.FID_CURVE).exists():
                 runfiles.start_fid_curve(run_dir, 0)
 
     def _open_logs(self) -> None:
-        for run_dir, saved in zip(self.run_dirs, self._resumed_files):
+        s = self.state
+        for run_dir, saved in zip(s.run_dirs, self.resumed_files):
             runfiles.restore_growing_files(run_dir, saved)
-        opened = [runfiles.open_log(run_dir, self.step) for run_dir in self.run_dirs]
+        opened = [runfiles.open_log(run_dir, s.step) for run_dir in s.run_dirs]
         self.log_files = [handle for handle, _ in opened]
         self.log_writers = [writer for _, writer in opened]
-        if self.fid is not None:
-            for run_dir in self.run_dirs:
-                runfiles.start_fid_curve(run_dir, self.step)
+        if s.fid is not None:
+            for run_dir in s.run_dirs:
+                runfiles.start_fid_curve(run_dir, s.step)
 
-    def _start_tracking(self) -> None:
-        self.tracking = runfiles.start_tracking(
-            self._tracking_job,
-            self.member_cfgs,
-            self.run_dirs,
-            self._resumed_mlflow,
-            self.device,
-            self.versions,
-        )
+    def close_logs(self) -> None:
+        for f in self.log_files:
+            f.close()
+
+    def end_tracking(self, status: str) -> None:
+        """End every member's MLflow run as ``status`` where training stopped without reaching
+        its end (an exception, or KILLED by a keyboard interrupt)."""
+        if self.tracking is not None:
+            for tracker in self.tracking.trackers:
+                tracker.finish(status)
+            self.tracking.close()
 
     def _close_tracking(self, results: list[dict]) -> None:
         """Wait (bounded) for the queued MLflow calls; where tracking failed meanwhile,
@@ -225,41 +281,41 @@ class RunOutputs:
                 metrics["tracking"] = {"status": "failed", "error": failure}
                 store.write_record(self._metrics_path(k), metrics)
 
-    def _save_samples(self) -> None:
-        with sampling(self.G):
-            samples = self.G(self.sample_z).float().cpu()
-        alive = [k for k in range(self.K) if self.diverged_step[k] is None]
+    def save_samples(self) -> None:
+        s = self.state
+        with sampling(s.G):
+            samples = s.G(s.sample_z).float().cpu()
+        alive = [k for k in range(s.K) if s.diverged_step[k] is None]
         name = store.step_file(self.step, store.SAMPLE_IMAGE_SUFFIX)
         save_member_samples(
             [samples[k] for k in alive],
-            self.spec,
-            [self.run_dirs[k] / store.SAMPLES / name for k in alive],
+            s.spec,
+            [s.run_dirs[k] / store.SAMPLES / name for k in alive],
         )
 
-    def generate_all(self, n: int) -> Tensor:
-        """n samples of every member, (K, n, *sample_shape) on the CPU, from fixed noise."""
-        seeds = [step_maths.MemberSeeds.from_seed(s).sample + 1 for s in self.seeds]
-        return generate_members(self.G, self.cfg, seeds, n, self.device)
-
-    def _track_fid(self) -> None:
-        samples = self.generate_all(self.cfg.train.fid_samples)
-        for k, run_dir in enumerate(self.run_dirs):
-            if self.diverged_step[k] is not None:
+    def track_fid(self) -> None:
+        s = self.state
+        samples = s.generate_all(s.cfg.train.fid_samples)
+        for k, run_dir in enumerate(s.run_dirs):
+            if s.diverged_step[k] is not None:
                 continue
-            value = float(self.fid(samples[k]))
-            runfiles.append_fid(run_dir, self.step, value, self.fid.n_samples, self.fid.dims)
+            value = float(s.fid(samples[k]))
+            runfiles.append_fid(run_dir, s.step, value, s.fid.n_samples, s.fid.dims)
             if self._tracker(k) is not None:
-                self._tracker(k).log_metrics(self.step, {"fid_train": value})
+                self._tracker(k).log_metrics(s.step, {"fid_train": value})
 
-    def _interrupt(self, stop: StopRequest) -> list[dict]:
+    # -- the end of a run ----------------------------------------------------------------------
+
+    def interrupt(self, stop: StopRequest) -> list[dict]:
         """After a stop signal: a checkpoint of every member at this step, metrics.json with
         ``"status": "interrupted"``, the MLflow runs ended as KILLED. The rerun resumes here."""
+        s = self.state
         if self.tracking is not None:
             self.tracking.wait()  # the run ids, for the checkpoint and metrics.json
-        if not ckpt.checkpoint_path(self.run_dirs[0], self.step).is_file():
+        if not ckpt.checkpoint_path(s.run_dirs[0], s.step).is_file():
             self.save_checkpoint()
         results = []
-        for k in range(self.K):
+        for k in range(s.K):
             metrics = self._metrics(k, finished=False, stop=stop)
             store.write_record(self._metrics_path(k), metrics)
             if self._tracker(k) is not None:
@@ -268,7 +324,7 @@ class RunOutputs:
             results.append(metrics)
         self._close_tracking(results)
         print(
-            f"[{self._name}] stopped by {stop.name} at step {self.step} of {self.total_steps}: "
+            f"[{s.name}] stopped by {stop.name} at step {s.step} of {s.total_steps}: "
             "checkpoint written; run the same command again to resume from it",
             file=sys.stderr,
             flush=True,
@@ -277,43 +333,42 @@ class RunOutputs:
 
     def _finished(self, k: int) -> bool:
         path = self._metrics_path(k)
-        if not path.is_file() or not (self.run_dirs[k] / store.FINAL).is_file():
+        if not path.is_file() or not (self.state.run_dirs[k] / store.FINAL).is_file():
             return False
         return json.loads(path.read_text()).get("status") in store.FINISHED
 
-    def _log(
-        self, history: Tensor, first_step: int, stats: Tensor, rate: float, frozen_host: list[bool]
-    ):
-        """Record divergence (the first non-finite step of each member) and write log rows."""
-        logged = [not frozen for frozen in frozen_host]
-        self._record_divergence(history, first_step, frozen_host)
+    def log_rows(self, stats: Tensor, rate: float, logged: list[bool]) -> None:
+        """A log row of each member in ``logged`` (those not frozen before these steps: the
+        row of a member's diverging steps is still written)."""
+        s = self.state
         stats = stats.cpu()
-        wall = round(self.wall_before + time.monotonic() - self._t_start, 3)
-        for k in range(self.K):
+        wall = round(s.wall_before + time.monotonic() - s.t_start, 3)
+        for k in range(s.K):
             if logged[k]:
                 runfiles.write_log_row(
                     self.log_writers[k],
                     self.log_files[k],
                     self._tracker(k),
-                    self.step,
+                    s.step,
                     stats[k].tolist(),
                     rate,
                     wall,
                 )
 
-    def _finish(self) -> list[dict]:
+    def finish(self) -> list[dict]:
+        s = self.state
         if self.tracking is not None:
             self.tracking.wait()  # the run ids, for the checkpoints and metrics.json
         # The last step's checkpoint (what a rerun resumes from where final.pt was removed) and
         # final.pt hold the same state with the final status: written once, one file by a link.
-        write_last = not ckpt.checkpoint_path(self.run_dirs[0], self.step).is_file()
-        if self.step % self.cfg.train.sample_every != 0:
-            self._save_samples()
+        write_last = not ckpt.checkpoint_path(s.run_dirs[0], s.step).is_file()
+        if s.step % s.cfg.train.sample_every != 0:
+            self.save_samples()
         results = []
-        for k, run_dir in enumerate(self.run_dirs):
+        for k, run_dir in enumerate(s.run_dirs):
             status = self._status(k, finished=True)
             member = self._member_checkpoint(k, status)
-            last = ckpt.checkpoint_path(run_dir, self.step)
+            last = ckpt.checkpoint_path(run_dir, s.step)
             if write_last:
                 ckpt.atomic_save(member, last)
                 ckpt.save_same_as(last, run_dir / store.FINAL)
@@ -331,8 +386,8 @@ class RunOutputs:
             results.append(metrics)
         # Only once every member's final.pt is written: until then a rerun resumes from a step
         # that every member holds.
-        if not self.cfg.train.keep_checkpoints:
-            for run_dir in self.run_dirs:
+        if not s.cfg.train.keep_checkpoints:
+            for run_dir in s.run_dirs:
                 ckpt.finish(run_dir)
         self._close_tracking(results)
         return results

@@ -12,20 +12,22 @@ become non-finite is recorded as diverged (at the first non-finite step) and fro
 gradients and the optimizer state that carries its step's direction are zeroed, so the
 optimizer leaves it where it is, while the others go on. When every member has diverged the run
 ends. Diverging is an outcome, not a crash.
+
+What both halves of a job use, the members' networks, optimizers, streams and step counter, is
+one :class:`~ganstudy.train.state.TrainingState`; the run directories are written from it by
+:class:`~ganstudy.train.outputs.RunOutputs`.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 import time
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from ganstudy import atomic, numerics, provenance, store
+from ganstudy import numerics, store
 from ganstudy.config import RunConfig
 from ganstudy.data import registry
 from ganstudy.data.draws import ChunkedDraws, Part
@@ -39,15 +41,16 @@ from ganstudy.train import step as step_maths
 from ganstudy.train.outputs import RunOutputs
 from ganstudy.train.progress import Progress
 from ganstudy.train.signals import StopRequest
+from ganstudy.train.state import LoopState, TrainingState
 
 SAMPLE_GRID = 64
 
 
-class Trainer(RunOutputs):
+class Trainer:
     """Trains the members ``seeds`` of the variant ``cfg``; member k writes ``run_dirs[k]``.
 
     The step and the loop are here; checkpoints, logs, metrics.json, samples and tracking are
-    in :class:`~ganstudy.train.outputs.RunOutputs`."""
+    in :attr:`outputs`, which is given the :attr:`state` both share."""
 
     def __init__(
         self,
@@ -63,38 +66,33 @@ class Trainer(RunOutputs):
         if len(set(seeds)) != len(seeds):
             raise ConfigError(f"seeds {seeds} repeat a seed; every member needs its own seed")
         self.cfg = cfg
-        self.seeds = list(seeds)
-        self.run_dirs = [Path(d) for d in run_dirs]
-        self.K = len(seeds)
-        self.device = (
+        run_dirs = [Path(d) for d in run_dirs]
+        device = (
             torch.device(device)
             if device is not None
             else resolve_device(cfg.train.device, key="key 'train.device':")
         )
         self.progress_enabled = progress
-        self.flush_seconds = flush_seconds
-        self.tracking = None
-        self.spec = registry.dataset(cfg.dataset.name)
-        self.member_cfgs = [cfg.with_seed(s) for s in seeds]
-        self._check_existing()
-        self._tracking_job = runfiles.open_tracking(cfg, flush_seconds)
+        spec = registry.dataset(cfg.dataset.name)
+        member_cfgs = [cfg.with_seed(s) for s in seeds]
+        for run_dir, member_cfg in zip(run_dirs, member_cfgs):
+            runfiles.check_same_run(run_dir, member_cfg.to_dict())
+        tracking_job = runfiles.open_tracking(cfg, flush_seconds)
 
-        self.numerics = numerics.apply(cfg.train, self.device)
-        self.G, self.D = step_maths.init_networks(cfg, seeds, self.device)
+        settings = numerics.apply(cfg.train, device)
+        G, D = step_maths.init_networks(cfg, seeds, device)
         # The step calls these (compiled, or the networks themselves); sampling and checkpoints
         # use the eager networks, which own the same parameters.
-        self.G_step = numerics.compiled(self.G, self.numerics["compile"])
-        self.D_step = numerics.compiled(self.D, self.numerics["compile"])
+        self.G_step = numerics.compiled(G, settings["compile"])
+        self.D_step = numerics.compiled(D, settings["compile"])
         t = cfg.train
-        self.capturable = self.numerics["compile"] == "cudagraph"
-        self.opt_g = updates.build_optimizer(self.G.parameters(), t.lr_g, t, self.capturable)
-        self.opt_d = updates.build_optimizer(self.D.parameters(), t.lr_d, t, self.capturable)
-        self.d_schedule = updates.build_schedule(cfg, self.K, self.device)
+        capturable = settings["compile"] == "cudagraph"
+        opt_g = updates.build_optimizer(G.parameters(), t.lr_g, t, capturable)
+        opt_d = updates.build_optimizer(D.parameters(), t.lr_d, t, capturable)
+        d_schedule = updates.build_schedule(cfg, len(seeds), device)
         self.direction = updates.direction_state(t)
         member_seeds = [step_maths.MemberSeeds.from_seed(s) for s in seeds]
-        noise_gens = [
-            torch.Generator(device=self.device).manual_seed(m.noise) for m in member_seeds
-        ]
+        noise_gens = [torch.Generator(device=device).manual_seed(m.noise) for m in member_seeds]
         self.d_loss, self.g_loss, self.needs_gp = build_loss(cfg.loss)
         # The noise of every update of a step (and the penalty's mixing weights), drawn ahead
         # for all members: the step's calls do not grow with K (see ganstudy.data.draws).
@@ -103,52 +101,78 @@ class Trainer(RunOutputs):
         ]
         if self.needs_gp:
             noise_parts.append(Part("eps", t.d_steps, (t.batch_size,), "uniform"))
-        self.noise_draws = ChunkedDraws(noise_gens, noise_parts, self.device)
-        data_gens = [torch.Generator(device=self.device).manual_seed(m.data) for m in member_seeds]
-        self.stream = make_stream(cfg, data_gens, [m.data for m in member_seeds], self.device)
-        # What the run trained on, in metrics.json: the protocol comparisons read its size.
-        images = getattr(self.stream, "images", None)
-        self.training_data = {
+        noise_draws = ChunkedDraws(noise_gens, noise_parts, device)
+        data_gens = [torch.Generator(device=device).manual_seed(m.data) for m in member_seeds]
+        stream = make_stream(cfg, data_gens, [m.data for m in member_seeds], device)
+        images = getattr(stream, "images", None)
+        training_data = {
             "n_train": None if images is None else len(images),
-            "batches_per_epoch": getattr(self.stream, "batches_per_epoch", None),
+            "batches_per_epoch": getattr(stream, "batches_per_epoch", None),
         }
         if t.steps is not None:
-            self.total_steps = t.steps
+            total_steps = t.steps
         else:
-            self.total_steps = math.ceil(t.epochs * self.stream.batches_per_epoch / t.d_steps)
-        self.sample_z = torch.empty(self.K, SAMPLE_GRID, cfg.arch.z_dim, device=self.device)
+            total_steps = math.ceil(t.epochs * stream.batches_per_epoch / t.d_steps)
+        sample_z = torch.empty(len(seeds), SAMPLE_GRID, cfg.arch.z_dim, device=device)
         draw_noise(
-            self.sample_z,
-            [torch.Generator(device=self.device).manual_seed(m.sample) for m in member_seeds],
+            sample_z,
+            [torch.Generator(device=device).manual_seed(m.sample) for m in member_seeds],
             cfg.arch.z_dist,
         )
-        self.step = 0
-        self.diverged_step: list[int | None] = [None] * self.K
-        self.wall_before = 0.0
-        self.g_params = list(self.G.parameters())
-        self.d_params = list(self.D.parameters())
-        self.host_checks = self.device.type == "cpu"  # see _mask
-        self.graph = None
-        if self.numerics["compile"] == "cudagraph":
-            from ganstudy.train.graph import GraphedStep
-
-            self.graph = GraphedStep(self)
-        self.fid = None
-        if t.fid_every > 0 and self.spec.kind == "image":
+        self.g_params = list(G.parameters())
+        self.d_params = list(D.parameters())
+        self.host_checks = device.type == "cpu"  # see _mask
+        fid = None
+        if t.fid_every > 0 and spec.kind == "image":
             from ganstudy.metrics.fid import TrainingFID  # Inception only where it is used
 
-            self.fid = TrainingFID(
+            fid = TrainingFID(
                 cfg.dataset.name,
                 cfg.dataset.data_root,
                 t.fid_samples,
                 dims=t.fid_dims,
-                device=self.device,
+                device=device,
                 mirror=cfg.dataset.mirror,
             )
+        self.state = TrainingState(
+            cfg=cfg, seeds=list(seeds), run_dirs=run_dirs, member_cfgs=member_cfgs,
+            device=device, spec=spec, numerics=settings, G=G, D=D, opt_g=opt_g, opt_d=opt_d,
+            capturable=capturable, d_schedule=d_schedule, noise_draws=noise_draws,
+            stream=stream, training_data=training_data, total_steps=total_steps,
+            sample_z=sample_z, fid=fid,
+        )  # fmt: skip
+        self.outputs = RunOutputs(self.state, tracking_job)
+        self.graph = None
+        if capturable:
+            from ganstudy.train.graph import GraphedStep
+
+            self.graph = GraphedStep(self)
+
+    # What callers outside the step read of a trainer; the state is the one place they live.
 
     @property
-    def _name(self) -> str:
-        return store.RunKey.of_config(self.cfg).name
+    def K(self) -> int:
+        return self.state.K
+
+    @property
+    def device(self) -> torch.device:
+        return self.state.device
+
+    @property
+    def run_dirs(self) -> list[Path]:
+        return self.state.run_dirs
+
+    @property
+    def G(self) -> torch.nn.Module:
+        return self.state.G
+
+    @property
+    def D(self) -> torch.nn.Module:
+        return self.state.D
+
+    @property
+    def tracking(self):
+        return self.outputs.tracking
 
     # -- one step ------------------------------------------------------------------------------
 
@@ -167,9 +191,10 @@ class Trainer(RunOutputs):
         """What training step ``step`` reads: its real batches (a list of ``d_steps`` (K, B, ...)
         tensors) and its noise, ``z`` of shape (d_steps + 1, K, B, z_dim) and, for a gradient
         penalty, ``eps`` (d_steps, K, B)."""
+        state = self.state
         t = self.cfg.train
-        inputs = dict(self.noise_draws.at(step))
-        inputs["real"] = [self.stream.batch(step * t.d_steps + i) for i in range(t.d_steps)]
+        inputs = dict(state.noise_draws.at(step))
+        inputs["real"] = [state.stream.batch(step * t.d_steps + i) for i in range(t.d_steps)]
         return inputs
 
     def train_step(self, step: int, frozen: Tensor, want_stats: bool):
@@ -189,6 +214,7 @@ class Trainer(RunOutputs):
 
     def step_body(self, inputs: dict, frozen: Tensor, want_stats: bool):
         """The step's arithmetic on ``inputs`` (see :meth:`step_inputs`), eager or captured."""
+        state = self.state
         t = self.cfg.train
         noise = inputs
         # Divergence is judged on the sum of the step's D losses: non-finite if any of them is.
@@ -206,16 +232,16 @@ class Trainer(RunOutputs):
             grads_d = torch.autograd.grad(loss_d.sum(), self.d_params)
             d_total = d_total + loss_d.detach()
             frozen = frozen | ~torch.isfinite(loss_d.detach())
-            scale = self.d_schedule.factor(loss_d.detach()) if self.d_schedule else None
+            scale = state.d_schedule.factor(loss_d.detach()) if state.d_schedule else None
             step_maths.apply_update(
-                self.d_params, grads_d, self.opt_d, self._mask(frozen), scale, self.direction
+                self.d_params, grads_d, state.opt_d, self._mask(frozen), scale, self.direction
             )
         d_fake_g = self.D_step(self.G_step(noise["z"][t.d_steps]))
         loss_g = self.g_loss(d_fake_g)
         grads_g = torch.autograd.grad(loss_g.sum(), self.g_params)
         frozen = frozen | ~torch.isfinite(loss_g.detach())
         step_maths.apply_update(
-            self.g_params, grads_g, self.opt_g, self._mask(frozen), None, self.direction
+            self.g_params, grads_g, state.opt_g, self._mask(frozen), None, self.direction
         )
         losses = torch.stack([d_total, loss_g.detach()], dim=-1)
         if not want_stats:
@@ -237,108 +263,101 @@ class Trainer(RunOutputs):
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self) -> list[dict]:
-        self._t_start = time.monotonic()
-        done = [self._finished(k) for k in range(self.K)]
-        if all(done):
-            if self._tracking_job is not None:
-                self._tracking_job.abandon()
-            self._restore_finished_files()
-            return [json.loads(self._metrics_path(k).read_text()) for k in range(self.K)]
-        for run_dir, member_cfg in zip(self.run_dirs, self.member_cfgs):
-            run_dir.mkdir(parents=True, exist_ok=True)
-            atomic.write_text(run_dir / store.CONFIG, member_cfg.to_yaml())
-        self._resumed_mlflow = [{} for _ in range(self.K)]
-        self._resumed_files = [{} for _ in range(self.K)]
-        resume = self._resume()
-        if resume is not None:
-            print(f"[{self._name}] resuming from step {resume}", file=sys.stderr, flush=True)
-        self.versions = provenance.versions()
-        self._start_tracking()
-        self._open_logs()
-        for k in range(self.K):
-            store.write_record(self._metrics_path(k), self._metrics(k, finished=False))
+        state, outputs = self.state, self.outputs
+        state.t_start = time.monotonic()
+        if outputs.all_finished():
+            return outputs.reopen_finished()
+        outputs.start()
         t = self.cfg.train
-        frozen_host = [s is not None for s in self.diverged_step]
-        # Divergence is tracked on the device every step (no host sync), so that a member is
-        # frozen at its last finite state; the host learns of it at the next log row.
-        frozen = torch.tensor(frozen_host, device=self.device)
-        history = torch.zeros(t.log_every, self.K, 2, device=self.device)
+        frozen_host = [s is not None for s in state.diverged_step]
         progress = (
-            Progress(self.total_steps, self.step, self._name) if self.progress_enabled else None
+            Progress(state.total_steps, state.step, state.name) if self.progress_enabled else None
         )
-        last_log_step, last_log_time = self.step, time.monotonic()
+        loop = LoopState(
+            stop=StopRequest(state.name),
+            progress=progress,
+            # Divergence is tracked on the device every step (no host sync), so that a member is
+            # frozen at its last finite state; the host learns of it at the next log row.
+            frozen=torch.tensor(frozen_host, device=state.device),
+            frozen_host=frozen_host,
+            history=torch.zeros(t.log_every, state.K, 2, device=state.device),
+            last_log_step=state.step,
+            last_log_time=time.monotonic(),
+        )
         status = "FAILED"
-        stop = StopRequest(self._name)
         try:
-            with stop:
-                self._loop(
-                    stop, progress, frozen, frozen_host, history, last_log_step, last_log_time
-                )
+            with loop.stop:
+                self._loop(loop)
             status = "FINISHED"
         except KeyboardInterrupt:
             status = "KILLED"
             raise
         finally:
-            for f in self.log_files:
-                f.close()
+            outputs.close_logs()
             if progress is not None:
                 progress.close()
-            if status != "FINISHED" and self.tracking is not None:
-                for tracker in self.tracking.trackers:
-                    tracker.finish(status)
-                self.tracking.close()
-        if stop.signal is not None and self.step < self.total_steps and not all(frozen_host):
-            return self._interrupt(stop)
-        return self._finish()
+            if status != "FINISHED":
+                outputs.end_tracking(status)
+        stop = loop.stop
+        if stop.signal is not None and state.step < state.total_steps and not all(frozen_host):
+            return outputs.interrupt(stop)
+        return outputs.finish()
 
-    def _loop(self, stop, progress, frozen, frozen_host, history, last_log_step, last_log_time):
+    def _loop(self, loop: LoopState) -> None:
         """Train until the planned step, until every member diverged, or until a stop signal
         (then the steps since the last log row are checked for divergence too)."""
+        state, outputs = self.state, self.outputs
         t = self.cfg.train
-        while self.step < self.total_steps and not all(frozen_host):
-            log_now = (self.step + 1) % t.log_every == 0 or self.step + 1 == self.total_steps
-            losses, stats, frozen = self.train_step(self.step, frozen, log_now)
-            history[self.step - last_log_step].copy_(losses)
-            self.step += 1
+        while state.step < state.total_steps and not all(loop.frozen_host):
+            log_now = (state.step + 1) % t.log_every == 0 or state.step + 1 == state.total_steps
+            losses, stats, loop.frozen = self.train_step(state.step, loop.frozen, log_now)
+            loop.history[state.step - loop.last_log_step].copy_(losses)
+            state.step += 1
             if log_now:
-                now = time.monotonic()
-                rate = (self.step - last_log_step) * t.batch_size * self.K / (now - last_log_time)
-                self._log(
-                    history[: self.step - last_log_step], last_log_step, stats, rate, frozen_host
-                )
-                if progress is not None:
-                    alive = [k for k in range(self.K) if not frozen_host[k]]
-                    shown = stats[alive[0] if alive else 0].tolist()
-                    progress.update(
-                        self.step,
-                        self.step - last_log_step,
-                        {"loss_d": shown[0], "loss_g": shown[1]},
-                    )
-                last_log_step, last_log_time = self.step, now
-            if self.step % t.sample_every == 0:
-                self._save_samples()
-            if self.fid is not None and self.step % t.fid_every == 0:
-                self._track_fid()
-            if self.step % t.checkpoint_every == 0 and self.step < self.total_steps:
-                self.save_checkpoint()
-                for k in range(self.K):
-                    store.write_record(self._metrics_path(k), self._metrics(k, finished=False))
-            if stop.signal is not None:
+                self._log(loop, stats)
+            if state.step % t.sample_every == 0:
+                outputs.save_samples()
+            if state.fid is not None and state.step % t.fid_every == 0:
+                outputs.track_fid()
+            if state.step % t.checkpoint_every == 0 and state.step < state.total_steps:
+                outputs.save_checkpoint()
+                outputs.record_running()
+            if loop.stop.signal is not None:
                 self._record_divergence(
-                    history[: self.step - last_log_step], last_log_step, frozen_host
+                    loop.history[: state.step - loop.last_log_step],
+                    loop.last_log_step,
+                    loop.frozen_host,
                 )
                 return
+
+    def _log(self, loop: LoopState, stats: Tensor) -> None:
+        """At a log row: record divergence (the first non-finite step of each member since the
+        last row), write the rows, show progress, and start the next row's history."""
+        state = self.state
+        now = time.monotonic()
+        steps = state.step - loop.last_log_step
+        rate = steps * self.cfg.train.batch_size * state.K / (now - loop.last_log_time)
+        # A member that diverged since the last row still gets this row.
+        logged = [not frozen for frozen in loop.frozen_host]
+        self._record_divergence(loop.history[:steps], loop.last_log_step, loop.frozen_host)
+        self.outputs.log_rows(stats, rate, logged)
+        if loop.progress is not None:
+            alive = [k for k in range(state.K) if not loop.frozen_host[k]]
+            shown = stats[alive[0] if alive else 0].tolist()
+            loop.progress.update(state.step, steps, {"loss_d": shown[0], "loss_g": shown[1]})
+        loop.last_log_step, loop.last_log_time = state.step, now
 
     def _record_divergence(self, history: Tensor, first_step: int, frozen_host: list[bool]):
         """Record the first non-finite step of each member in ``history`` (losses of the steps
         after ``first_step``) and mark it frozen."""
         finite = torch.isfinite(history.cpu()).all(dim=-1)  # (steps, K)
-        for k in range(self.K):
+        diverged_step = self.state.diverged_step
+        for k in range(self.state.K):
             if frozen_host[k]:
                 continue
             bad = (~finite[:, k]).nonzero()
             if len(bad):
-                self.diverged_step[k] = first_step + int(bad[0]) + 1
+                diverged_step[k] = first_step + int(bad[0]) + 1
                 frozen_host[k] = True
 
 
