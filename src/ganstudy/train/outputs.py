@@ -10,7 +10,6 @@ checkpoints (and loads a checkpoint into), the step counter and each member's di
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -59,7 +58,7 @@ class RunOutputs:
         if self.tracking_job is not None:
             self.tracking_job.abandon()
         self._restore_finished_files()
-        return [json.loads(self._metrics_path(k).read_text()) for k in range(self.state.K)]
+        return [store.read_record(self._metrics_path(k)) for k in range(self.state.K)]
 
     def start(self) -> None:
         """Everything before the first step: config.yaml, resuming from the newest usable
@@ -335,7 +334,7 @@ class RunOutputs:
         path = self._metrics_path(k)
         if not path.is_file() or not (self.state.run_dirs[k] / store.FINAL).is_file():
             return False
-        return json.loads(path.read_text()).get("status") in store.FINISHED
+        return store.read_record(path).get("status") in store.FINISHED
 
     def log_rows(self, stats: Tensor, rate: float, logged: list[bool]) -> None:
         """A log row of each member in ``logged`` (those not frozen before these steps: the
