@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -436,6 +437,43 @@ def test_quick_study_end_to_end_on_the_cpu(tmp_path, shared_files):
     # nothing is left to do: re-running is incremental
     again = snakemake(cwd, "-n", "--configfile", "config/quick.yaml", env=env)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout
+
+    # The report's figures and every run's samples as files beside it, and the archive of
+    # `snakemake --report`: our report, summary.csv, the forest plots and the samples, captioned.
+    figures = cwd / "reports" / "report-quick-figures"
+    samples = cwd / "reports" / "report-quick-samples"
+    assert [p.name for p in figures.glob("*.png")] == ["forest.png"]
+    with_samples = [r for r in design if (results / r["run_dir"] / "samples.png").is_file()
+                    or (results / r["run_dir"] / "samples2d.csv").is_file()]  # fmt: skip
+    drawn = sorted(str(p.relative_to(samples)) for p in samples.rglob("*.png"))
+    assert drawn == sorted(r["run_dir"].removeprefix("runs/") + ".png" for r in with_samples)
+    assert any(r["dataset"] == "ring8" for r in with_samples)
+    archive = tmp_path / "report.zip"
+    packed = snakemake(cwd, "--report", str(archive), "--configfile", "config/quick.yaml", env=env)
+    assert packed.returncode == 0, packed.stderr[-3000:]
+    check_report_archive(archive, drawn)
+
+
+def check_report_archive(archive: Path, samples: list[str]) -> None:
+    """The archive holds our HTML report, summary.csv, forest.png and every sample file, and its
+    page shows the workflow's description and each file's caption."""
+    with zipfile.ZipFile(archive) as zf:
+        names = zf.namelist()
+        page = zf.read("report/report.html").decode()
+    results = [n for n in names if n.startswith("report/data/")]
+    for name in ("report-quick.html", "summary.csv", "forest.png"):
+        assert sum(n.endswith(f"/{name}") for n in results) == 1, (name, names)
+    for name in samples:
+        assert any(n.endswith(f"/{name}") for n in results), (name, names)
+    assert len(results) == 3 + len(samples)
+    for caption in (
+        "The lsgan-vs-gan-quick study",  # the workflow's description, its config filled in
+        "The tidy summary of the study",
+        "Forest plots of the primary hypotheses",
+        "the run ring8 /",  # a sample's caption, its wildcards filled in
+        "rendered by",
+    ):
+        assert caption in page, caption
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,16 @@
 # The study's record: the expected runs (design.csv), the planned comparisons
 # (comparisons.csv), the resolved study config and every variant's run config, the tidy summary
-# of every run, and the HTML report.
+# of every run, and the HTML report with its figures and every run's samples as files beside it.
+# The outputs marked report(...) make up the archive of `snakemake --report report.zip`, each
+# with its caption in ../report/ (paths of captions are relative to this file).
+
+# Beside the HTML report, e.g. reports/report.html: reports/report-figures/ (forest.png) and
+# reports/report-samples/<dataset>/<arch>/<loss>/<bn>/seed<S>.png (a run without samples has none)
+REPORT_STEM = os.path.splitext(STUDY.config["report"])[0]
+REPORT_FIGURES = f"{REPORT_STEM}-figures"
+REPORT_SAMPLES = f"{REPORT_STEM}-samples"
+# the parts of a sample file's name, one folder each (glob_wildcards of the report archive)
+SAMPLE_PATTERN = "{dataset,[^/]+}/{arch,[^/]+}/{loss,[^/]+}/{bn,[^/]+}/{seed,[^/]+}.png"
 
 
 rule design:
@@ -36,7 +46,12 @@ rule aggregate:
         ],
         looks=lambda wildcards: look_records(),
     output:
-        summary=f"{RESULTS}/{store.SUMMARY}",
+        summary=report(
+            f"{RESULTS}/{store.SUMMARY}",
+            caption="../report/summary.rst",
+            category="Results",
+            subcategory="Every run",
+        ),
     log:
         f"{LOGS}/aggregate.log",
     params:
@@ -67,7 +82,32 @@ rule report:
         ],
         looks=lambda wildcards: look_records(),
     output:
-        report=STUDY.config["report"],
+        report=report(
+            STUDY.config["report"],
+            caption="../report/report.rst",
+            category="Report",
+            subcategory="The study",
+        ),
+        figures=report(
+            directory(REPORT_FIGURES),
+            patterns=["{figure}.png"],
+            caption="../report/forest.rst",
+            category="Answer",
+            subcategory="Primary hypotheses",
+        ),
+        samples=report(
+            directory(REPORT_SAMPLES),
+            patterns=[SAMPLE_PATTERN],
+            caption="../report/samples.rst",
+            category="Samples",
+            subcategory="{dataset}",
+            labels={
+                "architecture": "{arch}",
+                "loss": "{loss}",
+                "batch norm": "{bn}",
+                "seed": "{seed}",
+            },
+        ),
     log:
         f"{LOGS}/report.log",
     params:
@@ -76,7 +116,7 @@ rule report:
         CONDA_ENV
     shell:
         "ganstudy report --results {params.results:q} --out {output.report} --config {input.config}"
-        " > {log} 2>&1"
+        " --figures {output.figures} --samples {output.samples} > {log} 2>&1"
 
 
 localrules:

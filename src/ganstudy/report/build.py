@@ -4,6 +4,8 @@
 :mod:`ganstudy.aggregate.summary`, the run files the figures need (``log.csv``, ``fid_curve.csv``,
 ``samples.png``, ``samples2d.csv``) and ``references.yaml``; it never queries MLflow. Figures are
 embedded as base64 PNG and the style sheet is inline, so the page opens offline in any browser.
+With ``figures`` and ``samples`` (folders) it also writes the figures that sections hand over and
+every run's samples as PNG files (:mod:`ganstudy.report.exports`).
 
 The page is a sequence of sections, registered in ``SECTIONS``; each renders HTML from a
 :class:`ReportInputs` (the runs as a plain data frame plus what was read alongside them).
@@ -29,6 +31,7 @@ from ganstudy.aggregate import summary as aggregate
 from ganstudy.analysis.comparisons import read_pairs
 from ganstudy.errors import ConfigError
 from ganstudy.losses import ComparedLosses
+from ganstudy.report import exports
 from ganstudy.report.answer import answer_section
 from ganstudy.report.compare import statistics_section
 from ganstudy.report.html import Html, fmt, join, table, tag
@@ -245,11 +248,13 @@ def _provenance(study: ReportInputs) -> Html:
 class Section:
     key: str
     title: str
-    render: Callable[[ReportInputs], Html]
+    render: Callable[..., Html]
+    # True: render(study, files) also puts its figures as PNG files (name -> bytes) into files
+    exports: bool = False
 
 
 SECTIONS: tuple[Section, ...] = (
-    Section("answer", "The answer", answer_section),
+    Section("answer", "The answer", answer_section, exports=True),
     Section("question", "The question", _question),
     Section("design", "Study design", _design),
     Section("data", "Data sources", _data_sources),
@@ -281,12 +286,14 @@ nav ol { columns: 2; }
 """
 
 
-def render(study: ReportInputs) -> str:
-    """The complete HTML page of a study."""
+def render(study: ReportInputs, files: dict[str, bytes] | None = None) -> str:
+    """The complete HTML page of a study; ``files``, where given, receives the figures that
+    sections export as files (name -> PNG bytes)."""
     body = []
     for section in SECTIONS:
         body.append(tag("h2", section.title, id=section.key))
-        body.append(section.render(study))
+        exported = section.exports and files is not None
+        body.append(section.render(study, files) if exported else section.render(study))
     nav = tag(
         "nav",
         tag("ol", join(tag("li", tag("a", s.title, href=f"#{s.key}")) for s in SECTIONS)),
@@ -311,8 +318,16 @@ def read_config(path: str | Path | None) -> tuple[Path | None, str | None]:
     return path, text
 
 
-def build_report(results: str | Path, out: str | Path, config: str | Path | None = None) -> Path:
-    """Render the report of ``results`` to ``out`` (written atomically) and return ``out``."""
+def build_report(
+    results: str | Path,
+    out: str | Path,
+    config: str | Path | None = None,
+    figures: str | Path | None = None,
+    samples: str | Path | None = None,
+) -> Path:
+    """Render the report of ``results`` to ``out`` (written atomically) and return ``out``;
+    ``figures``, ``samples``: folders to write the exported figures and every run's samples to
+    (:mod:`ganstudy.report.exports`)."""
     results, out = Path(results), Path(out)
     if not results.is_dir():
         raise ConfigError(f"results directory {results} does not exist")
@@ -331,5 +346,11 @@ def build_report(results: str | Path, out: str | Path, config: str | Path | None
         pairs=read_pairs(results / store.COMPARISONS),
     )
     check_run_csvs(study)
-    aggregate.write_atomic(out, render(study).encode("utf-8"))
+    files: dict[str, bytes] = {}
+    page = render(study, files)
+    if figures is not None:
+        exports.write_figures(files, figures)
+    if samples is not None:
+        exports.write_samples(study, samples)
+    aggregate.write_atomic(out, page.encode("utf-8"))
     return out
