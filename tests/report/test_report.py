@@ -227,7 +227,7 @@ def test_failed_render_keeps_previous_report(tmp_path, monkeypatch):
     out = tmp_path / "report.html"
     out.write_text("previous report")
 
-    def broken(study):
+    def broken(study, files=None):
         raise RuntimeError("figure failed")
 
     monkeypatch.setattr(report, "render", broken)

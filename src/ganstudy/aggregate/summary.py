@@ -171,10 +171,6 @@ def collect(results: str | Path) -> pd.DataFrame:
 # summary.csv on disk
 
 
-# The report's pages and files are written under this name too; one atomic writer for all.
-write_atomic = atomic.write_bytes
-
-
 def write_summary(df: pd.DataFrame, path: str | Path) -> Path:
     path = Path(path)
     atomic.write_bytes(path, df.to_csv(index=False).encode())

@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from ganstudy import store, yamlfile
+from ganstudy import atomic, store, yamlfile
 from ganstudy.aggregate import columns as summary_columns
 from ganstudy.aggregate import summary as aggregate
 from ganstudy.analysis.comparisons import read_pairs
@@ -352,5 +352,5 @@ def build_report(
         exports.write_figures(files, figures)
     if samples is not None:
         exports.write_samples(study, samples)
-    aggregate.write_atomic(out, page.encode("utf-8"))
+    atomic.write_bytes(out, page.encode("utf-8"))
     return out

@@ -18,14 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ganstudy import store
-from ganstudy.aggregate.summary import write_atomic
+from ganstudy import atomic, store
 from ganstudy.data.registry import DATASETS
 from ganstudy.errors import ConfigError
 from ganstudy.report import figures
-from ganstudy.report.html import fmt
 from ganstudy.report.inputs import ReportInputs, read_run_csvs
-from ganstudy.report.results import PNG_SIGNATURE
+from ganstudy.report.results import PNG_SIGNATURE, scatter_title
 
 
 def _folder(path: str | Path, option: str) -> Path:
@@ -41,7 +39,7 @@ def write_figures(files: dict[str, bytes], folder: str | Path) -> list[Path]:
     folder = _folder(folder, "--figures")
     written = []
     for name, data in sorted(files.items()):
-        write_atomic(folder / name, data)
+        atomic.write_bytes(folder / name, data)
         written.append(folder / name)
     return written
 
@@ -60,8 +58,7 @@ def sample_png(study: ReportInputs, row) -> bytes | None:
     if points.empty:
         return None
     key = (row.variant, row.loss_label)
-    title = f"{row.loss_label}, {row.variant}\nseed {int(row.seed)}, {fmt(row.modes_covered)} modes"
-    return figures.scatter2d({key: points}, np.array(mixture.means), {key: title})
+    return figures.scatter2d({key: points}, np.array(mixture.means), {key: scatter_title(row)})
 
 
 def write_samples(study: ReportInputs, folder: str | Path) -> list[Path]:
@@ -73,6 +70,6 @@ def write_samples(study: ReportInputs, folder: str | Path) -> list[Path]:
         if data is None:
             continue
         path = folder / f"{store.RunKey.parse(row.run_dir).name}.png"
-        write_atomic(path, data)
+        atomic.write_bytes(path, data)
         written.append(path)
     return written

@@ -140,6 +140,12 @@ def _fig_metrics(study: ReportInputs, d: pd.DataFrame) -> Html:
     return join(parts)
 
 
+def scatter_title(row) -> str:
+    """The title of one run's generated points (a summary row): arm, variant, seed, modes."""
+    covered = fmt(getattr(row, MODES_COVERED.name))
+    return f"{row.loss_label}, {row.variant}\nseed {int(row.seed)}, {covered} modes"
+
+
 def _fig_scatter2d(study: ReportInputs, d: pd.DataFrame) -> Html:
     dataset = d["dataset"].iloc[0]
     try:
@@ -155,10 +161,7 @@ def _fig_scatter2d(study: ReportInputs, d: pd.DataFrame) -> Html:
             continue
         pts = read_run_csvs(study, g[g["run_dir"] == row.run_dir], store.SAMPLES_2D, ["x", "y"])
         points[(variant, loss)] = pts
-        titles[(variant, loss)] = (
-            f"{loss}, {variant}\nseed {int(row.seed)}, "
-            f"{fmt(getattr(row, MODES_COVERED.name))} modes"
-        )
+        titles[(variant, loss)] = scatter_title(row)
         used.append(row.run_dir)
     if not points:
         return Html("")
