@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ganstudy.store import Status
+
 CONTINUOUS, RATE = "continuous", "rate"
 KINDS = (CONTINUOUS, RATE)
 # Where the report draws a metric: a panel of the per-dataset metrics figure (values over
@@ -139,7 +141,7 @@ class Metric:
 
 def _diverged_in_training(metrics: dict) -> bool | None:
     status = metrics.get("status")
-    return None if status is None else status == "diverged"
+    return None if status is None else status == Status.DIVERGED
 
 
 FID = Metric(

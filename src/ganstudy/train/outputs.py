@@ -43,14 +43,10 @@ class RunOutputs:
         self.log_files: list = []
         self.log_writers: list = []
 
-    @property
-    def step(self) -> int:
-        return self.state.step
-
     # -- the start of a run --------------------------------------------------------------------
 
     def all_finished(self) -> bool:
-        return all([self._finished(k) for k in range(self.state.K)])
+        return all(self._finished(k) for k in range(self.state.K))
 
     def reopen_finished(self) -> list[dict]:
         """Each member's metrics.json, for a job whose members all finished earlier: nothing is
@@ -285,7 +281,7 @@ class RunOutputs:
         with sampling(s.G):
             samples = s.G(s.sample_z).float().cpu()
         alive = [k for k in range(s.K) if s.diverged_step[k] is None]
-        name = store.step_file(self.step, store.SAMPLE_IMAGE_SUFFIX)
+        name = store.step_file(s.step, store.SAMPLE_IMAGE_SUFFIX)
         save_member_samples(
             [samples[k] for k in alive],
             s.spec,
